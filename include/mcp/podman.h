@@ -1,0 +1,80 @@
+/* The podman runtime as pure functions: argv builders for every call and
+ * parsers of podman's JSON answers. Running them is the caller's (mcp_proc),
+ * so the same code serves the event loop and synchronous use. */
+#ifndef MCP_PODMAN_H
+#define MCP_PODMAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mcp/error.h"
+#include "mcp/proc.h"
+#include "mcp/util.h"
+
+typedef struct mcp_podman_cfg {
+    const char *binary;          /* "podman" or a path */
+    const mcp_strv *global_args; /* e.g. --root X --runroot Y; may be NULL */
+    int64_t timeout_ms;          /* bound on one call */
+} mcp_podman_cfg;
+
+typedef struct mcp_port_mapping {
+    char *host_ip; /* "" when bound to all addresses */
+    int host_port;
+    int container_port;
+    char *protocol; /* "tcp" | "udp" */
+} mcp_port_mapping;
+
+/* One container as `podman ps -a` or `podman inspect` sees it. */
+typedef struct mcp_container {
+    char *id;
+    char *name;
+    char *image;
+    char *state; /* created, running, exited, stopped, paused, … */
+    int exit_code;
+    char *started_at; /* RFC 3339; may be NULL (ps) */
+    mcp_port_mapping *ports;
+    size_t n_ports;
+    /* filled by inspect only (empty after list): */
+    mcp_strv env;     /* KEY=value as podman reports it (includes podman's own PATH, …) */
+    mcp_strv cmd;
+    mcp_strv volumes; /* "src:dst" of bind mounts and named volumes */
+    char *user;
+    char *network;    /* first network name, may be NULL */
+    char *restart;    /* restart policy name, may be NULL */
+} mcp_container;
+
+/* What to run: every field as in a service component, ports already
+ * including route mappings and env already including PORT variables. */
+typedef struct mcp_container_spec {
+    char *name, *image, *network, *user, *restart; /* network, user, restart may be NULL */
+    mcp_strv ports, volumes, cmd, env;
+} mcp_container_spec;
+
+/* argv builders: fill argv (empty on entry) with binary, global args, then the call.
+ * Return 0, or -1 on out of memory. */
+int mcp_podman_argv_list(const mcp_podman_cfg *cfg, mcp_strv *argv);                      /* ps -a --format json */
+int mcp_podman_argv_inspect(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);  /* container inspect */
+int mcp_podman_argv_run(const mcp_podman_cfg *cfg, const mcp_container_spec *spec, mcp_strv *argv); /* run -d --name … */
+int mcp_podman_argv_start(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);
+int mcp_podman_argv_stop(const mcp_podman_cfg *cfg, const char *name, int timeout_s, mcp_strv *argv);
+/* rm -f: also clears a name that only podman's storage still holds; a missing container is not an error. */
+int mcp_podman_argv_remove(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);
+int mcp_podman_argv_image_exists(const mcp_podman_cfg *cfg, const char *image, mcp_strv *argv);
+
+/* Parsers of podman's answers. Return 0, or -1 with err set on malformed JSON. */
+int mcp_podman_parse_list(const char *json, size_t len, mcp_container **out, size_t *n, mcp_error *err);
+int mcp_podman_parse_inspect(const char *json, size_t len, mcp_container *out, mcp_error *err);
+/* The id printed by `podman run -d` (trimmed); NULL on empty output. */
+char *mcp_podman_parse_run(const char *out, size_t len);
+
+/* Turns a finished call into success (0) or -1 with a short, stable reason in
+ * reason ("timeout", "podman not found", "no such container", "no such image",
+ * "name in use", "failed") and a detail naming podman's stderr in err. */
+int mcp_podman_result(const mcp_proc_result *res, char *reason, size_t reason_len, mcp_error *err);
+
+void mcp_container_free(mcp_container *c);
+void mcp_containers_free(mcp_container *cs, size_t n);
+void mcp_container_spec_free(mcp_container_spec *spec);
+
+#endif

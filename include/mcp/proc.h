@@ -1,0 +1,51 @@
+/* Child processes on the event loop: argv exec (never a shell), captured
+ * output, a hard timeout, and cancellation. */
+#ifndef MCP_PROC_H
+#define MCP_PROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "mcp/error.h"
+
+typedef struct mcp_proc_result {
+    int exit_status;  /* when term_signal == 0 */
+    int term_signal;  /* nonzero when killed by a signal (also after a timeout) */
+    bool timed_out;   /* the timeout fired and the child was killed */
+    bool cancelled;   /* mcp_proc_cancel was called */
+    char *out;        /* stdout, NUL-terminated (capped at 16 MiB; see truncated) */
+    size_t out_len;
+    char *err;        /* stderr, NUL-terminated (capped at 1 MiB) */
+    size_t err_len;
+    bool truncated;
+    int64_t elapsed_ms;
+} mcp_proc_result;
+
+typedef struct mcp_proc mcp_proc;
+
+/* Called once, on the loop, after the child has exited and its pipes are
+ * drained. res and its buffers belong to the proc module and are freed after
+ * the callback returns; the mcp_proc handle is invalid after it too. */
+typedef void (*mcp_proc_cb)(const mcp_proc_result *res, void *ud);
+
+/* Starts argv[0] (looked up in PATH) with argv; stdin is /dev/null. After
+ * timeout_ms the child gets SIGTERM, and SIGKILL 2 s later. Returns a handle,
+ * or NULL with err set when the process cannot be started (e.g.
+ * "podman: executable not found in PATH"); cb is then never called. */
+mcp_proc *mcp_proc_spawn(uv_loop_t *loop, char *const argv[], int64_t timeout_ms, mcp_proc_cb cb,
+                         void *ud, mcp_error *err);
+
+/* Kills the child (SIGKILL); cb still runs once, with cancelled = true.
+ * Safe to call once the handle was returned and before cb ran. */
+void mcp_proc_cancel(mcp_proc *p);
+
+/* Runs argv to completion on a private loop. Fills res (free with
+ * mcp_proc_result_free). Returns 0 when the process ran (whatever its exit
+ * status), -1 with err set when it could not be started. */
+int mcp_proc_run(char *const argv[], int64_t timeout_ms, mcp_proc_result *res, mcp_error *err);
+void mcp_proc_result_free(mcp_proc_result *res);
+
+#endif

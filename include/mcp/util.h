@@ -1,0 +1,39 @@
+/* Small allocation and string helpers shared by every module. */
+#ifndef MCP_UTIL_H
+#define MCP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growable vector of owned, NUL-terminated strings. Zero-initialise to use. */
+typedef struct mcp_strv {
+    char **v;
+    size_t n;
+} mcp_strv;
+
+/* Appends a copy of s. Returns 0, or -1 when out of memory. */
+int mcp_strv_push(mcp_strv *sv, const char *s);
+/* Appends every string of src. Returns 0 or -1. */
+int mcp_strv_extend(mcp_strv *dst, const mcp_strv *src);
+/* Frees every string and the vector, leaving it empty and reusable. */
+void mcp_strv_free(mcp_strv *sv);
+/* A NULL-terminated copy of the pointers, for execvp-style APIs (strings are shared, not copied).
+ * Free the returned array with free(). NULL when out of memory. */
+char **mcp_strv_argv(const mcp_strv *sv);
+
+/* strdup that accepts NULL (returns NULL). */
+char *mcp_strdup(const char *s);
+/* Duplicates the first n bytes and NUL-terminates. */
+char *mcp_strndup(const char *s, size_t n);
+/* asprintf into a fresh string; NULL when out of memory. */
+char *mcp_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a whole file into a NUL-terminated buffer. Returns NULL and sets errno on failure. */
+char *mcp_read_file(const char *path, size_t *len);
+
+/* Monotonic clock in milliseconds / seconds. */
+int64_t mcp_now_ms(void);
+double mcp_now_s(void);
+
+#endif

@@ -1,0 +1,142 @@
+/* Allocation and string helpers. */
+#include "mcp/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int mcp_strv_push(mcp_strv *sv, const char *s)
+{
+    char *copy = mcp_strdup(s ? s : "");
+    if (!copy)
+        return -1;
+    char **grown = realloc(sv->v, (sv->n + 1) * sizeof *grown);
+    if (!grown) {
+        free(copy);
+        return -1;
+    }
+    sv->v = grown;
+    sv->v[sv->n++] = copy;
+    return 0;
+}
+
+int mcp_strv_extend(mcp_strv *dst, const mcp_strv *src)
+{
+    for (size_t i = 0; src && i < src->n; i++)
+        if (mcp_strv_push(dst, src->v[i]) != 0)
+            return -1;
+    return 0;
+}
+
+void mcp_strv_free(mcp_strv *sv)
+{
+    for (size_t i = 0; i < sv->n; i++)
+        free(sv->v[i]);
+    free(sv->v);
+    sv->v = NULL;
+    sv->n = 0;
+}
+
+char **mcp_strv_argv(const mcp_strv *sv)
+{
+    char **argv = calloc(sv->n + 1, sizeof *argv);
+    if (!argv)
+        return NULL;
+    for (size_t i = 0; i < sv->n; i++)
+        argv[i] = sv->v[i];
+    return argv;
+}
+
+char *mcp_strdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+char *mcp_strndup(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (!d)
+        return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *mcp_sprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+char *mcp_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+        if (n + 1 == cap) {
+            if (cap > (64u << 20)) { /* 64 MiB: no config or definition is that large */
+                free(buf);
+                buf = NULL;
+                errno = EFBIG;
+                break;
+            }
+            char *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    if (buf && ferror(f)) {
+        int e = errno;
+        free(buf);
+        buf = NULL;
+        errno = e ? e : EIO;
+    }
+    fclose(f);
+    if (!buf)
+        return NULL;
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+int64_t mcp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double mcp_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

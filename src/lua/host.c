@@ -1,0 +1,1 @@
+/* placeholder until the Lua host lands */ typedef int mcp_lua_unused;
