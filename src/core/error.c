@@ -26,5 +26,16 @@ void mcp_error_prefix(mcp_error *err, const char *fmt, ...)
     va_end(ap);
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    /* Truncation is fine: the front of the message matters most. */
+    size_t n = strlen(prefix);
+    if (n > sizeof err->msg - 3)
+        n = sizeof err->msg - 3;
+    memcpy(err->msg, prefix, n);
+    memcpy(err->msg + n, ": ", 2);
+    size_t rest = sizeof err->msg - n - 3;
+    size_t oldlen = strnlen(old, sizeof old);
+    if (oldlen > rest)
+        oldlen = rest;
+    memcpy(err->msg + n + 2, old, oldlen);
+    err->msg[n + 2 + oldlen] = '\0';
 }
