@@ -1,0 +1,753 @@
+/* Service definitions (SPEC §4): TOML document -> validated mcp_service.
+ *
+ * Every error names "FILE:LINE:COL: key 'PATH': what", where PATH is the key
+ * path as written, components and lists indexed from 0
+ * (e.g. components[1].ports[0]). */
+#include "mcp/service.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcp/log.h"
+#include "mcp/toml.h"
+
+#define PATH_MAX_LEN 256
+
+typedef struct parse_ctx {
+    const char *file;
+    mcp_error *err;
+} parse_ctx;
+
+/* ---- value checks shared with other modules ---- */
+
+bool mcp_name_valid(const char *name)
+{
+    if (!name || !name[0] || strlen(name) > 63)
+        return false;
+    if (!islower((unsigned char)name[0]) && !isdigit((unsigned char)name[0]))
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '-')
+            return false;
+    return true;
+}
+
+/* A decimal port 1..65535 spanning exactly [s, s+len): no sign, no spaces. */
+static int parse_port_n(const char *s, size_t len)
+{
+    if (len == 0 || len > 5)
+        return -1;
+    int v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v >= 1 && v <= 65535 ? v : -1;
+}
+
+static void copy_out(char *dst, size_t dst_len, const char *s, size_t n)
+{
+    if (!dst || dst_len == 0)
+        return;
+    if (n >= dst_len)
+        n = dst_len - 1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+/* Splits "[v6]:" or "v4:" off the front of spec. Returns the rest, or NULL when malformed. */
+static const char *split_ip(const char *spec, const char *end, char *ip, size_t ip_len,
+                            int *ipv6)
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (*spec == '[') {
+        const char *close = memchr(spec, ']', (size_t)(end - spec));
+        size_t n = close ? (size_t)(close - spec - 1) : 0;
+        if (!close || close + 1 >= end || close[1] != ':' || n == 0 || n >= sizeof buf)
+            return NULL;
+        memcpy(buf, spec + 1, n);
+        buf[n] = '\0';
+        if (inet_pton(AF_INET6, buf, addr) != 1)
+            return NULL;
+        copy_out(ip, ip_len, buf, n);
+        *ipv6 = 1;
+        return close + 2;
+    }
+    const char *colon = memchr(spec, ':', (size_t)(end - spec));
+    size_t n = colon ? (size_t)(colon - spec) : 0;
+    if (!colon || n == 0 || n >= sizeof buf)
+        return NULL;
+    memcpy(buf, spec, n);
+    buf[n] = '\0';
+    if (inet_pton(AF_INET, buf, addr) != 1)
+        return NULL;
+    copy_out(ip, ip_len, buf, n);
+    return colon + 1;
+}
+
+static int count_char(const char *s, const char *end, char c)
+{
+    int n = 0;
+    for (; s < end; s++)
+        n += *s == c;
+    return n;
+}
+
+bool mcp_port_spec_parse(const char *spec, char *host_ip, size_t host_ip_len, int *host_port,
+                         int *container_port, char *proto, size_t proto_len)
+{
+    if (!spec || !*spec)
+        return false;
+    copy_out(host_ip, host_ip_len, "", 0);
+    if (host_port)
+        *host_port = 0;
+    const char *end = spec + strlen(spec);
+    const char *slash = strchr(spec, '/');
+    const char *proto_s = "tcp";
+    if (slash) {
+        proto_s = slash + 1;
+        if (strcmp(proto_s, "tcp") != 0 && strcmp(proto_s, "udp") != 0)
+            return false;
+        end = slash;
+    }
+    copy_out(proto, proto_len, proto_s, strlen(proto_s));
+    const char *rest = spec;
+    int colons = count_char(spec, end, ':');
+    int ipv6 = 0;
+    /* Three parts ("ip:host:ctr" or "ip::ctr") or a bracketed IPv6 address carry an IP. */
+    if (*spec == '[' || colons == 2) {
+        rest = split_ip(spec, end, host_ip, host_ip_len, &ipv6);
+        if (!rest)
+            return false;
+        if (count_char(rest, end, ':') != 1)
+            return false;
+    } else if (colons > 2) {
+        return false;
+    }
+    const char *colon = memchr(rest, ':', (size_t)(end - rest));
+    int ctr;
+    if (colon) {
+        /* An empty host port is only allowed after an IP: "ip::ctr" (podman picks one). */
+        size_t hn = (size_t)(colon - rest);
+        int hp = hn == 0 && rest != spec ? 0 : parse_port_n(rest, hn);
+        if (hp < 0)
+            return false;
+        if (host_port)
+            *host_port = hp;
+        ctr = parse_port_n(colon + 1, (size_t)(end - colon - 1));
+    } else {
+        ctr = parse_port_n(rest, (size_t)(end - rest));
+    }
+    if (ctr < 0)
+        return false;
+    if (container_port)
+        *container_port = ctr;
+    return true;
+}
+
+/* Podman volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]*. */
+static bool volume_name_valid(const char *s, size_t n)
+{
+    if (n == 0 || !isalnum((unsigned char)s[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    return true;
+}
+
+/* Mount options: comma separated words such as ro, Z, rbind, U, idmap=… */
+static bool volume_opts_valid(const char *s)
+{
+    if (!*s)
+        return false;
+    bool word = false;
+    for (; *s; s++) {
+        if (*s == ',') {
+            if (!word)
+                return false;
+            word = false;
+        } else if (isalnum((unsigned char)*s) || strchr("=_.-", *s)) {
+            word = true;
+        } else {
+            return false;
+        }
+    }
+    return word;
+}
+
+bool mcp_volume_spec_valid(const char *spec)
+{
+    if (!spec)
+        return false;
+    const char *c1 = strchr(spec, ':');
+    if (!c1)
+        return false;
+    const char *dst = c1 + 1;
+    const char *c2 = strchr(dst, ':');
+    size_t dst_len = c2 ? (size_t)(c2 - dst) : strlen(dst);
+    size_t src_len = (size_t)(c1 - spec);
+    if (src_len == 0 || dst_len == 0 || dst[0] != '/')
+        return false;
+    if (spec[0] != '/' && !volume_name_valid(spec, src_len))
+        return false;
+    return !c2 || volume_opts_valid(c2 + 1);
+}
+
+char *mcp_container_name(const char *service, const char *component)
+{
+    if (!component || strcmp(service, component) == 0)
+        return mcp_strdup(service);
+    return mcp_sprintf("%s-%s", service, component);
+}
+
+static bool restart_valid(const char *s)
+{
+    if (strcmp(s, "no") == 0 || strcmp(s, "always") == 0 || strcmp(s, "unless-stopped") == 0 ||
+        strcmp(s, "on-failure") == 0)
+        return true;
+    if (strncmp(s, "on-failure:", 11) != 0 || !s[11] || strlen(s + 11) > 9)
+        return false;
+    for (const char *p = s + 11; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
+static bool env_valid(const char *s)
+{
+    const char *eq = strchr(s, '=');
+    if (!eq || eq == s || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+        return false;
+    for (const char *p = s; p < eq; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_')
+            return false;
+    return true;
+}
+
+/* DNS host name, optionally with a leading "*." wildcard label. */
+static bool hostname_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return false;
+    if (strncmp(s, "*.", 2) == 0)
+        s += 2;
+    size_t label = 0;
+    char prev = '.';
+    for (; *s; s++) {
+        if (*s == '.') {
+            if (label == 0 || prev == '-')
+                return false;
+            label = 0;
+        } else if (isalnum((unsigned char)*s) || (*s == '-' && label > 0)) {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+        prev = *s;
+    }
+    return label > 0 && prev != '-';
+}
+
+/* Image references, user, network: non-empty, no spaces or control bytes. */
+static bool plain_token_valid(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+            return false;
+    return true;
+}
+
+static bool one_of(const char *s, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(s, *set) == 0)
+            return true;
+    return false;
+}
+
+/* ---- error reporting ---- */
+
+static int failf(parse_ctx *p, int line, int col, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int failf(parse_ctx *p, int line, int col, const char *path, const char *fmt, ...)
+{
+    char what[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    mcp_error_set(p->err, "%s:%d:%d: key '%s': %s", p->file, line, col, path, what);
+    return -1;
+}
+
+static void warn_unknown(parse_ctx *p, const mcp_toml_kv *kv, const char *path)
+{
+    char line[16], col[16];
+    snprintf(line, sizeof line, "%d", kv->line);
+    snprintf(col, sizeof col, "%d", kv->col);
+    mcp_log(MCP_LOG_WARN, "unknown key in service definition, ignored", "file", p->file, "line",
+            line, "col", col, "key", path, NULL);
+}
+
+/* Key paths are bounded; a truncated one still names the front of the path. */
+static void child_path(char *out, const char *parent, const char *key)
+{
+    int n = parent[0] ? snprintf(out, PATH_MAX_LEN, "%s.%s", parent, key)
+                      : snprintf(out, PATH_MAX_LEN, "%s", key);
+    if (n < 0)
+        out[0] = '\0';
+}
+
+static void index_path(char *out, const char *parent, size_t i)
+{
+    if (snprintf(out, PATH_MAX_LEN, "%s[%zu]", parent, i) < 0)
+        out[0] = '\0';
+}
+
+/* Warns about every key of table not in known. */
+static void check_known_keys(parse_ctx *p, const mcp_toml_value *table, const char *path,
+                             const char *const *known)
+{
+    for (size_t i = 0; i < table->u.table.len; i++) {
+        const mcp_toml_kv *kv = &table->u.table.items[i];
+        if (kv->key_len == strlen(kv->key) && one_of(kv->key, known))
+            continue;
+        char kp[PATH_MAX_LEN];
+        child_path(kp, path, kv->key);
+        warn_unknown(p, kv, kp);
+    }
+}
+
+/* ---- typed getters: each returns 1 found, 0 absent, -1 error ---- */
+
+static const char *type_article(mcp_toml_type t)
+{
+    return t == MCP_TOML_INTEGER || t == MCP_TOML_ARRAY ? "an" : "a";
+}
+
+static int expect_type(parse_ctx *p, const mcp_toml_value *v, mcp_toml_type t, const char *path)
+{
+    if (v->type == t)
+        return 0;
+    return failf(p, v->line, v->col, path, "expected %s %s, got %s", type_article(t),
+                 mcp_toml_type_name(t), mcp_toml_type_name(v->type));
+}
+
+static int string_value(parse_ctx *p, const mcp_toml_value *v, const char *path, char **out)
+{
+    if (expect_type(p, v, MCP_TOML_STRING, path) != 0)
+        return -1;
+    if (strlen(v->u.str.ptr) != v->u.str.len)
+        return failf(p, v->line, v->col, path, "string contains a NUL byte");
+    *out = mcp_strdup(v->u.str.ptr);
+    if (!*out)
+        return failf(p, v->line, v->col, path, "out of memory");
+    return 0;
+}
+
+static int get_string(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                      const char *key, char **out, char *path)
+{
+    child_path(path, parent, key);
+    const mcp_toml_kv *kv = mcp_toml_find(table, key);
+    if (!kv)
+        return 0;
+    return string_value(p, kv->value, path, out) == 0 ? 1 : -1;
+}
+
+static int get_port(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                    const char *key, int *out)
+{
+    char path[PATH_MAX_LEN];
+    child_path(path, parent, key);
+    const mcp_toml_kv *kv = mcp_toml_find(table, key);
+    if (!kv)
+        return 0;
+    const mcp_toml_value *v = kv->value;
+    if (expect_type(p, v, MCP_TOML_INTEGER, path) != 0)
+        return -1;
+    if (v->u.integer < 1 || v->u.integer > 65535)
+        return failf(p, v->line, v->col, path, "port %lld out of range 1..65535",
+                     (long long)v->u.integer);
+    *out = (int)v->u.integer;
+    return 1;
+}
+
+/* The line/col of key's value, or of the table when the key is absent. */
+static const mcp_toml_value *value_or_table(const mcp_toml_value *table, const char *key)
+{
+    const mcp_toml_kv *kv = mcp_toml_find(table, key);
+    return kv ? kv->value : table;
+}
+
+typedef bool (*item_check)(const char *s);
+
+/* Reads an array of strings, checking each item with check (may be NULL). */
+static int get_strv(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                    const char *key, mcp_strv *out, item_check check, const char *what)
+{
+    char path[PATH_MAX_LEN];
+    child_path(path, parent, key);
+    const mcp_toml_kv *kv = mcp_toml_find(table, key);
+    if (!kv)
+        return 0;
+    const mcp_toml_value *arr = kv->value;
+    if (expect_type(p, arr, MCP_TOML_ARRAY, path) != 0)
+        return -1;
+    for (size_t i = 0; i < arr->u.array.len; i++) {
+        const mcp_toml_value *item = arr->u.array.items[i];
+        char ip[PATH_MAX_LEN];
+        index_path(ip, path, i);
+        char *s = NULL;
+        if (string_value(p, item, ip, &s) != 0)
+            return -1;
+        if (check && !check(s)) {
+            failf(p, item->line, item->col, ip, "bad %s \"%s\"", what, s);
+            free(s);
+            return -1;
+        }
+        int rc = mcp_strv_push(out, s);
+        free(s);
+        if (rc != 0)
+            return failf(p, item->line, item->col, ip, "out of memory");
+    }
+    return 1;
+}
+
+/* A string that must be one of set (its message lists them). */
+static int get_enum(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                    const char *key, const char *const *set, const char *expected, char **out)
+{
+    char path[PATH_MAX_LEN];
+    int rc = get_string(p, table, parent, key, out, path);
+    if (rc <= 0)
+        return rc;
+    if (one_of(*out, set))
+        return 1;
+    const mcp_toml_value *v = value_or_table(table, key);
+    failf(p, v->line, v->col, path, "invalid value \"%s\" (expected %s)", *out, expected);
+    free(*out);
+    *out = NULL;
+    return -1;
+}
+
+/* A name following the [a-z0-9][a-z0-9-]* rule; required. */
+static int get_name(parse_ctx *p, const mcp_toml_value *table, const char *parent, char **out)
+{
+    char path[PATH_MAX_LEN];
+    int rc = get_string(p, table, parent, "name", out, path);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return failf(p, table->line, table->col, path, "missing required key");
+    if (mcp_name_valid(*out))
+        return 0;
+    const mcp_toml_value *v = value_or_table(table, "name");
+    return failf(p, v->line, v->col, path,
+                 "invalid name \"%s\" (must match [a-z0-9][a-z0-9-]*, at most 63 characters)",
+                 *out);
+}
+
+/* ---- the document ---- */
+
+static const char *const health_checks[] = {"tcp", "grpc", "http", NULL};
+
+static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cpath,
+                        mcp_health *h)
+{
+    const mcp_toml_kv *kv = mcp_toml_find(comp, "health");
+    if (!kv)
+        return 0;
+    char path[PATH_MAX_LEN];
+    child_path(path, cpath, "health");
+    const mcp_toml_value *t = kv->value;
+    if (expect_type(p, t, MCP_TOML_TABLE, path) != 0)
+        return -1;
+    static const char *const known[] = {"check", "port", "path", NULL};
+    check_known_keys(p, t, path, known);
+    if (get_enum(p, t, path, "check", health_checks, "\"tcp\", \"grpc\" or \"http\"",
+                 &h->check) < 0 ||
+        get_port(p, t, path, "port", &h->port) < 0)
+        return -1;
+    char ppath[PATH_MAX_LEN];
+    int rc = get_string(p, t, path, "path", &h->path, ppath);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        const mcp_toml_value *v = value_or_table(t, "path");
+        if (h->path[0] != '/')
+            return failf(p, v->line, v->col, ppath, "bad http path \"%s\" (must start with '/')",
+                         h->path);
+        if (h->check && strcmp(h->check, "http") != 0)
+            return failf(p, v->line, v->col, ppath,
+                         "path is only used by check = \"http\", not \"%s\"", h->check);
+    }
+    return 0;
+}
+
+static int parse_route(parse_ctx *p, const mcp_toml_value *t, const char *path, mcp_route *r)
+{
+    if (expect_type(p, t, MCP_TOML_TABLE, path) != 0)
+        return -1;
+    static const char *const known[] = {"name", "port", "mode", "hostname", NULL};
+    check_known_keys(p, t, path, known);
+    static const char *const modes[] = {"l4", "l7", NULL};
+    if (get_name(p, t, path, &r->name) != 0 || get_port(p, t, path, "port", &r->port) < 0 ||
+        get_enum(p, t, path, "mode", modes, "\"l4\" or \"l7\"", &r->mode) < 0)
+        return -1;
+    if (!r->mode && !(r->mode = mcp_strdup("l4")))
+        return failf(p, t->line, t->col, path, "out of memory");
+    char hpath[PATH_MAX_LEN];
+    int rc = get_string(p, t, path, "hostname", &r->hostname, hpath);
+    if (rc < 0)
+        return -1;
+    if (rc == 1 && !hostname_valid(r->hostname)) {
+        const mcp_toml_value *v = value_or_table(t, "hostname");
+        return failf(p, v->line, v->col, hpath, "bad hostname \"%s\"", r->hostname);
+    }
+    if (strcmp(r->mode, "l7") == 0 && !r->hostname) {
+        const mcp_toml_value *v = value_or_table(t, "mode");
+        return failf(p, v->line, v->col, hpath,
+                     "missing: a route with mode = \"l7\" needs a hostname (its certificate name)");
+    }
+    return 0;
+}
+
+static int parse_routes(parse_ctx *p, const mcp_toml_value *comp, const char *cpath,
+                        mcp_component *c)
+{
+    const mcp_toml_kv *kv = mcp_toml_find(comp, "routes");
+    if (!kv)
+        return 0;
+    char path[PATH_MAX_LEN];
+    child_path(path, cpath, "routes");
+    const mcp_toml_value *arr = kv->value;
+    if (expect_type(p, arr, MCP_TOML_ARRAY, path) != 0)
+        return -1;
+    if (arr->u.array.len == 0)
+        return 0;
+    c->routes = calloc(arr->u.array.len, sizeof *c->routes);
+    if (!c->routes)
+        return failf(p, arr->line, arr->col, path, "out of memory");
+    for (size_t i = 0; i < arr->u.array.len; i++) {
+        char rpath[PATH_MAX_LEN];
+        index_path(rpath, path, i);
+        const mcp_toml_value *t = arr->u.array.items[i];
+        c->n_routes++;
+        if (parse_route(p, t, rpath, &c->routes[i]) != 0)
+            return -1;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->routes[j].name, c->routes[i].name) != 0)
+                continue;
+            const mcp_toml_value *v = value_or_table(t, "name");
+            char npath[PATH_MAX_LEN];
+            child_path(npath, rpath, "name");
+            return failf(p, v->line, v->col, npath,
+                         "duplicate route name \"%s\" (also routes[%zu])", c->routes[i].name, j);
+        }
+    }
+    return 0;
+}
+
+static bool port_spec_check(const char *s)
+{
+    return mcp_port_spec_parse(s, NULL, 0, NULL, NULL, NULL, 0);
+}
+
+/* Optional plain-token strings of a component: network, user, image. */
+static int get_token(parse_ctx *p, const mcp_toml_value *t, const char *cpath, const char *key,
+                     char **out, const char *what)
+{
+    char path[PATH_MAX_LEN];
+    int rc = get_string(p, t, cpath, key, out, path);
+    if (rc <= 0)
+        return rc;
+    if (plain_token_valid(*out))
+        return 1;
+    const mcp_toml_value *v = value_or_table(t, key);
+    return failf(p, v->line, v->col, path, "bad %s \"%s\" (empty or contains spaces)", what,
+                 *out);
+}
+
+static int parse_component(parse_ctx *p, const mcp_toml_value *t, const char *path,
+                           mcp_component *c)
+{
+    if (expect_type(p, t, MCP_TOML_TABLE, path) != 0)
+        return -1;
+    static const char *const known[] = {"name",   "image", "network", "user",
+                                        "restart", "ports", "volumes", "cmd",
+                                        "env",     "desired_state", "health", "routes",
+                                        NULL};
+    check_known_keys(p, t, path, known);
+    if (get_name(p, t, path, &c->name) != 0)
+        return -1;
+    int rc = get_token(p, t, path, "image", &c->image, "image");
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        char ipath[PATH_MAX_LEN];
+        child_path(ipath, path, "image");
+        return failf(p, t->line, t->col, ipath, "missing required key");
+    }
+    if (get_token(p, t, path, "network", &c->network, "network") < 0 ||
+        get_token(p, t, path, "user", &c->user, "user") < 0)
+        return -1;
+    char rpath[PATH_MAX_LEN];
+    rc = get_string(p, t, path, "restart", &c->restart, rpath);
+    if (rc < 0)
+        return -1;
+    if (rc == 1 && !restart_valid(c->restart)) {
+        const mcp_toml_value *v = value_or_table(t, "restart");
+        return failf(p, v->line, v->col, rpath,
+                     "invalid restart policy \"%s\" (expected \"no\", \"always\", "
+                     "\"on-failure[:N]\" or \"unless-stopped\")",
+                     c->restart);
+    }
+    static const char *const states[] = {"running", "stopped", NULL};
+    if (get_strv(p, t, path, "ports", &c->ports, port_spec_check, "port spec") < 0 ||
+        get_strv(p, t, path, "volumes", &c->volumes, mcp_volume_spec_valid, "volume spec") < 0 ||
+        get_strv(p, t, path, "cmd", &c->cmd, NULL, NULL) < 0 ||
+        get_strv(p, t, path, "env", &c->env, env_valid, "env entry (want KEY=value)") < 0 ||
+        get_enum(p, t, path, "desired_state", states, "\"running\" or \"stopped\"",
+                 &c->desired_state) < 0)
+        return -1;
+    if (!c->desired_state && !(c->desired_state = mcp_strdup("running")))
+        return failf(p, t->line, t->col, path, "out of memory");
+    if (parse_health(p, t, path, &c->health) != 0 || parse_routes(p, t, path, c) != 0)
+        return -1;
+    return 0;
+}
+
+static int parse_components(parse_ctx *p, const mcp_toml_value *root, mcp_service *svc)
+{
+    const mcp_toml_kv *kv = mcp_toml_find(root, "components");
+    if (!kv)
+        return failf(p, 1, 1, "components", "missing required key (at least one [[components]])");
+    const mcp_toml_value *arr = kv->value;
+    if (expect_type(p, arr, MCP_TOML_ARRAY, "components") != 0)
+        return -1;
+    if (arr->u.array.len == 0)
+        return failf(p, arr->line, arr->col, "components", "at least one component is required");
+    svc->components = calloc(arr->u.array.len, sizeof *svc->components);
+    if (!svc->components)
+        return failf(p, arr->line, arr->col, "components", "out of memory");
+    for (size_t i = 0; i < arr->u.array.len; i++) {
+        char path[PATH_MAX_LEN];
+        index_path(path, "components", i);
+        const mcp_toml_value *t = arr->u.array.items[i];
+        svc->n_components++;
+        if (parse_component(p, t, path, &svc->components[i]) != 0)
+            return -1;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(svc->components[j].name, svc->components[i].name) != 0)
+                continue;
+            const mcp_toml_value *v = value_or_table(t, "name");
+            char npath[PATH_MAX_LEN];
+            child_path(npath, path, "name");
+            return failf(p, v->line, v->col, npath,
+                         "duplicate component name \"%s\" (also components[%zu])",
+                         svc->components[i].name, j);
+        }
+    }
+    return 0;
+}
+
+static int parse_document(parse_ctx *p, const mcp_toml_value *root, mcp_service *svc)
+{
+    static const char *const known[] = {"name", "active", "components", NULL};
+    check_known_keys(p, root, "", known);
+    if (get_name(p, root, "", &svc->name) != 0)
+        return -1;
+    const mcp_toml_kv *active = mcp_toml_find(root, "active");
+    svc->active = true;
+    if (active) {
+        if (expect_type(p, active->value, MCP_TOML_BOOL, "active") != 0)
+            return -1;
+        svc->active = active->value->u.boolean;
+    }
+    return parse_components(p, root, svc);
+}
+
+int mcp_service_parse(const char *text, size_t len, const char *filename, mcp_service *out,
+                      mcp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *file = filename ? filename : "<service>";
+    mcp_toml_value *root = mcp_toml_parse(text, len, err);
+    if (!root) {
+        mcp_error_prefix(err, "%s", file);
+        return -1;
+    }
+    parse_ctx p = {.file = file, .err = err};
+    int rc = parse_document(&p, root, out);
+    mcp_toml_free(root);
+    if (rc != 0)
+        mcp_service_free(out);
+    return rc;
+}
+
+int mcp_service_load(const char *path, mcp_service *out, mcp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t len = 0;
+    char *text = mcp_read_file(path, &len);
+    if (!text) {
+        mcp_error_set(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = mcp_service_parse(text, len, path, out, err);
+    free(text);
+    return rc;
+}
+
+static void component_free(mcp_component *c)
+{
+    free(c->name);
+    free(c->image);
+    free(c->network);
+    free(c->user);
+    free(c->restart);
+    mcp_strv_free(&c->ports);
+    mcp_strv_free(&c->volumes);
+    mcp_strv_free(&c->cmd);
+    mcp_strv_free(&c->env);
+    free(c->desired_state);
+    free(c->health.check);
+    free(c->health.path);
+    for (size_t i = 0; i < c->n_routes; i++) {
+        free(c->routes[i].name);
+        free(c->routes[i].mode);
+        free(c->routes[i].hostname);
+    }
+    free(c->routes);
+}
+
+void mcp_service_free(mcp_service *svc)
+{
+    if (!svc)
+        return;
+    for (size_t i = 0; i < svc->n_components; i++)
+        component_free(&svc->components[i]);
+    free(svc->components);
+    memset(svc, 0, sizeof *svc);
+}
+
+void mcp_services_free(mcp_service *svcs, size_t n)
+{
+    for (size_t i = 0; svcs && i < n; i++)
+        mcp_service_free(&svcs[i]);
+    free(svcs);
+}
