@@ -11,6 +11,13 @@
 
 #include "mcp/error.h"
 
+/* Output caps: what goes beyond them is read and dropped (truncated = true). */
+#define MCP_PROC_OUT_CAP ((size_t)16 << 20)
+#define MCP_PROC_ERR_CAP ((size_t)1 << 20)
+/* Between SIGTERM and SIGKILL, and how long pipes held by an escaped process
+ * are waited for after SIGKILL. */
+#define MCP_PROC_KILL_GRACE_MS 2000
+
 typedef struct mcp_proc_result {
     int exit_status;  /* when term_signal == 0 */
     int term_signal;  /* nonzero when killed by a signal (also after a timeout) */
@@ -31,8 +38,10 @@ typedef struct mcp_proc mcp_proc;
  * the callback returns; the mcp_proc handle is invalid after it too. */
 typedef void (*mcp_proc_cb)(const mcp_proc_result *res, void *ud);
 
-/* Starts argv[0] (looked up in PATH) with argv; stdin is /dev/null. After
- * timeout_ms the child gets SIGTERM, and SIGKILL 2 s later. Returns a handle,
+/* Starts argv[0] (looked up in PATH) with argv; stdin is /dev/null. The child
+ * leads its own process group (session). After timeout_ms (<= 0: no deadline)
+ * the group gets SIGTERM, and SIGKILL 2 s later; pipes still held open 2 s
+ * after that are abandoned so cb always comes. Returns a handle,
  * or NULL with err set when the process cannot be started (e.g.
  * "podman: executable not found in PATH"); cb is then never called. */
 mcp_proc *mcp_proc_spawn(uv_loop_t *loop, char *const argv[], int64_t timeout_ms, mcp_proc_cb cb,

@@ -1,0 +1,446 @@
+/* Child processes on libuv: argv exec in its own process group, captured
+ * stdout/stderr with caps, a timeout (SIGTERM, then SIGKILL), cancellation,
+ * and one callback once the child is gone and its pipes are drained. */
+#include "mcp/proc.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mcp/util.h"
+
+#define MCP_PROC_READ_CHUNK 65536
+
+/* One captured stream: the pipe, its buffer and whether EOF was seen. */
+typedef struct proc_stream {
+    uv_pipe_t pipe;
+    bool open;  /* uv_close not yet requested */
+    bool done;  /* EOF, error or forced close */
+    char *buf;
+    size_t len, cap, limit;
+    char chunk[MCP_PROC_READ_CHUNK];
+    struct mcp_proc *owner;
+} proc_stream;
+
+/* Where the child stands in the kill sequence. */
+enum proc_kill_stage { KILL_NONE, KILL_TERM_SENT, KILL_KILL_SENT };
+
+struct mcp_proc {
+    uv_loop_t *loop;
+    uv_process_t process;
+    uv_timer_t timer; /* the deadline, then the kill grace, then the drain grace */
+    proc_stream out, err;
+    int pid;
+    bool exited, finished, keep_buffers, spawn_failed;
+    enum proc_kill_stage kill_stage;
+    int open_handles; /* handles whose close callback is still due */
+    int64_t started_ms;
+    mcp_proc_cb cb;
+    void *ud;
+    mcp_proc_result res;
+};
+
+static void proc_maybe_finish(mcp_proc *p);
+
+/* ---- memory and teardown ------------------------------------------------ */
+
+static void proc_free(mcp_proc *p)
+{
+    if (!p->keep_buffers) {
+        free(p->out.buf);
+        free(p->err.buf);
+    }
+    free(p);
+}
+
+static void proc_on_handle_closed(uv_handle_t *h)
+{
+    mcp_proc *p = h->data;
+    if (--p->open_handles == 0 && (p->finished || p->spawn_failed))
+        proc_free(p);
+}
+
+static void proc_close_handle(mcp_proc *p, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        h->data = p;
+        uv_close(h, proc_on_handle_closed);
+    }
+}
+
+static void stream_close(proc_stream *s)
+{
+    s->done = true;
+    if (s->open) {
+        s->open = false;
+        uv_read_stop((uv_stream_t *)&s->pipe);
+        proc_close_handle(s->owner, (uv_handle_t *)&s->pipe);
+    }
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+/* Signals the whole process group: the child was made a session leader, so
+ * grandchildren (a shell script's sleep, say) go down with it. */
+static void proc_signal_group(mcp_proc *p, int sig)
+{
+    if (p->pid <= 0)
+        return;
+    if (kill(-p->pid, sig) != 0 && !p->exited)
+        kill(p->pid, sig); /* group gone or not ours yet: at least the child */
+}
+
+static void proc_on_timer(uv_timer_t *t);
+
+static void proc_arm_timer(mcp_proc *p, int64_t ms)
+{
+    uv_timer_stop(&p->timer);
+    uv_timer_start(&p->timer, proc_on_timer, (uint64_t)(ms > 0 ? ms : 0), 0);
+}
+
+static void proc_send_kill(mcp_proc *p)
+{
+    proc_signal_group(p, SIGKILL);
+    p->kill_stage = KILL_KILL_SENT;
+    /* A process that left the group may still hold the pipes: give up on
+     * them after the grace so the callback always comes. */
+    proc_arm_timer(p, MCP_PROC_KILL_GRACE_MS);
+}
+
+static void proc_on_timer(uv_timer_t *t)
+{
+    mcp_proc *p = t->data;
+    switch (p->kill_stage) {
+    case KILL_NONE:
+        p->res.timed_out = true;
+        proc_signal_group(p, SIGTERM);
+        p->kill_stage = KILL_TERM_SENT;
+        proc_arm_timer(p, MCP_PROC_KILL_GRACE_MS);
+        break;
+    case KILL_TERM_SENT:
+        proc_send_kill(p);
+        break;
+    case KILL_KILL_SENT:
+        stream_close(&p->out);
+        stream_close(&p->err);
+        proc_maybe_finish(p);
+        break;
+    }
+}
+
+/* ---- pipes --------------------------------------------------------------- */
+
+static void stream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    proc_stream *s = h->data;
+    buf->base = s->chunk;
+    buf->len = sizeof s->chunk;
+}
+
+/* Appends what fits under the cap; the rest is read and dropped so the child
+ * never blocks on a full pipe. Returns -1 when out of memory. */
+static int stream_append(proc_stream *s, const char *data, size_t n, bool *truncated)
+{
+    size_t room = s->limit - s->len;
+    if (n > room) {
+        *truncated = true;
+        n = room;
+    }
+    if (n == 0)
+        return 0;
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n + 1)
+            cap *= 2;
+        if (cap > s->limit + 1)
+            cap = s->limit + 1;
+        char *grown = realloc(s->buf, cap);
+        if (!grown)
+            return -1;
+        s->buf = grown;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    s->buf[s->len] = '\0';
+    return 0;
+}
+
+static void stream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    proc_stream *s = st->data;
+    mcp_proc *p = s->owner;
+    if (nread > 0) {
+        if (stream_append(s, buf->base, (size_t)nread, &p->res.truncated) != 0)
+            p->res.truncated = true; /* out of memory: keep what we have */
+        return;
+    }
+    if (nread == 0) /* EAGAIN */
+        return;
+    stream_close(s); /* UV_EOF or a read error: either way the stream is over */
+    proc_maybe_finish(p);
+}
+
+/* ---- completion ---------------------------------------------------------- */
+
+static void proc_fill_result_buffers(mcp_proc *p)
+{
+    /* Empty streams still give NUL-terminated strings; a synchronous caller
+     * owns them, so they must be its own allocation (NULL only when out of
+     * memory, which mcp_proc_run reports). */
+    static char empty[1] = "";
+    if (p->keep_buffers) {
+        if (!p->out.buf)
+            p->out.buf = calloc(1, 1);
+        if (!p->err.buf)
+            p->err.buf = calloc(1, 1);
+        p->res.out = p->out.buf;
+        p->res.err = p->err.buf;
+    } else {
+        p->res.out = p->out.buf ? p->out.buf : empty;
+        p->res.err = p->err.buf ? p->err.buf : empty;
+    }
+    p->res.out_len = p->out.len;
+    p->res.err_len = p->err.len;
+}
+
+static void proc_maybe_finish(mcp_proc *p)
+{
+    if (p->finished || !p->exited || !p->out.done || !p->err.done)
+        return;
+    p->finished = true;
+    uv_timer_stop(&p->timer);
+    p->res.elapsed_ms = mcp_now_ms() - p->started_ms;
+    proc_fill_result_buffers(p);
+    p->cb(&p->res, p->ud);
+    proc_close_handle(p, (uv_handle_t *)&p->timer);
+    proc_close_handle(p, (uv_handle_t *)&p->process);
+}
+
+static void proc_on_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    mcp_proc *p = proc->data;
+    p->exited = true;
+    p->res.exit_status = (int)exit_status;
+    p->res.term_signal = term_signal;
+    proc_maybe_finish(p);
+}
+
+/* ---- spawning ------------------------------------------------------------ */
+
+/* Finds argv0 the way execvp would, so a missing or unusable binary gets a
+ * clear message before any handle exists. Returns a malloc'd path or NULL
+ * with err set. */
+static char *proc_resolve(const char *argv0, mcp_error *err)
+{
+    if (!argv0 || !*argv0) {
+        mcp_error_set(err, "empty command");
+        return NULL;
+    }
+    struct stat st;
+    if (strchr(argv0, '/')) {
+        if (stat(argv0, &st) != 0) {
+            mcp_error_set(err, "%s: executable not found", argv0);
+            return NULL;
+        }
+        if (S_ISDIR(st.st_mode) || access(argv0, X_OK) != 0) {
+            mcp_error_set(err, "%s: not executable (permission denied)", argv0);
+            return NULL;
+        }
+        char *copy = mcp_strdup(argv0);
+        if (!copy)
+            mcp_error_set(err, "%s: out of memory", argv0);
+        return copy;
+    }
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    bool denied = false;
+    for (const char *dir = path; dir;) {
+        const char *colon = strchr(dir, ':');
+        size_t dlen = colon ? (size_t)(colon - dir) : strlen(dir);
+        char *cand = dlen ? mcp_sprintf("%.*s/%s", (int)dlen, dir, argv0) : mcp_sprintf("./%s", argv0);
+        if (!cand) {
+            mcp_error_set(err, "%s: out of memory", argv0);
+            return NULL;
+        }
+        if (stat(cand, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            if (access(cand, X_OK) == 0)
+                return cand;
+            denied = true;
+        }
+        free(cand);
+        dir = colon ? colon + 1 : NULL;
+    }
+    if (denied)
+        mcp_error_set(err, "%s: found in PATH but not executable (permission denied)", argv0);
+    else
+        mcp_error_set(err, "%s: executable not found in PATH", argv0);
+    return NULL;
+}
+
+static int proc_init_stream(mcp_proc *p, proc_stream *s, size_t limit)
+{
+    s->owner = p;
+    s->limit = limit;
+    int rc = uv_pipe_init(p->loop, &s->pipe, 0);
+    if (rc != 0)
+        return rc;
+    s->pipe.data = s;
+    s->open = true;
+    p->open_handles++;
+    return 0;
+}
+
+/* Closes whatever was opened after a failed start; p frees itself when the
+ * loop has run the close callbacks. */
+static void proc_abandon(mcp_proc *p, bool process_inited)
+{
+    p->spawn_failed = true;
+    stream_close(&p->out);
+    stream_close(&p->err);
+    if (process_inited) {
+        p->open_handles++;
+        proc_close_handle(p, (uv_handle_t *)&p->process);
+    }
+    proc_close_handle(p, (uv_handle_t *)&p->timer);
+}
+
+static int proc_start(mcp_proc *p, const char *file, char *const argv[])
+{
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for 0..2 */
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&p->out.pipe;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&p->err.pipe;
+
+    uv_process_options_t opt;
+    memset(&opt, 0, sizeof opt);
+    opt.exit_cb = proc_on_exit;
+    opt.file = file;
+    opt.args = (char **)argv;
+    /* DETACHED = setsid(): its own process group, so kills reach grandchildren. */
+    opt.flags = UV_PROCESS_DETACHED;
+    opt.stdio_count = 3;
+    opt.stdio = stdio;
+    p->process.data = p;
+    return uv_spawn(p->loop, &p->process, &opt);
+}
+
+static mcp_proc *proc_spawn(uv_loop_t *loop, char *const argv[], int64_t timeout_ms, mcp_proc_cb cb,
+                            void *ud, bool keep_buffers, mcp_error *err)
+{
+    if (!argv || !argv[0] || !cb) {
+        mcp_error_set(err, "proc: empty command or missing callback");
+        return NULL;
+    }
+    char *file = proc_resolve(argv[0], err);
+    if (!file)
+        return NULL;
+    mcp_proc *p = calloc(1, sizeof *p);
+    if (!p) {
+        free(file);
+        mcp_error_set(err, "%s: out of memory", argv[0]);
+        return NULL;
+    }
+    p->loop = loop;
+    p->cb = cb;
+    p->ud = ud;
+    p->keep_buffers = keep_buffers;
+    p->started_ms = mcp_now_ms();
+    uv_timer_init(loop, &p->timer); /* cannot fail on unix */
+    p->timer.data = p;
+    p->open_handles = 1;
+
+    int rc = proc_init_stream(p, &p->out, MCP_PROC_OUT_CAP);
+    if (rc == 0)
+        rc = proc_init_stream(p, &p->err, MCP_PROC_ERR_CAP);
+    if (rc != 0) {
+        mcp_error_set(err, "%s: cannot create pipe: %s", argv[0], uv_strerror(rc));
+        free(file);
+        proc_abandon(p, false);
+        return NULL;
+    }
+    rc = proc_start(p, file, argv);
+    free(file);
+    if (rc != 0) {
+        if (rc == UV_ENOENT)
+            mcp_error_set(err, "%s: executable not found in PATH", argv[0]);
+        else if (rc == UV_EACCES)
+            mcp_error_set(err, "%s: not executable (permission denied)", argv[0]);
+        else
+            mcp_error_set(err, "%s: cannot start: %s", argv[0], uv_strerror(rc));
+        proc_abandon(p, true);
+        return NULL;
+    }
+    p->open_handles++; /* the process handle */
+    p->pid = p->process.pid;
+    uv_read_start((uv_stream_t *)&p->out.pipe, stream_alloc, stream_read);
+    uv_read_start((uv_stream_t *)&p->err.pipe, stream_alloc, stream_read);
+    if (timeout_ms > 0)
+        proc_arm_timer(p, timeout_ms);
+    return p;
+}
+
+mcp_proc *mcp_proc_spawn(uv_loop_t *loop, char *const argv[], int64_t timeout_ms, mcp_proc_cb cb,
+                         void *ud, mcp_error *err)
+{
+    return proc_spawn(loop, argv, timeout_ms, cb, ud, false, err);
+}
+
+void mcp_proc_cancel(mcp_proc *p)
+{
+    if (!p || p->finished || p->res.cancelled)
+        return;
+    p->res.cancelled = true;
+    proc_send_kill(p);
+}
+
+/* ---- synchronous use ----------------------------------------------------- */
+
+static void proc_run_done(const mcp_proc_result *res, void *ud)
+{
+    *(mcp_proc_result *)ud = *res; /* keep_buffers handed the buffers over */
+}
+
+int mcp_proc_run(char *const argv[], int64_t timeout_ms, mcp_proc_result *res, mcp_error *err)
+{
+    memset(res, 0, sizeof *res);
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop);
+    if (rc != 0) {
+        mcp_error_set(err, "%s: cannot create event loop: %s", argv && argv[0] ? argv[0] : "proc",
+                      uv_strerror(rc));
+        return -1;
+    }
+    mcp_proc *p = proc_spawn(&loop, argv, timeout_ms, proc_run_done, res, true, err);
+    uv_run(&loop, UV_RUN_DEFAULT); /* also runs the close callbacks of a failed start */
+    rc = uv_loop_close(&loop);
+    if (!p)
+        return -1;
+    if (rc != 0) { /* a handle outlived the run: a bug here, never the child's doing */
+        mcp_proc_result_free(res);
+        mcp_error_set(err, "%s: event loop not closed: %s", argv[0], uv_strerror(rc));
+        return -1;
+    }
+    if (!res->out || !res->err) {
+        mcp_proc_result_free(res);
+        mcp_error_set(err, "%s: out of memory", argv[0]);
+        return -1;
+    }
+    return 0;
+}
+
+void mcp_proc_result_free(mcp_proc_result *res)
+{
+    if (!res)
+        return;
+    free(res->out);
+    free(res->err);
+    res->out = res->err = NULL;
+    res->out_len = res->err_len = 0;
+}
