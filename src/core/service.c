@@ -397,7 +397,8 @@ typedef bool (*item_check)(const char *s);
 
 /* Reads an array of strings, checking each item with check (may be NULL). */
 static int get_strv(parse_ctx *p, const mcp_toml_value *table, const char *parent,
-                    const char *key, mcp_strv *out, item_check check, const char *what)
+                    const char *key, mcp_strv *out, item_check check, const char *what,
+                    const char *hint)
 {
     char path[PATH_MAX_LEN];
     child_path(path, parent, key);
@@ -415,7 +416,7 @@ static int get_strv(parse_ctx *p, const mcp_toml_value *table, const char *paren
         if (string_value(p, item, ip, &s) != 0)
             return -1;
         if (check && !check(s)) {
-            failf(p, item->line, item->col, ip, "bad %s \"%s\"", what, s);
+            failf(p, item->line, item->col, ip, "bad %s \"%s\" (%s)", what, s, hint);
             free(s);
             return -1;
         }
@@ -491,9 +492,13 @@ static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cp
         if (h->path[0] != '/')
             return failf(p, v->line, v->col, ppath, "bad http path \"%s\" (must start with '/')",
                          h->path);
-        if (h->check && strcmp(h->check, "http") != 0)
-            return failf(p, v->line, v->col, ppath,
-                         "path is only used by check = \"http\", not \"%s\"", h->check);
+        /* Only a warning: SPEC §4's own example pairs a path with check = "grpc". */
+        if (h->check && strcmp(h->check, "http") != 0) {
+            char line[16];
+            snprintf(line, sizeof line, "%d", v->line);
+            mcp_log(MCP_LOG_WARN, "health path is only used by check = \"http\", ignored", "file",
+                    p->file, "line", line, "key", ppath, NULL);
+        }
     }
     return 0;
 }
@@ -521,7 +526,7 @@ static int parse_route(parse_ctx *p, const mcp_toml_value *t, const char *path, 
     if (strcmp(r->mode, "l7") == 0 && !r->hostname) {
         const mcp_toml_value *v = value_or_table(t, "mode");
         return failf(p, v->line, v->col, hpath,
-                     "missing: a route with mode = \"l7\" needs a hostname (its certificate name)");
+                     "missing: a route with mode = \"l7\" needs a hostname (for its certificate)");
     }
     return 0;
 }
@@ -617,10 +622,13 @@ static int parse_component(parse_ctx *p, const mcp_toml_value *t, const char *pa
                      c->restart);
     }
     static const char *const states[] = {"running", "stopped", NULL};
-    if (get_strv(p, t, path, "ports", &c->ports, port_spec_check, "port spec") < 0 ||
-        get_strv(p, t, path, "volumes", &c->volumes, mcp_volume_spec_valid, "volume spec") < 0 ||
-        get_strv(p, t, path, "cmd", &c->cmd, NULL, NULL) < 0 ||
-        get_strv(p, t, path, "env", &c->env, env_valid, "env entry (want KEY=value)") < 0 ||
+    if (get_strv(p, t, path, "ports", &c->ports, port_spec_check, "port spec",
+                 "want [ip:][hostPort:]containerPort[/tcp|udp], ports 1..65535") < 0 ||
+        get_strv(p, t, path, "volumes", &c->volumes, mcp_volume_spec_valid, "volume spec",
+                 "want src:dst[:opts], dst absolute, src absolute or a volume name") < 0 ||
+        get_strv(p, t, path, "cmd", &c->cmd, NULL, NULL, NULL) < 0 ||
+        get_strv(p, t, path, "env", &c->env, env_valid, "env entry",
+                 "want KEY=value, KEY of [A-Za-z_][A-Za-z0-9_]*") < 0 ||
         get_enum(p, t, path, "desired_state", states, "\"running\" or \"stopped\"",
                  &c->desired_state) < 0)
         return -1;
@@ -688,7 +696,12 @@ int mcp_service_parse(const char *text, size_t len, const char *filename, mcp_se
     const char *file = filename ? filename : "<service>";
     mcp_toml_value *root = mcp_toml_parse(text, len, err);
     if (!root) {
-        mcp_error_prefix(err, "%s", file);
+        /* The parser says "LINE:COL: what"; make it "FILE:LINE:COL: what". */
+        if (err) {
+            char what[sizeof err->msg];
+            memcpy(what, err->msg, sizeof what);
+            mcp_error_set(err, "%s:%s", file, what);
+        }
         return -1;
     }
     parse_ctx p = {.file = file, .err = err};
