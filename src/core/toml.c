@@ -460,6 +460,7 @@ static int hex_value(int c)
 /* Decodes the escape after a backslash (p->pos is at the backslash). */
 static int parse_escape(parser *p, buf *b)
 {
+    size_t backslash = p->pos;
     p->pos++;
     int c = peek(p);
     const char *simple = NULL;
@@ -478,12 +479,14 @@ static int parse_escape(parser *p, buf *b)
         for (int i = 1; i <= digits; i++) {
             int h = hex_value(peek_at(p, (size_t)i));
             if (h < 0) {
+                p->pos = backslash;
                 fail(p, "\\%c escape needs %d hex digits", c, digits);
                 return -1;
             }
             cp = cp * 16 + (unsigned long)h;
         }
         if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            p->pos = backslash;
             fail(p, "\\%c escape is not a Unicode scalar value", c);
             return -1;
         }
@@ -491,6 +494,7 @@ static int parse_escape(parser *p, buf *b)
         return buf_put_utf8(p, b, cp);
     }
     default:
+        p->pos = backslash; /* errors point at the backslash */
         if (c >= 0x20 && c < 0x7f)
             fail(p, "invalid escape '\\%c'", c);
         else
