@@ -1,1 +1,287 @@
-/* placeholder until the Lua host lands */ typedef int mcp_lua_unused;
+/* The Lua policy host: one Lua state, one libuv loop, the `mcp.core` module
+ * of C primitives, and the entry into the Lua command layer. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "mcp/log.h"
+
+#ifndef MCP_SOURCE_DIR
+#define MCP_SOURCE_DIR "."
+#endif
+#ifndef MCP_DATADIR
+#define MCP_DATADIR "/usr/local/share/mcp-agent"
+#endif
+#ifndef MCP_BINDIR
+#define MCP_BINDIR "/usr/local/bin"
+#endif
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The installed binary uses the data dir; one run from anywhere else (the
+ * build tree) uses the source tree. MCP_AGENT_DATADIR overrides both. */
+static int resolve_paths(mcp_host *h, mcp_error *err)
+{
+    const char *base = getenv("MCP_AGENT_DATADIR");
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    if (!base || !*base) {
+        size_t bl = strlen(MCP_BINDIR);
+        bool installed = n > 0 && strncmp(exe, MCP_BINDIR, bl) == 0 && exe[bl] == '/';
+        base = installed ? MCP_DATADIR : MCP_SOURCE_DIR;
+    }
+    snprintf(h->lua_dir, sizeof h->lua_dir, "%s/lua", base);
+    snprintf(h->builtin_policy_dir, sizeof h->builtin_policy_dir, "%s/policies", base);
+    if (!is_dir(h->lua_dir)) {
+        mcp_error_set(err, "%s: the Lua library is missing (set MCP_AGENT_DATADIR to the directory "
+                           "holding lua/ and policies/)",
+                      h->lua_dir);
+        return -1;
+    }
+    return 0;
+}
+
+static void push_config(lua_State *L, const mcp_host *h)
+{
+    const mcp_config *c = h->cfg;
+    lua_newtable(L);
+    mcp_set_bool(L, "dry_run", h->dry_run);
+    mcp_set_string(L, "config_path", h->config_path);
+    if (!c)
+        return;
+    mcp_set_string(L, "node_name", c->node_name);
+    mcp_set_string(L, "container_runtime", c->container_runtime);
+    mcp_set_string(L, "socket", c->socket);
+    mcp_set_string(L, "grpc_addr", c->grpc_addr);
+    mcp_set_string(L, "db_path", c->db_path);
+    mcp_set_int(L, "port_min", c->port_min);
+    mcp_set_int(L, "port_max", c->port_max);
+    mcp_set_string(L, "policy_dir", c->policy_dir);
+    mcp_set_string(L, "log_level", c->log_level);
+    lua_pushnumber(L, (lua_Number)c->monitor_interval_ms / 1000.0);
+    lua_setfield(L, -2, "monitor_interval");
+    lua_pushnumber(L, (lua_Number)c->podman_timeout_ms / 1000.0);
+    lua_setfield(L, -2, "podman_timeout");
+    mcp_push_strv(L, &c->podman_args);
+    lua_setfield(L, -2, "podman_args");
+
+    lua_createtable(L, 0, 3);
+    mcp_set_string(L, "socket", c->mcproxy_socket);
+    mcp_set_string(L, "cert_dir", c->mcproxy_cert_dir);
+    mcp_set_string(L, "listener", c->mcproxy_listener);
+    lua_setfield(L, -2, "mcproxy");
+
+    lua_createtable(L, 0, 5);
+    mcp_set_string(L, "server_url", c->metacrypt_server_url);
+    mcp_set_string(L, "ca_cert", c->metacrypt_ca_cert);
+    mcp_set_string(L, "mount", c->metacrypt_mount);
+    mcp_set_string(L, "issuer", c->metacrypt_issuer);
+    mcp_set_string(L, "token_path", c->metacrypt_token_path);
+    lua_setfield(L, -2, "metacrypt");
+
+    lua_createtable(L, (int)c->n_stages, 0);
+    for (size_t i = 0; i < c->n_stages; i++) {
+        const mcp_boot_stage *s = &c->stages[i];
+        lua_createtable(L, 0, 5);
+        mcp_set_string(L, "name", s->name);
+        mcp_push_strv(L, &s->services);
+        lua_setfield(L, -2, "services");
+        lua_pushnumber(L, (lua_Number)s->timeout_ms / 1000.0);
+        lua_setfield(L, -2, "timeout");
+        mcp_set_string(L, "health", s->health);
+        mcp_set_int(L, "line", s->line);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "boot");
+}
+
+/* Opens one binding area with the host as upvalue and stores it in the table on top. */
+static void add_area(lua_State *L, mcp_host *h, const char *name, lua_CFunction opener)
+{
+    lua_pushlightuserdata(L, h);
+    lua_pushcclosure(L, opener, 1);
+    lua_call(L, 0, 1);
+    lua_setfield(L, -2, name);
+}
+
+/* package.preload["mcp.core"]: the C primitives, one table per area. */
+static int open_core(lua_State *L)
+{
+    mcp_host *h = lua_touserdata(L, lua_upvalueindex(1));
+    lua_newtable(L);
+    add_area(L, h, "clock", luaopen_mcp_clock);
+    add_area(L, h, "task", luaopen_mcp_task);
+    add_area(L, h, "log", luaopen_mcp_log);
+    add_area(L, h, "registry", luaopen_mcp_registry);
+    add_area(L, h, "podman", luaopen_mcp_podman);
+    push_config(L, h);
+    lua_setfield(L, -2, "config");
+    lua_createtable(L, 0, 2);
+    mcp_set_string(L, "lua", h->lua_dir);
+    mcp_set_string(L, "builtin_policies", h->builtin_policy_dir);
+    lua_setfield(L, -2, "paths");
+#ifdef MCP_VERSION
+    mcp_set_string(L, "version", MCP_VERSION);
+#endif
+    return 1;
+}
+
+static int traceback_handler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : luaL_typename(L, 1), 1);
+    return 1;
+}
+
+/* Runs the setup steps that call into Lua under one protected call. */
+static int setup(lua_State *L)
+{
+    mcp_host *h = lua_touserdata(L, 1);
+    luaL_openlibs(L);
+    /* package.path: the agent's library only, then the system's (for cjson's .so in cpath) */
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", h->lua_dir, h->lua_dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_getfield(L, -1, "preload");
+    lua_pushlightuserdata(L, h);
+    lua_pushcclosure(L, open_core, 1);
+    lua_setfield(L, -2, "mcp.core");
+    lua_pop(L, 2);
+    mcp_policy_install_searcher(L, h);
+    return 0;
+}
+
+int mcp_host_new(const mcp_host_opts *opts, mcp_host **out, mcp_error *err)
+{
+    *out = NULL;
+    mcp_host *h = calloc(1, sizeof *h);
+    if (!h) {
+        mcp_error_set(err, "out of memory");
+        return -1;
+    }
+    h->cfg = opts->cfg;
+    h->reg = opts->reg;
+    h->dry_run = opts->dry_run;
+    h->config_path = opts->config_path;
+    if (h->cfg) {
+        h->podman.binary = h->cfg->podman ? h->cfg->podman : "podman";
+        h->podman.global_args = &h->cfg->podman_args;
+        h->podman.timeout_ms = h->cfg->podman_timeout_ms > 0 ? h->cfg->podman_timeout_ms : 120000;
+    } else {
+        h->podman.binary = "podman";
+        h->podman.timeout_ms = 120000;
+    }
+    if (resolve_paths(h, err) != 0)
+        goto fail;
+    if (uv_loop_init(&h->loop) != 0) {
+        mcp_error_set(err, "cannot create the event loop");
+        goto fail;
+    }
+    h->loop_ready = true;
+    if (mcp_sched_init(h) != 0) {
+        mcp_error_set(err, "cannot set up the task scheduler");
+        goto fail;
+    }
+    h->L = luaL_newstate();
+    if (!h->L) {
+        mcp_error_set(err, "cannot create a Lua state (out of memory)");
+        goto fail;
+    }
+    lua_pushcfunction(h->L, traceback_handler);
+    lua_pushcfunction(h->L, setup);
+    lua_pushlightuserdata(h->L, h);
+    if (lua_pcall(h->L, 1, 0, 1) != LUA_OK) {
+        mcp_error_set(err, "Lua setup failed: %s", lua_tostring(h->L, -1));
+        goto fail;
+    }
+    lua_settop(h->L, 0);
+    *out = h;
+    return 0;
+fail:
+    mcp_host_free(h);
+    return -1;
+}
+
+void mcp_host_free(mcp_host *h)
+{
+    if (!h)
+        return;
+    if (h->loop_ready)
+        mcp_sched_close(h);
+    if (h->L)
+        lua_close(h->L);
+    if (h->loop_ready) {
+        uv_run(&h->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&h->loop) != 0)
+            mcp_log(MCP_LOG_WARN, "event loop closed with handles still open", NULL);
+    }
+    free(h);
+}
+
+/* Loads mcp.host.cli and calls cli.main(name, args) as the main task. */
+int mcp_host_command(mcp_host *h, const char *name, int argc, char **argv)
+{
+    lua_State *L = h->L;
+    lua_settop(L, 0);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "mcp.host.cli");
+    lua_pushcfunction(L, traceback_handler);
+    lua_insert(L, 1);
+    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
+        mcp_log(MCP_LOG_ERROR, "cannot load the command layer", "error", lua_tostring(L, -1),
+                NULL);
+        lua_settop(L, 0);
+        return 2;
+    }
+    lua_getfield(L, -1, "main");
+    if (!lua_isfunction(L, -1)) {
+        mcp_log(MCP_LOG_ERROR, "mcp.host.cli has no main function", NULL);
+        lua_settop(L, 0);
+        return 2;
+    }
+    lua_pushstring(L, name);
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    int nres = 0;
+    int rc;
+    if (mcp_sched_run_main(h, 2, &nres) != 0) {
+        const char *msg = lua_tostring(L, -1);
+        if (h->stop_signal) {
+            mcp_log(MCP_LOG_WARN, "command cancelled", "command", name, "reason",
+                    msg ? msg : "signal", NULL);
+            rc = 1;
+        } else {
+            mcp_log(MCP_LOG_ERROR, "command failed with a Lua error", "command", name, "error",
+                    msg ? msg : "?", NULL);
+            rc = 2;
+        }
+    } else {
+        rc = nres > 0 && lua_isinteger(L, -nres) ? (int)lua_tointeger(L, -nres) : 0;
+    }
+    lua_settop(L, 0);
+    return rc;
+}
+
+const char *mcp_host_lua_dir(const mcp_host *h)
+{
+    return h->lua_dir;
+}
+
+const char *mcp_host_builtin_policy_dir(const mcp_host *h)
+{
+    return h->builtin_policy_dir;
+}

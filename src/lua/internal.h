@@ -1,0 +1,94 @@
+/* Internals shared by the Lua host and its binding files. Only src/lua/
+ * includes lua.h. */
+#ifndef MCP_LUA_INTERNAL_H
+#define MCP_LUA_INTERNAL_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "mcp/config.h"
+#include "mcp/host.h"
+#include "mcp/podman.h"
+#include "mcp/registry.h"
+
+typedef struct mcp_task mcp_task;
+typedef struct mcp_op mcp_op;
+
+/* A pending operation of a suspended task (a timer, a child process, a wait
+ * on another task). The task is suspended in lua_yield until the operation
+ * completes and wakes it with its results pushed on the task's stack. */
+struct mcp_op {
+    mcp_task *task;             /* NULL once detached: the task was cancelled */
+    void (*cancel)(mcp_op *op); /* stop the operation; its completion then only frees */
+};
+
+struct mcp_host {
+    lua_State *L;
+    uv_loop_t loop;
+    bool loop_ready;
+    const mcp_config *cfg;
+    mcp_registry *reg;
+    mcp_podman_cfg podman;
+    bool dry_run;
+    const char *config_path;
+    char lua_dir[PATH_MAX];
+    char builtin_policy_dir[PATH_MAX];
+
+    /* scheduler */
+    mcp_task *current;                 /* the task now running, or NULL */
+    mcp_task *ready_head, *ready_tail; /* tasks to resume on the next loop turn */
+    mcp_task *live;                    /* every task not yet finished */
+    uv_idle_t idle;                    /* runs the ready queue */
+    uv_signal_t sigint, sigterm;
+    bool signals_armed;
+    int stop_signal; /* the signal that cancelled the tasks, 0 = none */
+};
+
+/* --- scheduler (task.c) --- */
+int mcp_sched_init(mcp_host *h);
+void mcp_sched_close(mcp_host *h);
+/* The running task of L, or raises a Lua error when L is not a task's own
+ * thread (e.g. the main state, or a coroutine created by the policy itself). */
+mcp_task *mcp_task_require(lua_State *L, const char *what);
+/* Parks the running task on op; the caller then returns lua_yield(L, 0). */
+void mcp_task_suspend(mcp_task *t, mcp_op *op);
+/* The task's thread, to push results on before mcp_task_wake. */
+lua_State *mcp_task_thread(mcp_task *t);
+/* Clears t's pending op and queues t to resume with nargs values already pushed. */
+void mcp_task_wake(mcp_task *t, int nargs);
+/* Runs the function at the top of h->L (below it nargs arguments... see task.c)
+ * as the main task until it ends. Returns 0 and leaves its results (nres) on h->L,
+ * or -1 with an error message (traceback included) on h->L. */
+int mcp_sched_run_main(mcp_host *h, int nargs, int *nres);
+int luaopen_mcp_task(lua_State *L);  /* upvalue 1: mcp_host light userdata */
+int luaopen_mcp_clock(lua_State *L); /* upvalue 1: mcp_host light userdata */
+
+/* --- bindings --- */
+int luaopen_mcp_log(lua_State *L);
+int luaopen_mcp_registry(lua_State *L); /* upvalue: host */
+int luaopen_mcp_podman(lua_State *L);   /* upvalue: host */
+
+/* --- conversions (convert.c) --- */
+void mcp_push_strv(lua_State *L, const mcp_strv *sv);
+/* Reads field `key` of the table at idx as an array of strings; raises on wrong types. */
+void mcp_check_strv_field(lua_State *L, int idx, const char *key, mcp_strv *out);
+/* Optional string field; NULL when absent; raises on wrong type. Returns a fresh copy. */
+char *mcp_opt_string_field(lua_State *L, int idx, const char *key);
+void mcp_set_string(lua_State *L, const char *key, const char *val); /* t[key]=val on top table, skipped when NULL */
+void mcp_set_int(lua_State *L, const char *key, lua_Integer val);
+void mcp_set_bool(lua_State *L, const char *key, bool val);
+
+mcp_host *mcp_host_upvalue(lua_State *L);
+
+/* --- policies (policy.c) --- */
+/* Installs the searcher that loads policy modules (StrictModes, text only, own _ENV). */
+void mcp_policy_install_searcher(lua_State *L, mcp_host *h);
+/* Checks a policy file may be loaded: not writable by group or others, owned by root or us. */
+int mcp_policy_check_file(const char *path, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,156 @@
+/* Loading policy scripts: from the operator's [policy] dir first, then the
+ * built-in policies; refused when writable by group or others (sshd's
+ * StrictModes); text chunks only; each in its own environment; and an
+ * instruction budget so a script that loops at load time cannot hang us. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "mcp/log.h"
+
+#define LOAD_BUDGET_STEPS 1000 /* instructions between hook calls */
+#define LOAD_BUDGET_CALLS 100000 /* 100 M instructions: far beyond any sane top-level chunk */
+
+int mcp_policy_check_file(const char *path, char *why, size_t whylen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(why, whylen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, whylen, "%s: not a regular file", path);
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, whylen,
+                 "%s: refusing to load a policy writable by group or others (mode %04o); "
+                 "fix with: chmod go-w %s",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        return -1;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(why, whylen, "%s: refusing to load a policy owned by uid %u (want root or uid %u)",
+                 path, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -1;
+    }
+    return 0;
+}
+
+static int g_budget_calls; /* loads never interleave: a chunk cannot yield while loading */
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (++g_budget_calls > LOAD_BUDGET_CALLS)
+        luaL_error(L, "policy still running at load time after %d million instructions "
+                      "(an endless loop at the top level of the file?)",
+                   LOAD_BUDGET_STEPS * LOAD_BUDGET_CALLS / 1000000);
+}
+
+/* New globals a policy defines are almost always a missing `local`. */
+static int env_newindex(lua_State *L)
+{
+    const char *name = lua_tostring(L, 2);
+    lua_getfield(L, lua_upvalueindex(1), "name");
+    mcp_log(MCP_LOG_WARN, "policy sets a global (missing 'local'?)", "policy",
+            lua_tostring(L, -1), "global", name ? name : "?", NULL);
+    lua_pop(L, 1);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+/* Loader returned by the searcher: runs the chunk in its own _ENV under the budget. */
+static int policy_loader(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        return lua_error(L);
+    /* _ENV: a fresh table reading through to the globals */
+    lua_newtable(L);
+    lua_newtable(L); /* its metatable */
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_newtable(L);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    lua_pushcclosure(L, env_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    if (!lua_setupvalue(L, -2, 1))
+        lua_pop(L, 1);
+
+    lua_pushstring(L, name);
+    g_budget_calls = 0;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, LOAD_BUDGET_STEPS);
+    int status = lua_pcall(L, 1, 1, 0);
+    lua_sethook(L, NULL, 0, 0);
+    if (status != LUA_OK)
+        return lua_error(L);
+    if (lua_isnil(L, -1))
+        return luaL_error(L, "%s: a policy must return a table of functions", path);
+    return 1;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* package.searchers entry: a module name without dots is a policy. */
+static int policy_searcher(lua_State *L)
+{
+    mcp_host *h = mcp_host_upvalue(L);
+    const char *name = luaL_checkstring(L, 1);
+    if (strchr(name, '.') || strchr(name, '/') || !*name) {
+        lua_pushfstring(L, "\n\tno policy '%s' (policy names have no dots)", name);
+        return 1;
+    }
+    const char *dirs[2] = {h->cfg ? h->cfg->policy_dir : NULL, h->builtin_policy_dir};
+    luaL_Buffer tried;
+    luaL_buffinit(L, &tried);
+    for (int i = 0; i < 2; i++) {
+        if (!dirs[i] || !*dirs[i])
+            continue;
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof path, "%s/%s.lua", dirs[i], name);
+        if (n < 0 || (size_t)n >= sizeof path)
+            continue;
+        if (!file_exists(path)) {
+            luaL_addstring(&tried, "\n\tno file '");
+            luaL_addstring(&tried, path);
+            luaL_addstring(&tried, "'");
+            continue;
+        }
+        char why[PATH_MAX + 256];
+        if (mcp_policy_check_file(path, why, sizeof why) != 0)
+            return luaL_error(L, "%s", why);
+        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_pushcclosure(L, policy_loader, 1);
+        lua_pushstring(L, path);
+        return 2;
+    }
+    luaL_pushresult(&tried);
+    return 1;
+}
+
+void mcp_policy_install_searcher(lua_State *L, mcp_host *h)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    /* after the preload searcher, before the path searchers */
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = n; i >= 2; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushlightuserdata(L, h);
+    lua_pushcclosure(L, policy_searcher, 1);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
+}
