@@ -52,13 +52,14 @@ typedef struct mcp_container_spec {
 } mcp_container_spec;
 
 /* argv builders: fill argv (empty on entry) with binary, global args, then the call.
- * Return 0, or -1 on out of memory. */
+ * Names and images always follow "--", so they are never read as options; run
+ * adds --pull=never (never reach a registry). Return 0, or -1 on out of memory. */
 int mcp_podman_argv_list(const mcp_podman_cfg *cfg, mcp_strv *argv);                      /* ps -a --format json */
 int mcp_podman_argv_inspect(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);  /* container inspect */
 int mcp_podman_argv_run(const mcp_podman_cfg *cfg, const mcp_container_spec *spec, mcp_strv *argv); /* run -d --name … */
 int mcp_podman_argv_start(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);
 int mcp_podman_argv_stop(const mcp_podman_cfg *cfg, const char *name, int timeout_s, mcp_strv *argv);
-/* rm -f: also clears a name that only podman's storage still holds; a missing container is not an error. */
+/* rm -f -i -t 0: also clears a name that only podman's storage still holds; a missing container is not an error. */
 int mcp_podman_argv_remove(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);
 int mcp_podman_argv_image_exists(const mcp_podman_cfg *cfg, const char *image, mcp_strv *argv);
 
@@ -70,8 +71,14 @@ char *mcp_podman_parse_run(const char *out, size_t len);
 
 /* Turns a finished call into success (0) or -1 with a short, stable reason in
  * reason ("timeout", "podman not found", "no such container", "no such image",
- * "name in use", "failed") and a detail naming podman's stderr in err. */
+ * "name in use", "cancelled", "failed") and a detail naming podman's stderr in err.
+ * ("podman not found" is for callers whose mcp_proc_spawn/run failed: a
+ * finished call never yields it.) */
 int mcp_podman_result(const mcp_proc_result *res, char *reason, size_t reason_len, mcp_error *err);
+
+/* The answer of `image exists`: 1 present (exit 0), 0 absent (exit 1), -1 with
+ * err set when the call itself failed (timeout, signal, other status). */
+int mcp_podman_parse_image_exists(const mcp_proc_result *res, mcp_error *err);
 
 void mcp_container_free(mcp_container *c);
 void mcp_containers_free(mcp_container *cs, size_t n);

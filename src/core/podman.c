@@ -1,0 +1,607 @@
+/* The podman runtime as pure functions: argv builders and parsers of the
+ * JSON podman 4.3 prints. Parsers treat missing, null or wrongly typed
+ * fields as absent; only input that is not JSON at all is an error. */
+#include "mcp/podman.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* ---- argv builders --------------------------------------------------------- */
+
+/* binary, the configured global args, then the subcommand words. */
+static int argv_begin(const mcp_podman_cfg *cfg, mcp_strv *argv, const char *const *words)
+{
+    const char *binary = cfg && cfg->binary && *cfg->binary ? cfg->binary : "podman";
+    if (mcp_strv_push(argv, binary) != 0)
+        return -1;
+    if (cfg && cfg->global_args && mcp_strv_extend(argv, cfg->global_args) != 0)
+        return -1;
+    for (size_t i = 0; words[i]; i++)
+        if (mcp_strv_push(argv, words[i]) != 0)
+            return -1;
+    return 0;
+}
+
+/* "--" ends podman's options, so a name or image starting with '-' can never
+ * be read as a flag. */
+static int argv_positional(mcp_strv *argv, const char *arg)
+{
+    if (mcp_strv_push(argv, "--") != 0)
+        return -1;
+    return mcp_strv_push(argv, arg ? arg : "");
+}
+
+int mcp_podman_argv_list(const mcp_podman_cfg *cfg, mcp_strv *argv)
+{
+    static const char *const words[] = {"ps", "-a", "--format", "json", NULL};
+    return argv_begin(cfg, argv, words);
+}
+
+int mcp_podman_argv_inspect(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv)
+{
+    static const char *const words[] = {"container", "inspect", NULL};
+    if (argv_begin(cfg, argv, words) != 0)
+        return -1;
+    return argv_positional(argv, name);
+}
+
+static int argv_flag_value(mcp_strv *argv, const char *flag, const char *value)
+{
+    if (!value || !*value)
+        return 0;
+    if (mcp_strv_push(argv, flag) != 0)
+        return -1;
+    return mcp_strv_push(argv, value);
+}
+
+static int argv_flag_each(mcp_strv *argv, const char *flag, const mcp_strv *values)
+{
+    for (size_t i = 0; i < values->n; i++)
+        if (argv_flag_value(argv, flag, values->v[i]) != 0)
+            return -1;
+    return 0;
+}
+
+int mcp_podman_argv_run(const mcp_podman_cfg *cfg, const mcp_container_spec *spec, mcp_strv *argv)
+{
+    /* --pull=never: recover and deploy never reach out to a registry. */
+    static const char *const words[] = {"run", "-d", "--pull=never", NULL};
+    if (argv_begin(cfg, argv, words) != 0 || argv_flag_value(argv, "--name", spec->name) != 0 ||
+        argv_flag_value(argv, "--network", spec->network) != 0 ||
+        argv_flag_value(argv, "--user", spec->user) != 0 ||
+        argv_flag_value(argv, "--restart", spec->restart) != 0 ||
+        argv_flag_each(argv, "-p", &spec->ports) != 0 ||
+        argv_flag_each(argv, "-v", &spec->volumes) != 0 ||
+        argv_flag_each(argv, "-e", &spec->env) != 0 || argv_positional(argv, spec->image) != 0)
+        return -1;
+    return mcp_strv_extend(argv, &spec->cmd);
+}
+
+int mcp_podman_argv_start(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv)
+{
+    static const char *const words[] = {"start", NULL};
+    if (argv_begin(cfg, argv, words) != 0)
+        return -1;
+    return argv_positional(argv, name);
+}
+
+int mcp_podman_argv_stop(const mcp_podman_cfg *cfg, const char *name, int timeout_s, mcp_strv *argv)
+{
+    static const char *const words[] = {"stop", "-t", NULL};
+    char secs[16];
+    snprintf(secs, sizeof secs, "%d", timeout_s < 0 ? 0 : timeout_s);
+    if (argv_begin(cfg, argv, words) != 0 || mcp_strv_push(argv, secs) != 0)
+        return -1;
+    return argv_positional(argv, name);
+}
+
+int mcp_podman_argv_remove(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv)
+{
+    /* -f: also a running or unusable container; -i: a missing one is fine,
+     * and podman 4.3.1 then also drops a name only its storage still holds
+     * (checked by deleting libpod/bolt_state.db); -t 0: no 10 s stop wait,
+     * a graceful stop is mcp_podman_argv_stop's job. */
+    static const char *const words[] = {"rm", "-f", "-i", "-t", "0", NULL};
+    if (argv_begin(cfg, argv, words) != 0)
+        return -1;
+    return argv_positional(argv, name);
+}
+
+int mcp_podman_argv_image_exists(const mcp_podman_cfg *cfg, const char *image, mcp_strv *argv)
+{
+    static const char *const words[] = {"image", "exists", NULL};
+    if (argv_begin(cfg, argv, words) != 0)
+        return -1;
+    return argv_positional(argv, image);
+}
+
+/* ---- JSON helpers ---------------------------------------------------------- */
+
+/* Nested lookup: json_path(o, "State", "Status", NULL); NULL when any step is
+ * missing or not an object. */
+static json_t *json_path(json_t *o, ...)
+{
+    va_list ap;
+    va_start(ap, o);
+    for (const char *key = va_arg(ap, const char *); key && o; key = va_arg(ap, const char *))
+        o = json_is_object(o) ? json_object_get(o, key) : NULL;
+    va_end(ap);
+    return o;
+}
+
+/* A copy of a string member, NULL when absent, not a string, or (with
+ * empty_is_null) empty. Sets *oom on allocation failure. */
+static char *json_strdup(json_t *v, bool empty_is_null, bool *oom)
+{
+    if (!json_is_string(v))
+        return NULL;
+    const char *s = json_string_value(v);
+    if (empty_is_null && !*s)
+        return NULL;
+    char *copy = mcp_strdup(s);
+    if (!copy)
+        *oom = true;
+    return copy;
+}
+
+static int json_int(json_t *v, int fallback)
+{
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i >= INT_MIN && i <= INT_MAX)
+            return (int)i;
+    }
+    if (json_is_string(v)) { /* HostPort is a string in inspect */
+        char *end;
+        long l = strtol(json_string_value(v), &end, 10);
+        if (end != json_string_value(v) && *end == '\0' && l >= INT_MIN && l <= INT_MAX)
+            return (int)l;
+    }
+    return fallback;
+}
+
+/* Appends every string element of an array (others are skipped). */
+static int json_strv(json_t *arr, mcp_strv *out)
+{
+    size_t i;
+    json_t *v;
+    if (!json_is_array(arr))
+        return 0;
+    json_array_foreach(arr, i, v)
+        if (json_is_string(v) && mcp_strv_push(out, json_string_value(v)) != 0)
+            return -1;
+    return 0;
+}
+
+/* Podman's zero time ("0001-01-01T00:00:00Z", or epoch -62135596800 in ps)
+ * means never started: NULL. Integer epochs become RFC 3339 UTC. */
+static char *started_at_of(json_t *v, bool *oom)
+{
+    if (json_is_integer(v)) {
+        json_int_t epoch = json_integer_value(v);
+        if (epoch <= 0)
+            return NULL;
+        time_t t = (time_t)epoch;
+        struct tm tm;
+        char buf[32];
+        if (!gmtime_r(&t, &tm) || !strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm))
+            return NULL;
+        char *copy = mcp_strdup(buf);
+        if (!copy)
+            *oom = true;
+        return copy;
+    }
+    if (json_is_string(v) && strncmp(json_string_value(v), "0001-01-01", 10) == 0)
+        return NULL;
+    return json_strdup(v, true, oom);
+}
+
+static int ports_push(mcp_container *c, const char *host_ip, int host_port, int container_port,
+                      const char *protocol)
+{
+    mcp_port_mapping *grown = realloc(c->ports, (c->n_ports + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    c->ports = grown;
+    mcp_port_mapping *m = &c->ports[c->n_ports];
+    m->host_ip = mcp_strdup(host_ip ? host_ip : "");
+    m->protocol = mcp_strdup(protocol && *protocol ? protocol : "tcp");
+    m->host_port = host_port;
+    m->container_port = container_port;
+    c->n_ports++;
+    if (!m->host_ip || !m->protocol)
+        return -1;
+    return 0;
+}
+
+static bool port_valid(int port)
+{
+    return port > 0 && port <= 65535;
+}
+
+/* ps: [{host_ip, container_port, host_port, range, protocol}] or null; a
+ * range of N maps N consecutive ports. */
+static int ports_from_ps(json_t *arr, mcp_container *c)
+{
+    size_t i;
+    json_t *p;
+    if (!json_is_array(arr))
+        return 0;
+    json_array_foreach(arr, i, p) {
+        int host = json_int(json_object_get(p, "host_port"), 0);
+        int cont = json_int(json_object_get(p, "container_port"), 0);
+        int range = json_int(json_object_get(p, "range"), 1);
+        const char *ip = json_string_value(json_object_get(p, "host_ip"));
+        const char *proto = json_string_value(json_object_get(p, "protocol"));
+        if (!port_valid(cont) || range < 1)
+            continue;
+        for (int k = 0; k < range && port_valid(cont + k); k++)
+            if (ports_push(c, ip, port_valid(host) ? host + k : 0, cont + k, proto) != 0)
+                return -1;
+    }
+    return 0;
+}
+
+/* inspect: {"8080/tcp": [{"HostIp": "", "HostPort": "18080"}], …} */
+static int ports_from_bindings(json_t *obj, mcp_container *c)
+{
+    const char *key;
+    json_t *binds;
+    if (!json_is_object(obj))
+        return 0;
+    json_object_foreach(obj, key, binds) {
+        char *end;
+        long cont = strtol(key, &end, 10);
+        if (end == key || !port_valid((int)(cont > 65535 ? 0 : cont)))
+            continue;
+        const char *proto = *end == '/' ? end + 1 : "tcp";
+        size_t i;
+        json_t *b;
+        if (!json_is_array(binds))
+            continue;
+        json_array_foreach(binds, i, b) {
+            if (!json_is_object(b))
+                continue;
+            int host = json_int(json_object_get(b, "HostPort"), 0);
+            const char *ip = json_string_value(json_object_get(b, "HostIp"));
+            if (ports_push(c, ip, port_valid(host) ? host : 0, (int)cont, proto) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static json_t *json_load_text(const char *json, size_t len, const char *what, mcp_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(json ? json : "", json ? len : 0, JSON_DECODE_ANY, &jerr);
+    if (!root)
+        mcp_error_set(err, "podman %s output: line %d, column %d: %s", what, jerr.line, jerr.column,
+                      jerr.text);
+    return root;
+}
+
+static bool blank(const char *s, size_t len)
+{
+    for (size_t i = 0; s && i < len; i++)
+        if (!isspace((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* ---- ps -a --format json ----------------------------------------------------- */
+
+static int container_from_ps(json_t *o, mcp_container *c)
+{
+    bool oom = false;
+    json_t *names = json_object_get(o, "Names");
+    c->id = json_strdup(json_object_get(o, "Id"), false, &oom);
+    /* Names is an array in podman; a plain string is accepted too. */
+    c->name = json_strdup(json_is_array(names) ? json_array_get(names, 0) : names, false, &oom);
+    c->image = json_strdup(json_object_get(o, "Image"), false, &oom);
+    c->state = json_strdup(json_object_get(o, "State"), false, &oom);
+    c->exit_code = json_int(json_object_get(o, "ExitCode"), 0);
+    c->started_at = started_at_of(json_object_get(o, "StartedAt"), &oom);
+    if (oom || ports_from_ps(json_object_get(o, "Ports"), c) != 0)
+        return -1;
+    return 0;
+}
+
+int mcp_podman_parse_list(const char *json, size_t len, mcp_container **out, size_t *n, mcp_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (blank(json, len)) /* no output at all: nothing listed */
+        return 0;
+    json_t *root = json_load_text(json, len, "ps", err);
+    if (!root)
+        return -1;
+    if (json_is_null(root)) {
+        json_decref(root);
+        return 0;
+    }
+    if (!json_is_array(root)) {
+        mcp_error_set(err, "podman ps output: expected a JSON array, got %s",
+                      json_is_object(root) ? "an object" : "a scalar");
+        json_decref(root);
+        return -1;
+    }
+    size_t count = json_array_size(root), kept = 0;
+    mcp_container *cs = calloc(count ? count : 1, sizeof *cs);
+    if (!cs) {
+        json_decref(root);
+        mcp_error_set(err, "podman ps output: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_t *o = json_array_get(root, i);
+        if (!json_is_object(o))
+            continue; /* not a container: nothing to say about it */
+        if (container_from_ps(o, &cs[kept++]) != 0) {
+            mcp_containers_free(cs, kept);
+            json_decref(root);
+            mcp_error_set(err, "podman ps output: out of memory");
+            return -1;
+        }
+    }
+    json_decref(root);
+    *out = cs;
+    *n = kept;
+    return 0;
+}
+
+/* ---- container inspect ------------------------------------------------------- */
+
+static int volumes_from_mounts(json_t *mounts, mcp_strv *out)
+{
+    size_t i;
+    json_t *m;
+    if (!json_is_array(mounts))
+        return 0;
+    json_array_foreach(mounts, i, m) {
+        const char *type = json_string_value(json_object_get(m, "Type"));
+        const char *name = json_string_value(json_object_get(m, "Name"));
+        const char *src = json_string_value(json_object_get(m, "Source"));
+        const char *dst = json_string_value(json_object_get(m, "Destination"));
+        if (type && strcmp(type, "volume") == 0 && name && *name)
+            src = name; /* a named volume is known by its name, not its path */
+        if (!src || !dst)
+            continue;
+        char *vol = mcp_sprintf("%s:%s", src, dst);
+        int rc = vol ? mcp_strv_push(out, vol) : -1;
+        free(vol);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The first attached network; else the network mode when it names one. */
+static char *network_of(json_t *o, bool *oom)
+{
+    json_t *nets = json_path(o, "NetworkSettings", "Networks", NULL);
+    if (json_is_object(nets)) {
+        void *it = json_object_iter(nets);
+        if (it) {
+            char *name = mcp_strdup(json_object_iter_key(it));
+            if (!name)
+                *oom = true;
+            return name;
+        }
+    }
+    return json_strdup(json_path(o, "HostConfig", "NetworkMode", NULL), true, oom);
+}
+
+static int container_from_inspect(json_t *o, mcp_container *c)
+{
+    bool oom = false;
+    c->id = json_strdup(json_object_get(o, "Id"), false, &oom);
+    const char *name = json_string_value(json_object_get(o, "Name"));
+    c->name = name ? mcp_strdup(name[0] == '/' ? name + 1 : name) : NULL;
+    if (name && !c->name)
+        oom = true;
+    /* "Image" is the image id in inspect; the name the user gave is ImageName. */
+    json_t *image = json_object_get(o, "ImageName");
+    if (!json_is_string(image) || !*json_string_value(image))
+        image = json_path(o, "Config", "Image", NULL);
+    if (!json_is_string(image) || !*json_string_value(image))
+        image = json_object_get(o, "Image");
+    c->image = json_strdup(image, false, &oom);
+    c->state = json_strdup(json_path(o, "State", "Status", NULL), false, &oom);
+    c->exit_code = json_int(json_path(o, "State", "ExitCode", NULL), 0);
+    c->started_at = started_at_of(json_path(o, "State", "StartedAt", NULL), &oom);
+    c->user = json_strdup(json_path(o, "Config", "User", NULL), true, &oom);
+    c->restart = json_strdup(json_path(o, "HostConfig", "RestartPolicy", "Name", NULL), true, &oom);
+    c->network = network_of(o, &oom);
+    json_t *bindings = json_path(o, "HostConfig", "PortBindings", NULL);
+    if (!json_is_object(bindings) || json_object_size(bindings) == 0)
+        bindings = json_path(o, "NetworkSettings", "Ports", NULL);
+    if (oom || ports_from_bindings(bindings, c) != 0 ||
+        json_strv(json_path(o, "Config", "Env", NULL), &c->env) != 0 ||
+        json_strv(json_path(o, "Config", "Cmd", NULL), &c->cmd) != 0 ||
+        volumes_from_mounts(json_object_get(o, "Mounts"), &c->volumes) != 0)
+        return -1;
+    return 0;
+}
+
+int mcp_podman_parse_inspect(const char *json, size_t len, mcp_container *out, mcp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = json_load_text(json, len, "inspect", err);
+    if (!root)
+        return -1;
+    /* podman prints an array of one object; a bare object is accepted too. */
+    json_t *o = json_is_array(root) ? json_array_get(root, 0) : root;
+    if (!json_is_object(o)) {
+        mcp_error_set(err, "podman inspect output: %s",
+                      json_is_array(root) ? "no container in the answer" : "expected an array of objects");
+        json_decref(root);
+        return -1;
+    }
+    int rc = container_from_inspect(o, out);
+    json_decref(root);
+    if (rc != 0) {
+        mcp_container_free(out);
+        mcp_error_set(err, "podman inspect output: out of memory");
+    }
+    return rc;
+}
+
+char *mcp_podman_parse_run(const char *out, size_t len)
+{
+    if (!out)
+        return NULL;
+    /* The id is the last non-empty line (progress, if any, goes before it). */
+    size_t end = len;
+    while (end > 0 && isspace((unsigned char)out[end - 1]))
+        end--;
+    size_t start = end;
+    while (start > 0 && out[start - 1] != '\n')
+        start--;
+    while (start < end && isspace((unsigned char)out[start]))
+        start++;
+    if (start == end)
+        return NULL;
+    return mcp_strndup(out + start, end - start);
+}
+
+int mcp_podman_parse_image_exists(const mcp_proc_result *res, mcp_error *err)
+{
+    if (!res->timed_out && !res->cancelled && res->term_signal == 0) {
+        if (res->exit_status == 0)
+            return 1;
+        if (res->exit_status == 1)
+            return 0;
+    }
+    char reason[32];
+    mcp_podman_result(res, reason, sizeof reason, err);
+    return -1;
+}
+
+/* ---- classification ---------------------------------------------------------- */
+
+static bool contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (const char *p = hay; p && *p; p++)
+        if (strncasecmp(p, needle, n) == 0)
+            return true;
+    return false;
+}
+
+static const char *classify_stderr(const char *err)
+{
+    static const char *const missing_image[] = {"no such image", "image not known", "manifest unknown",
+                                                "pull access denied", "initializing source", NULL};
+    if (contains_ci(err, "no such container") || contains_ci(err, "no container with name or id"))
+        return "no such container";
+    for (size_t i = 0; missing_image[i]; i++)
+        if (contains_ci(err, missing_image[i]))
+            return "no such image";
+    if (contains_ci(err, "already in use"))
+        return "name in use";
+    return "failed";
+}
+
+/* podman's stderr without surrounding blanks, cut to fit a message. */
+static void trimmed_stderr(const mcp_proc_result *res, const char **start, int *len)
+{
+    const char *s = res->err ? res->err : "";
+    size_t n = res->err ? res->err_len : 0;
+    while (n > 0 && isspace((unsigned char)*s)) {
+        s++;
+        n--;
+    }
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n > 800)
+        n = 800;
+    *start = s;
+    *len = (int)n;
+}
+
+int mcp_podman_result(const mcp_proc_result *res, char *reason, size_t reason_len, mcp_error *err)
+{
+    const char *why;
+    const char *msg;
+    int msg_len;
+    trimmed_stderr(res, &msg, &msg_len);
+    if (res->timed_out) {
+        why = "timeout";
+        mcp_error_set(err, "podman timed out after %lld ms%s%.*s", (long long)res->elapsed_ms,
+                      msg_len ? ": " : "", msg_len, msg);
+    } else if (res->cancelled) {
+        why = "cancelled";
+        mcp_error_set(err, "podman call cancelled");
+    } else if (res->term_signal != 0) {
+        why = "failed";
+        mcp_error_set(err, "podman killed by signal %d%s%.*s", res->term_signal, msg_len ? ": " : "",
+                      msg_len, msg);
+    } else if (res->exit_status == 0) {
+        if (reason && reason_len)
+            reason[0] = '\0';
+        return 0;
+    } else {
+        why = classify_stderr(res->err);
+        mcp_error_set(err, "podman exited with status %d%s%.*s", res->exit_status,
+                      msg_len ? ": " : "", msg_len, msg);
+    }
+    if (reason && reason_len)
+        snprintf(reason, reason_len, "%s", why);
+    return -1;
+}
+
+/* ---- freeing ------------------------------------------------------------------ */
+
+void mcp_container_free(mcp_container *c)
+{
+    if (!c)
+        return;
+    free(c->id);
+    free(c->name);
+    free(c->image);
+    free(c->state);
+    free(c->started_at);
+    for (size_t i = 0; i < c->n_ports; i++) {
+        free(c->ports[i].host_ip);
+        free(c->ports[i].protocol);
+    }
+    free(c->ports);
+    mcp_strv_free(&c->env);
+    mcp_strv_free(&c->cmd);
+    mcp_strv_free(&c->volumes);
+    free(c->user);
+    free(c->network);
+    free(c->restart);
+    memset(c, 0, sizeof *c);
+}
+
+void mcp_containers_free(mcp_container *cs, size_t n)
+{
+    for (size_t i = 0; cs && i < n; i++)
+        mcp_container_free(&cs[i]);
+    free(cs);
+}
+
+void mcp_container_spec_free(mcp_container_spec *spec)
+{
+    if (!spec)
+        return;
+    free(spec->name);
+    free(spec->image);
+    free(spec->network);
+    free(spec->user);
+    free(spec->restart);
+    mcp_strv_free(&spec->ports);
+    mcp_strv_free(&spec->volumes);
+    mcp_strv_free(&spec->cmd);
+    mcp_strv_free(&spec->env);
+    memset(spec, 0, sizeof *spec);
+}
