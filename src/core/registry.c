@@ -645,13 +645,38 @@ static int delete_service_rows(mcp_registry *reg, const char *name, mcp_error *e
     return sqlite3_changes(reg->db) > 0 ? 1 : 0;
 }
 
+/* The registry stores only what mcp_service_parse would accept as names. */
+static int check_names(mcp_registry *reg, const mcp_service *svc, mcp_error *err)
+{
+    if (!mcp_name_valid(svc->name)) {
+        mcp_error_set(err, "registry %s: invalid service name \"%s\"", reg->path,
+                      svc->name ? svc->name : "");
+        return -1;
+    }
+    for (size_t i = 0; i < svc->n_components; i++) {
+        const mcp_component *c = &svc->components[i];
+        if (!mcp_name_valid(c->name) || !c->image || !c->image[0]) {
+            mcp_error_set(err,
+                          "registry %s: service '%s': component %zu lacks a valid name or image",
+                          reg->path, svc->name, i);
+            return -1;
+        }
+        for (size_t j = 0; j < c->n_routes; j++) {
+            if (!mcp_name_valid(c->routes[j].name)) {
+                mcp_error_set(err, "registry %s: service '%s/%s': route %zu lacks a valid name",
+                              reg->path, svc->name, c->name, j);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 int mcp_registry_put_service(mcp_registry *reg, mcp_service *svc, int port_min, int port_max,
                              bool (*port_free)(int port, void *ud), void *ud, mcp_error *err)
 {
-    if (!svc->name || !mcp_name_valid(svc->name)) {
-        mcp_error_set(err, "registry %s: invalid service name", reg->path);
+    if (check_names(reg, svc, err) != 0)
         return -1;
-    }
     if (port_min < 1 || port_max > 65535 || port_min > port_max) {
         mcp_error_set(err, "registry %s: invalid port range %d-%d", reg->path, port_min, port_max);
         return -1;
@@ -799,8 +824,7 @@ static int read_service(mcp_registry *reg, const char *name, mcp_service *out, m
     return 1;
 }
 
-int mcp_registry_get_service(mcp_registry *reg, const char *name, mcp_service *out,
-                             mcp_error *err)
+int mcp_registry_get_service(mcp_registry *reg, const char *name, mcp_service *out, mcp_error *err)
 {
     /* One read transaction: a concurrent put never shows half a service. */
     if (exec_sql(reg, "BEGIN", err) != 0)
@@ -991,7 +1015,8 @@ void mcp_events_free(mcp_event *ev, size_t n)
 
 /* ---- snapshot ---- */
 
-/* Copies every page; a busy source (a writer mid-commit) is retried for at most the busy timeout. */
+/* Copies every page; a busy source (a writer mid-commit) is retried for at most the busy timeout.
+ */
 static int run_backup(mcp_registry *reg, sqlite3 *dst, const char *dest, mcp_error *err)
 {
     sqlite3_backup *b = sqlite3_backup_init(dst, "main", reg->db, "main");

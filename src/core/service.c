@@ -62,8 +62,7 @@ static void copy_out(char *dst, size_t dst_len, const char *s, size_t n)
 }
 
 /* Splits "[v6]:" or "v4:" off the front of spec. Returns the rest, or NULL when malformed. */
-static const char *split_ip(const char *spec, const char *end, char *ip, size_t ip_len,
-                            int *ipv6)
+static const char *split_ip(const char *spec, const char *end, char *ip, size_t ip_len, int *ipv6)
 {
     char buf[INET6_ADDRSTRLEN + 1];
     unsigned char addr[sizeof(struct in6_addr)];
@@ -368,8 +367,8 @@ static int get_string(parse_ctx *p, const mcp_toml_value *table, const char *par
     return string_value(p, kv->value, path, out) == 0 ? 1 : -1;
 }
 
-static int get_port(parse_ctx *p, const mcp_toml_value *table, const char *parent,
-                    const char *key, int *out)
+static int get_port(parse_ctx *p, const mcp_toml_value *table, const char *parent, const char *key,
+                    int *out)
 {
     char path[PATH_MAX_LEN];
     child_path(path, parent, key);
@@ -396,9 +395,8 @@ static const mcp_toml_value *value_or_table(const mcp_toml_value *table, const c
 typedef bool (*item_check)(const char *s);
 
 /* Reads an array of strings, checking each item with check (may be NULL). */
-static int get_strv(parse_ctx *p, const mcp_toml_value *table, const char *parent,
-                    const char *key, mcp_strv *out, item_check check, const char *what,
-                    const char *hint)
+static int get_strv(parse_ctx *p, const mcp_toml_value *table, const char *parent, const char *key,
+                    mcp_strv *out, item_check check, const char *what, const char *hint)
 {
     char path[PATH_MAX_LEN];
     child_path(path, parent, key);
@@ -429,8 +427,8 @@ static int get_strv(parse_ctx *p, const mcp_toml_value *table, const char *paren
 }
 
 /* A string that must be one of set (its message lists them). */
-static int get_enum(parse_ctx *p, const mcp_toml_value *table, const char *parent,
-                    const char *key, const char *const *set, const char *expected, char **out)
+static int get_enum(parse_ctx *p, const mcp_toml_value *table, const char *parent, const char *key,
+                    const char *const *set, const char *expected, char **out)
 {
     char path[PATH_MAX_LEN];
     int rc = get_string(p, table, parent, key, out, path);
@@ -466,8 +464,7 @@ static int get_name(parse_ctx *p, const mcp_toml_value *table, const char *paren
 
 static const char *const health_checks[] = {"tcp", "grpc", "http", NULL};
 
-static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cpath,
-                        mcp_health *h)
+static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cpath, mcp_health *h)
 {
     const mcp_toml_kv *kv = mcp_toml_find(comp, "health");
     if (!kv)
@@ -479,8 +476,8 @@ static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cp
         return -1;
     static const char *const known[] = {"check", "port", "path", NULL};
     check_known_keys(p, t, path, known);
-    if (get_enum(p, t, path, "check", health_checks, "\"tcp\", \"grpc\" or \"http\"",
-                 &h->check) < 0 ||
+    if (get_enum(p, t, path, "check", health_checks, "\"tcp\", \"grpc\" or \"http\"", &h->check) <
+            0 ||
         get_port(p, t, path, "port", &h->port) < 0)
         return -1;
     char ppath[PATH_MAX_LEN];
@@ -583,8 +580,7 @@ static int get_token(parse_ctx *p, const mcp_toml_value *t, const char *cpath, c
     if (plain_token_valid(*out))
         return 1;
     const mcp_toml_value *v = value_or_table(t, key);
-    return failf(p, v->line, v->col, path, "bad %s \"%s\" (empty or contains spaces)", what,
-                 *out);
+    return failf(p, v->line, v->col, path, "bad %s \"%s\" (empty or contains spaces)", what, *out);
 }
 
 static int parse_component(parse_ctx *p, const mcp_toml_value *t, const char *path,
@@ -592,10 +588,9 @@ static int parse_component(parse_ctx *p, const mcp_toml_value *t, const char *pa
 {
     if (expect_type(p, t, MCP_TOML_TABLE, path) != 0)
         return -1;
-    static const char *const known[] = {"name",   "image", "network", "user",
-                                        "restart", "ports", "volumes", "cmd",
-                                        "env",     "desired_state", "health", "routes",
-                                        NULL};
+    static const char *const known[] = {"name",   "image",   "network", "user", "restart",
+                                        "ports",  "volumes", "cmd",     "env",  "desired_state",
+                                        "health", "routes",  NULL};
     check_known_keys(p, t, path, known);
     if (get_name(p, t, path, &c->name) != 0)
         return -1;
@@ -755,6 +750,7 @@ void mcp_service_free(mcp_service *svc)
     for (size_t i = 0; i < svc->n_components; i++)
         component_free(&svc->components[i]);
     free(svc->components);
+    free(svc->name);
     memset(svc, 0, sizeof *svc);
 }
 

@@ -431,6 +431,31 @@ static void test_delete_frees_ports(void **state)
     mcp_registry_close(reg);
 }
 
+static void test_put_refuses_invalid_names(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_error err = {{0}};
+    mcp_service svc = {0};
+    svc.name = mcp_strdup("Bad Name");
+    assert_int_equal(mcp_registry_put_service(reg, &svc, 10000, 10010, NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "invalid service name"));
+    mcp_service_free(&svc);
+
+    svc = one_route_service("ok", "r");
+    free(svc.components[0].routes[0].name);
+    svc.components[0].routes[0].name = NULL;
+    assert_int_equal(mcp_registry_put_service(reg, &svc, 10000, 10010, NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "route 0"));
+    free(svc.components[0].image);
+    svc.components[0].image = NULL;
+    assert_int_equal(mcp_registry_put_service(reg, &svc, 10000, 10010, NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "component 0"));
+    mcp_service got;
+    assert_int_equal(mcp_registry_get_service(reg, "ok", &got, &err), 0);
+    mcp_service_free(&svc);
+    mcp_registry_close(reg);
+}
+
 /* ---- state ---- */
 
 static void test_set_desired_state_and_active(void **state)
@@ -566,7 +591,8 @@ static char *read_bytes(const char *path, size_t *len)
     return b;
 }
 
-/* Opens path, expects refusal with a message holding each needle, and checks the bytes did not change. */
+/* Opens path, expects refusal with a message holding each needle, and checks the bytes did not
+ * change. */
 static void assert_refused_untouched(const char *path, const char *needle1, const char *needle2)
 {
     size_t before_len = 0, after_len = 0;
@@ -697,19 +723,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redeploy_keeps_host_ports, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_new_route_gets_lowest_free_port, setup_tmp,
                                         teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_port_free_callback_honoured, setup_tmp,
-                                        teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_range_exhaustion_is_an_error, setup_tmp,
-                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_port_free_callback_honoured, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_range_exhaustion_is_an_error, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_delete_frees_ports, setup_tmp, teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_set_desired_state_and_active, setup_tmp,
-                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_put_refuses_invalid_names, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_set_desired_state_and_active, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_events_newest_first, setup_tmp, teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_snapshot_is_an_openable_copy, setup_tmp,
-                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_snapshot_is_an_openable_copy, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_refuses_garbage_file, setup_tmp, teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_refuses_truncated_database, setup_tmp,
-                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_refuses_truncated_database, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_refuses_foreign_database, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_creates_fresh_and_reopens, setup_tmp, teardown_tmp),

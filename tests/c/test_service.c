@@ -159,8 +159,7 @@ static const bad_case bad_cases[] = {
      "bad port spec \"70000:80\""},
     {BASE "[[components]]\nname = \"db\"\nimage = \"img\"\nports = [\"abc\"]\n",
      "t.toml:8:10: key 'components[1].ports[0]'", "bad port spec \"abc\""},
-    {BASE "ports = [\"80/sctp\"]\n", "t.toml:5:10: key 'components[0].ports[0]'",
-     "bad port spec"},
+    {BASE "ports = [\"80/sctp\"]\n", "t.toml:5:10: key 'components[0].ports[0]'", "bad port spec"},
     {BASE "ports = [\"0\"]\n", "t.toml:5:10: key 'components[0].ports[0]'", "bad port spec"},
     {BASE "ports = [\"1.2.3:80:80\"]\n", "key 'components[0].ports[0]'", "bad port spec"},
     {BASE "ports = [\"1000-1010:80\"]\n", "key 'components[0].ports[0]'", "bad port spec"},
@@ -180,8 +179,8 @@ static const bad_case bad_cases[] = {
      "t.toml:1:8: key 'name'", "at most 63"},
     {"name = \"svc\"\n[[components]]\nname = \"API\"\nimage = \"i\"\n",
      "t.toml:3:8: key 'components[0].name'", "invalid name \"API\""},
-    {BASE "[[components.routes]]\nname = \"r_1\"\n", "t.toml:6:8: key 'components[0].routes[0].name'",
-     "invalid name"},
+    {BASE "[[components.routes]]\nname = \"r_1\"\n",
+     "t.toml:6:8: key 'components[0].routes[0].name'", "invalid name"},
     /* required keys */
     {"[[components]]\nname = \"a\"\nimage = \"i\"\n", "key 'name'", "missing required key"},
     {"name = \"svc\"\n", "t.toml:1:1: key 'components'", "missing required key"},
@@ -229,20 +228,24 @@ static const bad_case bad_cases[] = {
     {BASE "user = \"\"\n", "t.toml:5:8: key 'components[0].user'", "bad user"},
     /* wrong types */
     {"name = 5\n", "t.toml:1:8: key 'name'", "expected a string, got integer"},
-    {"name = \"svc\"\nactive = \"yes\"\n", "t.toml:2:10: key 'active'", "expected a bool, got string"},
+    {"name = \"svc\"\nactive = \"yes\"\n", "t.toml:2:10: key 'active'",
+     "expected a bool, got string"},
     {"name = \"svc\"\ncomponents = \"x\"\n", "t.toml:2:14: key 'components'",
      "expected an array, got string"},
     {"name = \"svc\"\ncomponents = [1]\n", "t.toml:2:15: key 'components[0]'",
      "expected a table, got integer"},
     {"name = \"svc\"\n[[components]]\nname = \"a\"\nimage = 1\n",
      "t.toml:4:9: key 'components[0].image'", "expected a string, got integer"},
-    {BASE "ports = \"80\"\n", "t.toml:5:9: key 'components[0].ports'", "expected an array, got string"},
+    {BASE "ports = \"80\"\n", "t.toml:5:9: key 'components[0].ports'",
+     "expected an array, got string"},
     {BASE "ports = [80]\n", "t.toml:5:10: key 'components[0].ports[0]'",
      "expected a string, got integer"},
     {BASE "cmd = [\"a\", [\"b\"]]\n", "t.toml:5:13: key 'components[0].cmd[1]'",
      "expected a string, got array"},
-    {BASE "health = 1\n", "t.toml:5:10: key 'components[0].health'", "expected a table, got integer"},
-    {BASE "routes = {}\n", "t.toml:5:10: key 'components[0].routes'", "expected an array, got table"},
+    {BASE "health = 1\n", "t.toml:5:10: key 'components[0].health'",
+     "expected a table, got integer"},
+    {BASE "routes = {}\n", "t.toml:5:10: key 'components[0].routes'",
+     "expected an array, got table"},
     {BASE "[[components.routes]]\nname = \"r\"\nport = \"80\"\n",
      "t.toml:7:8: key 'components[0].routes[0].port'", "expected an integer, got string"},
     {BASE "[components.health]\nport = 1.5\n", "t.toml:6:8: key 'components[0].health.port'",
@@ -291,8 +294,8 @@ static void test_unknown_keys_warn_with_file_line_key(void **state)
     assert_non_null(strstr(log, "key=components[0].health.timeout"));
     assert_non_null(strstr(log, "level=WARN"));
     free(log);
-    log = capture_stderr("nmae = \"x\"\nname = \"x\"\ncomponents = [{name = \"x\", image = \"i\"}]\n",
-                         &rc);
+    log = capture_stderr(
+        "nmae = \"x\"\nname = \"x\"\ncomponents = [{name = \"x\", image = \"i\"}]\n", &rc);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(log, "key=nmae"));
     assert_non_null(strstr(log, "line=1"));
@@ -312,14 +315,36 @@ static void test_load_missing_file(void **state)
 
 static void test_port_specs(void **state)
 {
-    const char *good[] = {"80",           "8080:80",           "127.0.0.1:8080:80",
-                          "127.0.0.1::80", "[::1]:8080:80/udp", "80/tcp",
-                          "0.0.0.0:1:65535", "[::1]::80",       NULL};
-    const char *bad[] = {"",           "0",          "65536",        "8080:",        ":80",
-                         "a:80",       "1.2.3:8080:80", "127.0.0.1:8080:80/sctp", "::1:8080:80",
-                         "[::1]:80",   "1-10:80",    "8080:80:90:100", "+80",        " 80",
-                         "[zz]:1:2",   "127.0.0.1:8080:80/", "80/tcp/udp", "999999", "1.2.3.4:80",
-                         "[::1]8080:80", NULL};
+    const char *good[] = {"80",
+                          "8080:80",
+                          "127.0.0.1:8080:80",
+                          "127.0.0.1::80",
+                          "[::1]:8080:80/udp",
+                          "80/tcp",
+                          "0.0.0.0:1:65535",
+                          "[::1]::80",
+                          NULL};
+    const char *bad[] = {"",
+                         "0",
+                         "65536",
+                         "8080:",
+                         ":80",
+                         "a:80",
+                         "1.2.3:8080:80",
+                         "127.0.0.1:8080:80/sctp",
+                         "::1:8080:80",
+                         "[::1]:80",
+                         "1-10:80",
+                         "8080:80:90:100",
+                         "+80",
+                         " 80",
+                         "[zz]:1:2",
+                         "127.0.0.1:8080:80/",
+                         "80/tcp/udp",
+                         "999999",
+                         "1.2.3.4:80",
+                         "[::1]8080:80",
+                         NULL};
     for (int i = 0; good[i]; i++)
         if (!mcp_port_spec_parse(good[i], NULL, 0, NULL, NULL, NULL, 0))
             fail_msg("rejected good port spec \"%s\"", good[i]);
@@ -335,8 +360,8 @@ static void test_port_specs(void **state)
     assert_int_equal(host, 18443);
     assert_int_equal(ctr, 8443);
     assert_string_equal(proto, "tcp");
-    assert_true(mcp_port_spec_parse("[::1]:7070:70/udp", ip, sizeof ip, &host, &ctr, proto,
-                                    sizeof proto));
+    assert_true(
+        mcp_port_spec_parse("[::1]:7070:70/udp", ip, sizeof ip, &host, &ctr, proto, sizeof proto));
     assert_string_equal(ip, "::1");
     assert_int_equal(host, 7070);
     assert_int_equal(ctr, 70);
@@ -353,10 +378,11 @@ static void test_port_specs(void **state)
 
 static void test_volume_specs(void **state)
 {
-    const char *good[] = {"/srv/a:/srv/a", "data:/data", "/a:/b:ro", "/a:/b:ro,Z",
-                          "my.vol_1:/x:U", "/a:/b:idmap=uids=0-1-10", NULL};
-    const char *bad[] = {"/a",   "a:b",      "/a:b",       ":/b",        "/a:",  "/a:/b:",
-                         "/a:/b:ro,,z", "-vol:/x", "/a:/b:r o", "bad name:/x", "", NULL};
+    const char *good[] = {
+        "/srv/a:/srv/a",           "data:/data", "/a:/b:ro", "/a:/b:ro,Z", "my.vol_1:/x:U",
+        "/a:/b:idmap=uids=0-1-10", NULL};
+    const char *bad[] = {"/a",          "a:b",     "/a:b",      ":/b",         "/a:", "/a:/b:",
+                         "/a:/b:ro,,z", "-vol:/x", "/a:/b:r o", "bad name:/x", "",    NULL};
     for (int i = 0; good[i]; i++)
         if (!mcp_volume_spec_valid(good[i]))
             fail_msg("rejected good volume spec \"%s\"", good[i]);
@@ -370,7 +396,8 @@ static void test_names(void **state)
     assert_true(mcp_name_valid("a"));
     assert_true(mcp_name_valid("0abc-def"));
     assert_true(mcp_name_valid("a123456789a123456789a123456789a123456789a123456789a123456789abc"));
-    assert_false(mcp_name_valid("a123456789a123456789a123456789a123456789a123456789a123456789abcd"));
+    assert_false(
+        mcp_name_valid("a123456789a123456789a123456789a123456789a123456789a123456789abcd"));
     assert_false(mcp_name_valid(""));
     assert_false(mcp_name_valid(NULL));
     assert_false(mcp_name_valid("-a"));
