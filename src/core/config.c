@@ -240,8 +240,9 @@ static int expect_type(loader *L, const mcp_toml_value *v, mcp_toml_type t, cons
 {
     if (v->type == t)
         return 0;
-    return fail_at(L, v, 0, key, "expected %s %s, got %s", t == MCP_TOML_INTEGER ? "an" : "a",
-                   mcp_toml_type_name(t), mcp_toml_type_name(v->type));
+    const char *want = mcp_toml_type_name(t);
+    return fail_at(L, v, 0, key, "expected %s %s, got %s", strchr("aeiou", want[0]) ? "an" : "a", want,
+                   mcp_toml_type_name(v->type));
 }
 
 /* A string value without embedded NUL bytes. */
