@@ -234,13 +234,13 @@ function M.stage(agent, stage, foundation, services_by_name, opts)
     for i, h in ipairs(handles) do
         local limit = nil
         if foundation and not sr.timed_out then limit = math.max(0, started + timeout - agent.clock.now()) end
-        local ok, res = h.wait(limit)
+        local ok, res = agent.task.wait(h, limit)
         if ok == nil and res == "timeout" then
             -- Only the foundation waits with a timeout: say so, then keep waiting.
             agent.log.warn(string.format("foundation stage %s not healthy after %gs; retrying until it is",
                 tostring(stage.name), timeout))
             sr.timed_out = true
-            ok, res = h.wait()
+            ok, res = agent.task.wait(h)
         end
         if ok == nil then
             cancel_all(agent, handles)

@@ -63,7 +63,8 @@ function M.parse_port(spec)
 end
 
 --- Creates a fake runtime.
---- opts.images: array of image names that exist.
+--- opts.images: array of image names that exist; opts.any_image: every
+---   image exists (for demos with container_runtime = "fake").
 --- opts.containers: array of container records {name=, image=, state=,
 ---   exit_code=, ports = {specs or records}, env=, cmd=, ...} present at start.
 --- opts.now(): current time (default: always 0); opts.sleep(s): waits
@@ -236,7 +237,7 @@ function M.new(opts)
         if containers[spec.name] then
             return fail(entry, "name in use", "the container name \"" .. spec.name .. "\" is already in use")
         end
-        if not images[spec.image] then
+        if not images[spec.image] and not opts.any_image then
             return fail(entry, "no such image", spec.image .. ": image not known")
         end
         for _, p in ipairs(spec.ports or {}) do
@@ -302,7 +303,7 @@ function M.new(opts)
         local entry = log_op({ op = "image_exists", image = image, ok = true })
         local reason, detail = begin("image_exists")
         if reason then return fail(entry, reason, detail) end
-        return images[image] == true
+        return images[image] == true or opts.any_image == true
     end
 
     -- Test and demo controls (not part of agent.runtime) ----------------

@@ -56,7 +56,8 @@ function M.summary(report)
 end
 
 --- Human text: one line per container with its outcome (and reason or
---- planned action), then the warnings, then the summary line.
+--- planned action), then the warnings, then the summary line (no trailing
+--- newline: the caller ends the line).
 function M.text(report)
     local lines = {}
     for _, row in ipairs(M.entries(report)) do
@@ -71,7 +72,7 @@ function M.text(report)
         lines[#lines + 1] = "warning: " .. tostring(w)
     end
     lines[#lines + 1] = M.summary(report)
-    return table.concat(lines, "\n") .. "\n"
+    return table.concat(lines, "\n")
 end
 
 -- Encodes a flat record with sorted keys (values: strings, numbers, booleans).

@@ -238,7 +238,8 @@ describe("recover", function()
         local function once()
             local w = t.world{
                 services = { { name = "z", image = IMG }, { name = "a", image = "localhost/none:1" },
-                             { name = "m", components = { { name = "b", image = IMG }, { name = "a", image = IMG } } } },
+                             { name = "m", components = { { name = "b", image = IMG },
+                                                          { name = "a", image = IMG } } } },
                 images = { IMG }, latency = { run = 0.5, default = 0.01 },
             }
             w.runtime.fail_next("run", "failed", "x")

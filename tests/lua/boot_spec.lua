@@ -1,0 +1,252 @@
+-- policies/boot.lua on the virtual clock (SPEC §6).
+local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
+package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. root .. "policies/?.lua;" .. package.path
+
+local t = require "mcp.testing"
+local boot = require "boot"
+local backoff = require "backoff"
+
+local IMG = "localhost/app:1"
+
+-- A service with one published port (host port = 10000 + n).
+local function svc(name, n, extra)
+    local s = { name = name, image = IMG, ports = { string.format("127.0.0.1:%d:80/tcp", 10000 + n) } }
+    for k, v in pairs(extra or {}) do s[k] = v end
+    return s
+end
+
+local function run_ops(w)
+    local out = {}
+    for _, e in ipairs(w.runtime.mutations()) do out[#out + 1] = e.op .. " " .. e.name end
+    return out
+end
+
+local function first_op_time(w, op, name)
+    for _, e in ipairs(w.runtime.ops()) do
+        if e.op == op and e.name == name then return e.time end
+    end
+end
+
+local OPTS = { backoff = { base = 0.5, cap = 4, jitter = "full", random = backoff.seeded(7) } }
+
+local function boot_opts(extra)
+    local o = {}
+    for k, v in pairs(OPTS) do o[k] = v end
+    o.backoff = { base = 0.5, cap = 4, jitter = "full", random = backoff.seeded(7) }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+end
+
+describe("boot", function()
+    it("runs stages in order and starts only each stage's own services", function()
+        local w = t.world{
+            services = { svc("db", 1), svc("auth", 2), svc("web", 3), svc("api", 4) },
+            images = { IMG },
+            health = { db = { after = 3 }, auth = { after = 1 }, web = { after = 2 }, api = { after = 0 } },
+        }
+        local stages = {
+            { name = "foundation", services = { "db", "auth" }, timeout = 30, health = "tcp" },
+            { name = "apps", services = { "web", "api" }, timeout = 30, health = "tcp" },
+        }
+        local r = w:run(function(agent) return boot.run(agent, stages, boot_opts()) end)
+        assert.is_true(r.healthy)
+        assert.equal(2, #r.stages)
+        assert.same({ "run auth", "run db", "run api", "run web" }, run_ops(w))
+        -- The apps are started only after every foundation service is healthy.
+        local db_healthy_at
+        for _, p in ipairs(w.probe_log) do
+            if p.container == "db" and p.ok then db_healthy_at = p.time end
+        end
+        assert.is_true(db_healthy_at >= 3)
+        assert.is_true(first_op_time(w, "run", "web") >= db_healthy_at)
+        local f = r.stages[1]
+        assert.equal("foundation", f.name)
+        assert.same({ "auth", "db" }, { f.services[1].service, f.services[2].service })
+        assert.is_true(f.services[2].healthy)
+        assert.is_true(f.services[2].time_to_healthy >= 3 and f.services[2].time_to_healthy < 8)
+        assert.is_true(f.services[2].attempts > 1)
+        assert.is_true(w:logged("info", "boot stage apps healthy"))
+    end)
+
+    it("probes a stage's components concurrently", function()
+        local services, names = {}, {}
+        for i = 1, 5 do
+            services[i] = svc("s" .. i, i)
+            names[i] = "s" .. i
+        end
+        local w = t.world{ services = services, images = { IMG }, health_default = { after = 10 } }
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "only", services = names, timeout = 60 } }, boot_opts())
+        end)
+        assert.is_true(r.healthy)
+        -- Sequential probing would need 5 x 10 s; concurrent needs about 10 s.
+        assert.is_true(w:now() < 15, "took " .. w:now())
+    end)
+
+    it("uses the component's own health check, else the stage's, on the mapped host port", function()
+        local w = t.world{
+            services = {
+                { name = "g", image = IMG, ports = { "127.0.0.1:10001:9000/tcp" },
+                  health = { check = "http", port = 9000, path = "/healthz" } },
+                { name = "r", image = IMG,
+                  routes = { { name = "api", port = 8443, host_port = 10002 } } },
+            },
+            images = { IMG },
+        }
+        w:run(function(agent)
+            return boot.run(agent, { { name = "s", services = { "g", "r" }, health = "grpc" } }, boot_opts())
+        end)
+        local seen = {}
+        for _, p in ipairs(w.probe_log) do seen[p.container] = p.kind .. " " .. p.host .. ":" .. p.port end
+        assert.equal("http 127.0.0.1:10001", seen.g)
+        assert.equal("grpc 127.0.0.1:10002", seen.r)
+    end)
+
+    it("foundation retries for a long virtual time and stops at once on cancel", function()
+        local w = t.world{ services = { svc("db", 1), svc("later", 2) }, images = { IMG },
+                           health = { db = "never" } }
+        local stages = { { name = "foundation", services = { "db" }, timeout = 60 },
+                         { name = "apps", services = { "later" }, timeout = 60 } }
+        local r, why = w:run(function(agent) return boot.run(agent, stages, boot_opts()) end,
+            { cancel_after = 6 * 3600 })
+        -- Waiting on a cancelled task gives nil, "cancelled": look at the world.
+        assert.is_nil(r)
+        assert.equal("cancelled", why)
+        assert.is_true(w:now() >= 6 * 3600 and w:now() < 6 * 3600 + 1)
+        local probes = 0
+        for _, p in ipairs(w.probe_log) do if p.container == "db" then probes = probes + 1 end end
+        -- Backoff capped at 4 s: thousands of attempts over 6 h, never the next stage.
+        assert.is_true(probes > 1000, probes .. " probes")
+        assert.is_nil(w.runtime.container("later"))
+        assert.is_true(w:logged("warn", "foundation stage foundation not healthy after 60s"))
+        assert.equal(0, w.sched.pending_timers(), "cancel leaves no timer behind")
+    end)
+
+    it("reports cancellation in its own report when the boot task is cancelled", function()
+        local w = t.world{ services = { svc("db", 1) }, images = { IMG }, health = { db = "never" } }
+        local report
+        local h = w:spawn(function(agent)
+            report = boot.run(agent, { { name = "f", services = { "db" } } }, boot_opts())
+            return report
+        end)
+        w:advance(100)
+        w.sched.cancel(h)
+        w.sched.run_until_idle()
+        assert.is_true(report.cancelled)
+        assert.is_false(report.healthy)
+        assert.is_true(report.stages[1].cancelled)
+    end)
+
+    it("restarts a foundation container that dies while boot waits", function()
+        local w = t.world{ services = { svc("db", 1) }, images = { IMG }, health = { db = { after = 20 } } }
+        w.sched.spawn(function()
+            w.sched.sleep(5)
+            w.runtime.kill("db", 137)
+        end)
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = { "db" }, timeout = 60 } }, boot_opts())
+        end)
+        assert.is_true(r.healthy)
+        local s = r.stages[1].services[1]
+        assert.equal(1, s.restarts)
+        assert.same({ "run db", "start db" }, run_ops(w))
+        assert.is_true(s.time_to_healthy >= 25, "healthy 20 s after the restart, got " .. s.time_to_healthy)
+        assert.equal("restarted", w.registry.events("db", 1)[1].kind)
+        assert.is_true(w:logged("warn", "db is not running (container exited)"))
+    end)
+
+    it("lets a later stage time out, warn and proceed", function()
+        local w = t.world{
+            services = { svc("db", 1), svc("slow", 2), svc("last", 3) },
+            images = { IMG },
+            health = { slow = "never" },
+        }
+        local stages = {
+            { name = "foundation", services = { "db" }, timeout = 10 },
+            { name = "apps", services = { "slow" }, timeout = 20 },
+            { name = "edge", services = { "last" }, timeout = 20 },
+        }
+        local r = w:run(function(agent) return boot.run(agent, stages, boot_opts()) end)
+        assert.is_false(r.healthy)
+        assert.is_true(r.stages[1].healthy)
+        local apps = r.stages[2]
+        assert.is_false(apps.healthy)
+        assert.is_true(apps.timed_out)
+        assert.is_false(apps.services[1].healthy)
+        assert.is_true(apps.elapsed >= 20 and apps.elapsed < 22, "elapsed " .. apps.elapsed)
+        assert.is_true(r.stages[3].healthy)
+        assert.is_true(w:logged("warn", "boot stage apps not healthy after 20s, proceeding"))
+        assert.equal("running", w.runtime.container("last").state)
+    end)
+
+    it("starts active services in no stage after the last stage and reports unknown names", function()
+        local w = t.world{
+            services = { svc("db", 1), svc("extra", 2), svc("idle", 3, { active = false }) },
+            images = { IMG },
+            health = { db = { after = 5 } },
+        }
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = { "db", "ghost" }, timeout = 30 } }, boot_opts())
+        end)
+        assert.same({ "ghost" }, r.unknown)
+        assert.same({ "ghost" }, r.stages[1].unknown)
+        assert.is_true(w:logged("warn", "unknown service ghost"))
+        assert.same({ "run db", "run extra" }, run_ops(w))
+        assert.is_true(first_op_time(w, "run", "extra") >= 5)
+        assert.equal(1, #r.unstaged.recovered)
+        assert.is_nil(w.runtime.container("idle"))
+    end)
+
+    it("takes stages from agent.config.boot and plans only in a dry run", function()
+        local w = t.world{
+            services = { svc("db", 1), svc("web", 2) },
+            images = { IMG },
+            config = { boot = { { name = "f", services = { "db" }, timeout = 10, health = "tcp" } } },
+        }
+        local r = w:run(function(agent) return boot.run(agent, nil, boot_opts({ dry_run = true })) end)
+        assert.same({}, run_ops(w))
+        assert.equal(1, #r.stages[1].start.planned)
+        assert.equal("db", r.stages[1].start.planned[1].container)
+        assert.equal("web", r.unstaged.planned[1].container)
+        assert.same({}, w.probe_log)
+    end)
+
+    it("counts a component without ports as healthy once running", function()
+        local w = t.world{ services = { { name = "worker", image = IMG } }, images = { IMG } }
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = { "worker" } } }, boot_opts())
+        end)
+        assert.is_true(r.healthy)
+        assert.same({}, w.probe_log)
+    end)
+
+    it("refuses an unknown stage health method", function()
+        local w = t.world{ services = { svc("db", 1) }, images = { IMG } }
+        assert.has_error(function()
+            w:run(function(agent)
+                return boot.run(agent, { { name = "f", services = { "db" }, health = "ping" } }, boot_opts())
+            end)
+        end)
+    end)
+end)
+
+describe("seed-compatible boot example", function()
+    local seed = dofile(root .. "policies/examples/seed-compatible.lua")
+
+    it("recovers every service at every stage and polls one service after another", function()
+        local w = t.world{
+            services = { svc("db", 1), svc("web", 2), svc("other", 3) },
+            images = { IMG },
+            health = { db = { after = 3 }, web = { after = 1 } },
+        }
+        local stages = { { name = "f", services = { "db" }, timeout = 30 },
+                         { name = "apps", services = { "web" }, timeout = 30 } }
+        local r = w:run(function(agent) return seed.run(agent, stages, {}) end)
+        assert.is_true(r.healthy)
+        -- The first stage already started "web" and "other" (the original's behaviour).
+        assert.same({ "run db", "run other", "run web" }, run_ops(w))
+        -- Fixed 2 s poll: db (healthy at 3 s) is seen at 4 s.
+        local tth = r.stages[1].services[1].time_to_healthy
+        assert.is_true(tth >= 4 and tth < 4.5, "time to healthy " .. tth)
+    end)
+end)
