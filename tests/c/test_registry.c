@@ -456,6 +456,26 @@ static void test_put_refuses_invalid_names(void **state)
     mcp_registry_close(reg);
 }
 
+static void test_two_handles_share_the_file(void **state)
+{
+    mcp_registry *writer = open_reg(state), *reader = open_reg(state);
+    mcp_service a = one_route_service("a", "r");
+    put(writer, &a, 10000, 10010);
+    mcp_service got;
+    mcp_error err = {{0}};
+    assert_int_equal(mcp_registry_get_service(reader, "a", &got, &err), 1);
+    assert_int_equal(got.components[0].routes[0].host_port, 10000);
+    mcp_service_free(&got);
+    /* The second handle allocates around the first one's ports. */
+    mcp_service b = one_route_service("b", "r");
+    put(reader, &b, 10000, 10010);
+    assert_int_equal(b.components[0].routes[0].host_port, 10001);
+    mcp_service_free(&a);
+    mcp_service_free(&b);
+    mcp_registry_close(reader);
+    mcp_registry_close(writer);
+}
+
 /* ---- state ---- */
 
 static void test_set_desired_state_and_active(void **state)
@@ -726,6 +746,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_port_free_callback_honoured, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_range_exhaustion_is_an_error, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_delete_frees_ports, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_two_handles_share_the_file, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_put_refuses_invalid_names, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_set_desired_state_and_active, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_events_newest_first, setup_tmp, teardown_tmp),

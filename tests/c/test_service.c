@@ -444,6 +444,38 @@ static void test_every_truncation_is_handled(void **state)
     }
 }
 
+/* Every byte of a valid document replaced by each of a few troublesome bytes:
+ * the result parses or fails with a located message, never crashes. */
+static void test_byte_mutations_are_handled(void **state)
+{
+    size_t len = 0;
+    char *text = mcp_read_file(FIXTURE("multi.toml"), &len);
+    assert_non_null(text);
+    const char subst[] = {'"', '[', ']', '=', '\n', '\0', '\\', '{', '#', 'x', '9', '.', '\''};
+    char *copy = malloc(len);
+    assert_non_null(copy);
+    size_t failed = 0;
+    for (size_t i = 0; i < len; i++) {
+        for (size_t k = 0; k < sizeof subst; k++) {
+            memcpy(copy, text, len);
+            copy[i] = subst[k];
+            mcp_service svc;
+            mcp_error err = {{0}};
+            if (mcp_service_parse(copy, len, "m.toml", &svc, &err) == 0) {
+                assert_true(svc.n_components >= 1);
+                mcp_service_free(&svc);
+                continue;
+            }
+            failed++;
+            if (strncmp(err.msg, "m.toml:", 7) != 0)
+                fail_msg("byte %zu -> %d: message \"%s\" lacks the file", i, subst[k], err.msg);
+        }
+    }
+    assert_true(failed > 0);
+    free(copy);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_volume_specs),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_every_truncation_is_handled),
+        cmocka_unit_test(test_byte_mutations_are_handled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
