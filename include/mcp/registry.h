@@ -48,6 +48,7 @@ int mcp_registry_delete_service(mcp_registry *reg, const char *name, mcp_error *
  * Returns the number of components changed (0 = no such service/component), -1 on error. */
 int mcp_registry_set_desired_state(mcp_registry *reg, const char *service, const char *component,
                                    const char *state, mcp_error *err);
+/* Sets a service's active flag. Returns 1 done, 0 no such service, -1 on error. */
 int mcp_registry_set_active(mcp_registry *reg, const char *service, bool active, mcp_error *err);
 
 /* Appends an event (component may be NULL). */
