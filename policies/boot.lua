@@ -78,7 +78,7 @@ end
 
 -- Brings a container that is not running back: start it when it exists,
 -- else recreate it from the registry. Returns true or nil, reason.
-local function restart(agent, service, component, record)
+local function restart(agent, service, component, record, quiet)
     local name = recover.container_of(service, component)
     if record then
         local ok, reason, detail = agent.runtime.start(name)
@@ -86,7 +86,7 @@ local function restart(agent, service, component, record)
         agent.log.warn("cannot start " .. name .. ", recreating it",
             { reason = recover.fmt_reason(reason, detail) })
     end
-    local r = recover.component(agent, service, component, record, {})
+    local r = recover.component(agent, service, component, record, { quiet = quiet })
     if r.outcome == "recovered" or r.outcome == "already_running" then return true end
     return nil, r.entry.reason
 end
@@ -101,6 +101,7 @@ local function watch_component(agent, stage, service, component, deadline, start
     local b = backoff.new(opts.backoff or M.DEFAULT_BACKOFF)
     local target = M.probe_spec(component, stage)
     local probe_timeout = opts.probe_timeout or M.DEFAULT_PROBE_TIMEOUT
+    local last_down
     while true do
         res.attempts = res.attempts + 1
         local ok, reason
@@ -122,9 +123,13 @@ local function watch_component(agent, stage, service, component, deadline, start
             end
         elseif record or ireason == "no such container" then
             reason = record and ("container " .. tostring(record.state)) or "container missing"
-            agent.log.warn(string.format("%s is not running (%s), restarting it", name, reason),
+            -- Warn on the first failure of a kind; a long foundation retry repeats at debug level.
+            local repeated = last_down == reason
+            local log = repeated and agent.log.debug or agent.log.warn
+            last_down = reason
+            log(string.format("%s is not running (%s), restarting it", name, reason),
                 { service = service.name, exit_code = record and record.exit_code })
-            local done, rreason = restart(agent, service, component, record)
+            local done, rreason = restart(agent, service, component, record, repeated)
             if done then
                 res.restarts = res.restarts + 1
                 agent.registry.event(service.name, component.name, "restarted",

@@ -73,7 +73,8 @@ local function register_routes(agent, service, component, warn)
 end
 
 --- Brings one component to running (or, dry run, plans it). `existing` is
---- the runtime record of its container or nil. Returns an outcome
+--- the runtime record of its container or nil; opts.dry_run plans only,
+--- opts.quiet logs warnings at debug level (repeated retries). Returns an outcome
 --- { outcome = "recovered"|"already_running"|"skipped"|"failed"|"planned",
 ---   entry = {service=, component=, container=, reason=/action=}, warnings = {...} }.
 function M.component(agent, service, component, existing, opts)
@@ -83,7 +84,8 @@ function M.component(agent, service, component, existing, opts)
     local result = { entry = entry, warnings = {} }
     local function warn(msg)
         result.warnings[#result.warnings + 1] = msg
-        agent.log.warn(msg, { service = service.name, component = component.name })
+        local log = opts.quiet and agent.log.debug or agent.log.warn
+        log(msg, { service = service.name, component = component.name })
     end
     local function outcome(kind, reason)
         result.outcome = kind

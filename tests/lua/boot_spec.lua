@@ -155,6 +155,22 @@ describe("boot", function()
         assert.is_true(w:logged("warn", "db is not running (container exited)"))
     end)
 
+    it("keeps retrying a foundation whose image is missing without flooding the log", function()
+        local w = t.world{ services = { svc("db", 1) }, images = {} }
+        w:run(function(agent) return boot.run(agent, { { name = "f", services = { "db" } } }, boot_opts()) end,
+            { cancel_after = 600 })
+        local warns = {}
+        for _, l in ipairs(w.logs) do
+            if l.level == "warn" and l.msg:find("db", 1, true) then warns[#warns + 1] = l.msg end
+        end
+        -- The start's skip, the first "not running" and its skip: then quiet.
+        assert.is_true(#warns <= 3, table.concat(warns, "\n"))
+        assert.is_true(w:logged("warn", "db is not running (container missing)"))
+        local checks = 0
+        for _, op in ipairs(w.runtime.ops()) do if op.op == "image_exists" then checks = checks + 1 end end
+        assert.is_true(checks > 100, "kept retrying: " .. checks)
+    end)
+
     it("lets a later stage time out, warn and proceed", function()
         local w = t.world{
             services = { svc("db", 1), svc("slow", 2), svc("last", 3) },
