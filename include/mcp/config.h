@@ -64,7 +64,10 @@ int mcp_config_defaults(mcp_config *cfg);
 /* Loads path over the defaults. Unknown keys are logged as warnings with
  * file:line (mcp_log); wrong types, bad durations, a bad port_range, an
  * unknown health method, runtime or log level are errors naming
- * "file:line:col: key 'section.key': problem". Returns 0, or -1 with err set
+ * "file:line:col: key 'section.key': problem" (boot stages are named
+ * 'boot.sequence[N]' with N counted from 0; a stage needs a unique, non-empty
+ * name; durations must be positive). TOML syntax errors read
+ * "file:line:col: problem". Relative paths are kept as written. Returns 0, or -1 with err set
  * (cfg is then freed and zeroed). A missing file is an error here; callers
  * decide whether to fall back to mcp_config_defaults. */
 int mcp_config_load(const char *path, mcp_config *cfg, mcp_error *err);

@@ -31,9 +31,9 @@ typedef enum key_kind {
 typedef struct key_spec {
     const char *name;
     key_kind kind;
-    size_t offset;               /* into the struct being filled */
-    const char *const *choices;  /* K_CHOICE: NULL-terminated */
-    const char *what;            /* K_CHOICE: "health method", … */
+    size_t offset;              /* into the struct being filled */
+    const char *const *choices; /* K_CHOICE: NULL-terminated */
+    const char *what;           /* K_CHOICE: "health method", … */
 } key_spec;
 
 static const char *const runtimes[] = {"podman", "fake", NULL};
@@ -107,9 +107,14 @@ typedef struct section {
 } section;
 
 static const section sections[] = {
-    {"agent", agent_keys},         {"tls", tls_keys},       {"database", database_keys},
-    {"mcproxy", mcproxy_keys},     {"metacrypt", metacrypt_keys}, {"monitor", monitor_keys},
-    {"log", log_keys},             {"policy", policy_keys},
+    {"agent", agent_keys},
+    {"tls", tls_keys},
+    {"database", database_keys},
+    {"mcproxy", mcproxy_keys},
+    {"metacrypt", metacrypt_keys},
+    {"monitor", monitor_keys},
+    {"log", log_keys},
+    {"policy", policy_keys},
 };
 
 typedef struct loader {
@@ -133,12 +138,27 @@ void mcp_config_free(mcp_config *cfg)
     if (!cfg)
         return;
     char **strings[] = {
-        &cfg->path,           &cfg->node_name,        &cfg->grpc_addr,          &cfg->socket,
-        &cfg->container_runtime, &cfg->podman,        &cfg->tls_cert,           &cfg->tls_key,
-        &cfg->tls_client_ca,  &cfg->db_path,          &cfg->mcproxy_socket,     &cfg->mcproxy_cert_dir,
-        &cfg->mcproxy_listener, &cfg->metacrypt_server_url, &cfg->metacrypt_ca_cert,
-        &cfg->metacrypt_mount, &cfg->metacrypt_issuer, &cfg->metacrypt_token_path, &cfg->log_level,
-        &cfg->log_format,     &cfg->policy_dir,
+        &cfg->path,
+        &cfg->node_name,
+        &cfg->grpc_addr,
+        &cfg->socket,
+        &cfg->container_runtime,
+        &cfg->podman,
+        &cfg->tls_cert,
+        &cfg->tls_key,
+        &cfg->tls_client_ca,
+        &cfg->db_path,
+        &cfg->mcproxy_socket,
+        &cfg->mcproxy_cert_dir,
+        &cfg->mcproxy_listener,
+        &cfg->metacrypt_server_url,
+        &cfg->metacrypt_ca_cert,
+        &cfg->metacrypt_mount,
+        &cfg->metacrypt_issuer,
+        &cfg->metacrypt_token_path,
+        &cfg->log_level,
+        &cfg->log_format,
+        &cfg->policy_dir,
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         free(*strings[i]);
@@ -176,9 +196,9 @@ int mcp_config_defaults(mcp_config *cfg)
     cfg->monitor_interval_ms = DEFAULT_MONITOR_INTERVAL_MS;
     cfg->log_level = mcp_strdup("info");
     cfg->log_format = mcp_strdup("text");
-    if (!cfg->node_name || !cfg->grpc_addr || !cfg->socket || !cfg->container_runtime || !cfg->podman ||
-        !cfg->db_path || !cfg->mcproxy_listener || !cfg->metacrypt_mount || !cfg->metacrypt_issuer ||
-        !cfg->log_level || !cfg->log_format) {
+    if (!cfg->node_name || !cfg->grpc_addr || !cfg->socket || !cfg->container_runtime ||
+        !cfg->podman || !cfg->db_path || !cfg->mcproxy_listener || !cfg->metacrypt_mount ||
+        !cfg->metacrypt_issuer || !cfg->log_level || !cfg->log_format) {
         mcp_config_free(cfg);
         return -1;
     }
@@ -188,8 +208,8 @@ int mcp_config_defaults(mcp_config *cfg)
 /* ---------- errors and warnings ---------- */
 
 /* Sets err to "PATH:LINE:COL: key 'KEY': message" at value v. */
-__attribute__((format(printf, 5, 6))) static int fail_at(loader *L, const mcp_toml_value *v, int line,
-                                                        const char *key, const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int
+fail_at(loader *L, const mcp_toml_value *v, int line, const char *key, const char *fmt, ...)
 {
     char msg[700];
     va_list ap;
@@ -241,8 +261,8 @@ static int expect_type(loader *L, const mcp_toml_value *v, mcp_toml_type t, cons
     if (v->type == t)
         return 0;
     const char *want = mcp_toml_type_name(t);
-    return fail_at(L, v, 0, key, "expected %s %s, got %s", strchr("aeiou", want[0]) ? "an" : "a", want,
-                   mcp_toml_type_name(v->type));
+    return fail_at(L, v, 0, key, "expected %s %s, got %s", strchr("aeiou", want[0]) ? "an" : "a",
+                   want, mcp_toml_type_name(v->type));
 }
 
 /* A string value without embedded NUL bytes. */
@@ -305,7 +325,8 @@ static int set_duration(loader *L, const mcp_toml_value *v, const char *key, int
     return 0;
 }
 
-static int set_choice(loader *L, const mcp_toml_value *v, const key_spec *spec, const char *key, char **slot)
+static int set_choice(loader *L, const mcp_toml_value *v, const key_spec *spec, const char *key,
+                      char **slot)
 {
     const char *s;
     if (get_string(L, v, key, &s) != 0)
@@ -341,7 +362,8 @@ static int set_port_range(loader *L, const mcp_toml_value *v, const char *key)
     long lo = dash ? parse_port(s, (size_t)(dash - s)) : -1;
     long hi = dash ? parse_port(dash + 1, strlen(dash + 1)) : -1;
     if (lo < 0 || hi < 0)
-        return fail_at(L, v, 0, key, "invalid port range \"%s\" (want MIN-MAX, e.g. \"10000-19999\")", s);
+        return fail_at(L, v, 0, key,
+                       "invalid port range \"%s\" (want MIN-MAX, e.g. \"10000-19999\")", s);
     if (lo < 1 || hi > 65535 || hi < 1 || lo > 65535)
         return fail_at(L, v, 0, key, "port range \"%s\": ports must be between 1 and 65535", s);
     if (lo > hi)
@@ -352,7 +374,8 @@ static int set_port_range(loader *L, const mcp_toml_value *v, const char *key)
 }
 
 /* Checks value v against spec and stores it into base + spec->offset. */
-static int apply_key(loader *L, void *base, const key_spec *spec, const mcp_toml_value *v, const char *key)
+static int apply_key(loader *L, void *base, const key_spec *spec, const mcp_toml_value *v,
+                     const char *key)
 {
     void *slot = (char *)base + spec->offset;
     const char *s;
@@ -389,7 +412,8 @@ static const key_spec *find_spec(const key_spec *keys, const mcp_toml_kv *kv)
 }
 
 /* Applies every key of table t (named prefix) to base; unknown keys warn. */
-static int apply_table(loader *L, void *base, const key_spec *keys, const mcp_toml_value *t, const char *prefix)
+static int apply_table(loader *L, void *base, const key_spec *keys, const mcp_toml_value *t,
+                       const char *prefix)
 {
     for (size_t i = 0; i < t->u.table.len; i++) {
         const mcp_toml_kv *kv = &t->u.table.items[i];
@@ -435,7 +459,8 @@ static int load_stage(loader *L, const mcp_toml_value *t, size_t index)
         return fail_at(L, name_kv->value, 0, name_key, "a boot stage name must not be empty");
     for (size_t i = 0; i + 1 < cfg->n_stages; i++)
         if (strcmp(cfg->stages[i].name, st->name) == 0)
-            return fail_at(L, name_kv->value, 0, name_key, "duplicate boot stage \"%s\" (also boot.sequence[%zu], line %d)",
+            return fail_at(L, name_kv->value, 0, name_key,
+                           "duplicate boot stage \"%s\" (also boot.sequence[%zu], line %d)",
                            st->name, i, cfg->stages[i].line);
     return 0;
 }
@@ -453,7 +478,8 @@ static int load_boot(loader *L, const mcp_toml_value *boot)
         }
         const mcp_toml_value *seq = kv->value;
         if (seq->type != MCP_TOML_ARRAY)
-            return fail_at(L, seq, 0, "boot.sequence", "expected an array of tables ([[boot.sequence]]), got %s",
+            return fail_at(L, seq, 0, "boot.sequence",
+                           "expected an array of tables ([[boot.sequence]]), got %s",
                            mcp_toml_type_name(seq->type));
         mcp_config *cfg = L->cfg;
         for (size_t k = 0; k < cfg->n_stages; k++)
@@ -485,13 +511,16 @@ static int load_root(loader *L, const mcp_toml_value *root)
                 sec = &sections[k];
         bool is_boot = strcmp(kv->key, "boot") == 0 && kv->key_len == 4;
         if (!sec && !is_boot) {
-            warn_unknown(L, kv->value->type == MCP_TOML_TABLE ? "unknown config section" : "unknown config key",
+            warn_unknown(L,
+                         kv->value->type == MCP_TOML_TABLE ? "unknown config section"
+                                                           : "unknown config key",
                          kv->key, kv->line);
             continue;
         }
         if (expect_type(L, kv->value, MCP_TOML_TABLE, kv->key) != 0)
             return -1;
-        int rc = is_boot ? load_boot(L, kv->value) : apply_table(L, L->cfg, sec->keys, kv->value, sec->name);
+        int rc = is_boot ? load_boot(L, kv->value)
+                         : apply_table(L, L->cfg, sec->keys, kv->value, sec->name);
         if (rc != 0)
             return -1;
     }

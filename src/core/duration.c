@@ -13,19 +13,15 @@ typedef struct unit {
 } unit;
 
 static const unit units[] = {
-    {"ns", 1},
-    {"us", 1000},
-    {"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
-    {"\xce\xbcs", 1000}, /* U+03BC Greek mu */
-    {"ms", 1000000},
-    {"s", 1000000000},
-    {"m", 60ull * 1000000000},
-    {"h", 3600ull * 1000000000},
+    {"ns", 1},           {"us", 1000},      {"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
+    {"\xce\xbcs", 1000},                                         /* U+03BC Greek mu */
+    {"ms", 1000000},     {"s", 1000000000}, {"m", 60ull * 1000000000}, {"h", 3600ull * 1000000000},
 };
 
 #define MAX_NS ((uint64_t)INT64_MAX)
 
-__attribute__((format(printf, 3, 4))) static int refuse(char *why, size_t whylen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int refuse(char *why, size_t whylen, const char *fmt,
+                                                        ...)
 {
     if (why && whylen) {
         va_list ap;

@@ -465,13 +465,27 @@ static int parse_escape(parser *p, buf *b)
     int c = peek(p);
     const char *simple = NULL;
     switch (c) {
-    case 'b': simple = "\b"; break;
-    case 't': simple = "\t"; break;
-    case 'n': simple = "\n"; break;
-    case 'f': simple = "\f"; break;
-    case 'r': simple = "\r"; break;
-    case '"': simple = "\""; break;
-    case '\\': simple = "\\"; break;
+    case 'b':
+        simple = "\b";
+        break;
+    case 't':
+        simple = "\t";
+        break;
+    case 'n':
+        simple = "\n";
+        break;
+    case 'f':
+        simple = "\f";
+        break;
+    case 'r':
+        simple = "\r";
+        break;
+    case '"':
+        simple = "\"";
+        break;
+    case '\\':
+        simple = "\\";
+        break;
     case 'u':
     case 'U': {
         int digits = c == 'u' ? 4 : 8;
@@ -513,7 +527,8 @@ static int line_ending_backslash(parser *p)
     size_t i = p->pos + 1;
     while (i < p->len && (p->s[i] == ' ' || p->s[i] == '\t'))
         i++;
-    if (!(i < p->len && (p->s[i] == '\n' || (p->s[i] == '\r' && i + 1 < p->len && p->s[i + 1] == '\n'))))
+    if (!(i < p->len &&
+          (p->s[i] == '\n' || (p->s[i] == '\r' && i + 1 < p->len && p->s[i + 1] == '\n'))))
         return 0;
     p->pos = i;
     for (;;) {
@@ -706,7 +721,8 @@ static bool strip_underscores(const char *s, size_t n, int base, char *out)
         if (c == '_') {
             if (i == 0 || i + 1 == n)
                 return false;
-            int before = hex_value((unsigned char)s[i - 1]), after = hex_value((unsigned char)s[i + 1]);
+            int before = hex_value((unsigned char)s[i - 1]),
+                after = hex_value((unsigned char)s[i + 1]);
             if (before < 0 || after < 0 || before >= base || after >= base)
                 return false;
             continue;
@@ -810,8 +826,8 @@ static int parse_float_token(parser *p, const char *tok, size_t n, double *out)
     size_t start = i;
     while (i < n && (is_digit(tok[i]) || tok[i] == '_'))
         i++;
-    ok = i > start && strip_underscores(tok + start, i - start, 10, part) && all_digits_base(part, 10) &&
-         !(part[0] == '0' && part[1] != '\0');
+    ok = i > start && strip_underscores(tok + start, i - start, 10, part) &&
+         all_digits_base(part, 10) && !(part[0] == '0' && part[1] != '\0');
     if (ok) {
         memcpy(clean + o, part, strlen(part));
         o += strlen(part);
@@ -822,7 +838,8 @@ static int parse_float_token(parser *p, const char *tok, size_t n, double *out)
         start = ++i;
         while (i < n && (is_digit(tok[i]) || tok[i] == '_'))
             i++;
-        ok = i > start && strip_underscores(tok + start, i - start, 10, part) && all_digits_base(part, 10);
+        ok = i > start && strip_underscores(tok + start, i - start, 10, part) &&
+             all_digits_base(part, 10);
         if (ok) {
             clean[o++] = '.';
             memcpy(clean + o, part, strlen(part));
@@ -838,7 +855,8 @@ static int parse_float_token(parser *p, const char *tok, size_t n, double *out)
         start = i;
         while (i < n && (is_digit(tok[i]) || tok[i] == '_'))
             i++;
-        ok = i > start && strip_underscores(tok + start, i - start, 10, part) && all_digits_base(part, 10);
+        ok = i > start && strip_underscores(tok + start, i - start, 10, part) &&
+             all_digits_base(part, 10);
         if (ok) {
             memcpy(clean + o, part, strlen(part));
             o += strlen(part);
@@ -1034,7 +1052,8 @@ static node *parse_scalar_token(parser *p, int depth)
         bool is_float = false;
         bool hex = n > 2 && tok[0] == '0' && tok[1] == 'x';
         for (size_t i = 0; i < n; i++)
-            if (tok[i] == '.' || (!hex && (tok[i] == 'e' || tok[i] == 'E')) || tok[i] == 'i' || tok[i] == 'n')
+            if (tok[i] == '.' || (!hex && (tok[i] == 'e' || tok[i] == 'E')) || tok[i] == 'i' ||
+                tok[i] == 'n')
                 is_float = true;
         if (is_float) {
             double d;
@@ -1346,8 +1365,8 @@ static int parse_header(parser *p)
         node *arr = kv ? as_node(kv->value) : NULL;
         if (arr && !(arr->v.type == MCP_TOML_ARRAY && (arr->flags & NODE_AOT))) {
             point_at(p, last);
-            fail(p, "'%.*s' is already a %s (line %d), not an array of tables", (int)last->len, last->s,
-                 type_desc(&arr->v), arr->v.line);
+            fail(p, "'%.*s' is already a %s (line %d), not an array of tables", (int)last->len,
+                 last->s, type_desc(&arr->v), arr->v.line);
             goto fail;
         }
         if (!arr) {
@@ -1449,16 +1468,26 @@ const mcp_toml_kv *mcp_toml_find(const mcp_toml_value *table, const char *key)
 const char *mcp_toml_type_name(mcp_toml_type t)
 {
     switch (t) {
-    case MCP_TOML_TABLE: return "table";
-    case MCP_TOML_ARRAY: return "array";
-    case MCP_TOML_STRING: return "string";
-    case MCP_TOML_INTEGER: return "integer";
-    case MCP_TOML_FLOAT: return "float";
-    case MCP_TOML_BOOL: return "bool";
-    case MCP_TOML_DATETIME: return "datetime";
-    case MCP_TOML_DATETIME_LOCAL: return "datetime-local";
-    case MCP_TOML_DATE_LOCAL: return "date-local";
-    case MCP_TOML_TIME_LOCAL: return "time-local";
+    case MCP_TOML_TABLE:
+        return "table";
+    case MCP_TOML_ARRAY:
+        return "array";
+    case MCP_TOML_STRING:
+        return "string";
+    case MCP_TOML_INTEGER:
+        return "integer";
+    case MCP_TOML_FLOAT:
+        return "float";
+    case MCP_TOML_BOOL:
+        return "bool";
+    case MCP_TOML_DATETIME:
+        return "datetime";
+    case MCP_TOML_DATETIME_LOCAL:
+        return "datetime-local";
+    case MCP_TOML_DATE_LOCAL:
+        return "date-local";
+    case MCP_TOML_TIME_LOCAL:
+        return "time-local";
     }
     return "unknown";
 }

@@ -239,8 +239,10 @@ static void test_bad_health_fixture(void **state)
     mcp_config cfg;
     mcp_error err = {{0}};
     assert_int_equal(mcp_config_load(FIXTURE("bad_health.toml"), &cfg, &err), -1);
-    assert_string_equal(err.msg, FIXTURE("bad_health.toml") ":7:10: key 'boot.sequence[1].health': "
-                                                            "unknown health method \"ftp\" (want tcp, grpc or http)");
+    assert_string_equal(
+        err.msg,
+        FIXTURE("bad_health.toml") ":7:10: key 'boot.sequence[1].health': "
+                                   "unknown health method \"ftp\" (want tcp, grpc or http)");
     assert_true(is_zeroed(&cfg));
 }
 
@@ -253,45 +255,61 @@ static void test_error_cases(void **state)
         const char *want; /* the message after "PATH:" */
     } cases[] = {
         {"[agent]\nsocket = 5\n", "2:10: key 'agent.socket': expected a string, got integer"},
-        {"[agent]\ninsecure_loopback = \"yes\"\n", "2:21: key 'agent.insecure_loopback': expected a bool, got string"},
-        {"[agent]\npodman_args = \"--root /x\"\n", "2:15: key 'agent.podman_args': expected an array, got string"},
+        {"[agent]\ninsecure_loopback = \"yes\"\n",
+         "2:21: key 'agent.insecure_loopback': expected a bool, got string"},
+        {"[agent]\npodman_args = \"--root /x\"\n",
+         "2:15: key 'agent.podman_args': expected an array, got string"},
         {"[agent]\npodman_args = [\"--root\", 7]\n",
          "2:26: key 'agent.podman_args[1]': expected a string, got integer"},
         {"[agent]\ncontainer_runtime = \"docker\"\n",
-         "2:21: key 'agent.container_runtime': unknown container runtime \"docker\" (want podman or fake)"},
+         "2:21: key 'agent.container_runtime': unknown container runtime \"docker\" (want podman "
+         "or fake)"},
         {"[agent]\nport_range = \"19999-10000\"\n",
-         "2:14: key 'agent.port_range': port range \"19999-10000\": minimum is greater than maximum"},
+         "2:14: key 'agent.port_range': port range \"19999-10000\": minimum is greater than "
+         "maximum"},
         {"[agent]\nport_range = \"0-100\"\n",
          "2:14: key 'agent.port_range': port range \"0-100\": ports must be between 1 and 65535"},
         {"[agent]\nport_range = \"10000-70000\"\n",
-         "2:14: key 'agent.port_range': port range \"10000-70000\": ports must be between 1 and 65535"},
-        {"[agent]\nport_range = \"10000\"\n",
-         "2:14: key 'agent.port_range': invalid port range \"10000\" (want MIN-MAX, e.g. \"10000-19999\")"},
-        {"[agent]\nport_range = \"a-b\"\n",
-         "2:14: key 'agent.port_range': invalid port range \"a-b\" (want MIN-MAX, e.g. \"10000-19999\")"},
-        {"[agent]\nport_range = 10000\n", "2:14: key 'agent.port_range': expected a string, got integer"},
-        {"[agent]\npodman_timeout = \"-1s\"\n", "2:18: key 'agent.podman_timeout': negative duration \"-1s\""},
+         "2:14: key 'agent.port_range': port range \"10000-70000\": ports must be between 1 and "
+         "65535"},
+        {"[agent]\nport_range = \"10000\"\n", "2:14: key 'agent.port_range': invalid port range "
+                                              "\"10000\" (want MIN-MAX, e.g. \"10000-19999\")"},
+        {"[agent]\nport_range = \"a-b\"\n", "2:14: key 'agent.port_range': invalid port range "
+                                            "\"a-b\" (want MIN-MAX, e.g. \"10000-19999\")"},
+        {"[agent]\nport_range = 10000\n",
+         "2:14: key 'agent.port_range': expected a string, got integer"},
+        {"[agent]\npodman_timeout = \"-1s\"\n",
+         "2:18: key 'agent.podman_timeout': negative duration \"-1s\""},
         {"[monitor]\ninterval = \"5\"\n",
          "2:12: key 'monitor.interval': missing unit in \"5\" (use ns, us, ms, s, m or h)"},
-        {"[monitor]\ninterval = \"0s\"\n", "2:12: key 'monitor.interval': duration \"0s\" must be positive"},
-        {"[monitor]\ninterval = 60\n", "2:12: key 'monitor.interval': expected a string, got integer"},
+        {"[monitor]\ninterval = \"0s\"\n",
+         "2:12: key 'monitor.interval': duration \"0s\" must be positive"},
+        {"[monitor]\ninterval = 60\n",
+         "2:12: key 'monitor.interval': expected a string, got integer"},
         {"[log]\nlevel = \"verbose\"\n",
          "2:9: key 'log.level': unknown log level \"verbose\" (want debug, info, warn or error)"},
-        {"[log]\nformat = \"xml\"\n", "2:10: key 'log.format': unknown log format \"xml\" (want text or json)"},
-        {"[database]\npath = \"a\\u0000b\"\n", "2:8: key 'database.path': must not contain NUL bytes"},
+        {"[log]\nformat = \"xml\"\n",
+         "2:10: key 'log.format': unknown log format \"xml\" (want text or json)"},
+        {"[database]\npath = \"a\\u0000b\"\n",
+         "2:8: key 'database.path': must not contain NUL bytes"},
         {"agent = 5\n", "1:9: key 'agent': expected a table, got integer"},
         {"[boot]\nsequence = 1\n",
          "2:12: key 'boot.sequence': expected an array of tables ([[boot.sequence]]), got integer"},
         {"[boot]\nsequence = [1]\n", "2:13: key 'boot.sequence[0]': expected a table, got integer"},
-        {"[[boot.sequence]]\nservices = [\"a\"]\n", "1:1: key 'boot.sequence[0]': a boot stage needs a name"},
-        {"[[boot.sequence]]\nname = \"\"\n", "2:8: key 'boot.sequence[0].name': a boot stage name must not be empty"},
-        {"[[boot.sequence]]\nname = \"a\"\n[[boot.sequence]]\nname = \"b\"\n[[boot.sequence]]\nname = \"a\"\n",
-         "6:8: key 'boot.sequence[2].name': duplicate boot stage \"a\" (also boot.sequence[0], line 1)"},
+        {"[[boot.sequence]]\nservices = [\"a\"]\n",
+         "1:1: key 'boot.sequence[0]': a boot stage needs a name"},
+        {"[[boot.sequence]]\nname = \"\"\n",
+         "2:8: key 'boot.sequence[0].name': a boot stage name must not be empty"},
+        {"[[boot.sequence]]\nname = \"a\"\n[[boot.sequence]]\nname = "
+         "\"b\"\n[[boot.sequence]]\nname = \"a\"\n",
+         "6:8: key 'boot.sequence[2].name': duplicate boot stage \"a\" (also boot.sequence[0], "
+         "line 1)"},
         {"[[boot.sequence]]\nname = \"a\"\ntimeout = \"soon\"\n",
          "3:11: key 'boot.sequence[0].timeout': invalid duration \"soon\""},
         {"[[boot.sequence]]\nname = \"a\"\nservices = [\"x\", true]\n",
          "3:18: key 'boot.sequence[0].services[1]': expected a string, got bool"},
-        {"[[boot.sequence]]\nname = 5\n", "2:8: key 'boot.sequence[0].name': expected a string, got integer"},
+        {"[[boot.sequence]]\nname = 5\n",
+         "2:8: key 'boot.sequence[0].name': expected a string, got integer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *path = write_tmp(cases[i].doc);
@@ -314,9 +332,10 @@ static void test_error_cases(void **state)
 static void test_inline_sequence_and_values_replace_defaults(void **state)
 {
     (void)state;
-    char *path = write_tmp("boot = { sequence = [ { name = \"one\", health = \"grpc\", timeout = \"1m30s\" },\n"
-                           "                      { name = \"two\", health = \"http\", services = [] } ] }\n"
-                           "[agent]\nnode_name = \"\"\nsocket = \"rel/agent.sock\"\n");
+    char *path = write_tmp(
+        "boot = { sequence = [ { name = \"one\", health = \"grpc\", timeout = \"1m30s\" },\n"
+        "                      { name = \"two\", health = \"http\", services = [] } ] }\n"
+        "[agent]\nnode_name = \"\"\nsocket = \"rel/agent.sock\"\n");
     mcp_config cfg;
     mcp_error err = {{0}};
     int rc = mcp_config_load(path, &cfg, &err);

@@ -28,7 +28,8 @@ static void parse_fails(const char *text, const char *want_prefix, const char *w
 {
     mcp_error err = {{0}};
     mcp_toml_value *root = mcp_toml_parse(text, strlen(text), &err);
-    if (root || strncmp(err.msg, want_prefix, strlen(want_prefix)) != 0 || !strstr(err.msg, want_text))
+    if (root || strncmp(err.msg, want_prefix, strlen(want_prefix)) != 0 ||
+        !strstr(err.msg, want_text))
         print_error("for %s\n got: %s\nwant: %s...%s\n", text, err.msg, want_prefix, want_text);
     assert_null(root);
     assert_memory_equal(err.msg, want_prefix, strlen(want_prefix));
@@ -79,8 +80,9 @@ static void test_scalars(void **state)
 static void test_datetimes(void **state)
 {
     (void)state;
-    mcp_toml_value *r = parse_ok("odt = 1979-05-27 07:32:00.5z\nldt = 1979-05-27t07:32:00\n"
-                                 "ld = 2024-02-29\nlt = 23:59:60.999\noff = 1979-05-27T00:32:00-07:00\n");
+    mcp_toml_value *r =
+        parse_ok("odt = 1979-05-27 07:32:00.5z\nldt = 1979-05-27t07:32:00\n"
+                 "ld = 2024-02-29\nlt = 23:59:60.999\noff = 1979-05-27T00:32:00-07:00\n");
     assert_int_equal(get(r, "odt")->type, MCP_TOML_DATETIME);
     assert_string_equal(get(r, "odt")->u.str.ptr, "1979-05-27T07:32:00.5Z");
     assert_int_equal(get(r, "ldt")->type, MCP_TOML_DATETIME_LOCAL);
@@ -216,7 +218,8 @@ static void test_not_nul_terminated_and_nul_bytes(void **state)
     mcp_toml_free(r);
 }
 
-static char *repeat_doc(const char *head, const char *unit, size_t n, const char *close, const char *tail)
+static char *repeat_doc(const char *head, const char *unit, size_t n, const char *close,
+                        const char *tail)
 {
     size_t len = strlen(head) + n * (strlen(unit) + strlen(close)) + strlen(tail) + 1;
     char *s = malloc(len);
