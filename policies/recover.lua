@@ -114,7 +114,17 @@ function M.component(agent, service, component, existing, opts)
             return outcome("failed", "cannot remove stale container: " .. fmt_reason(reason, detail))
         end
     end
-    local id, reason, detail = agent.runtime.run(spec.container(service, component))
+    local run_spec = spec.container(service, component)
+    local id, reason, detail = agent.runtime.run(run_spec)
+    if not id and reason == "name in use" then
+        -- podman lost its database but its storage still holds the name:
+        -- `ps -a` shows nothing, yet run refuses. Clear the name and retry once.
+        local removed, rreason, rdetail = agent.runtime.remove(name)
+        if not removed then
+            return outcome("failed", "cannot remove stale container: " .. fmt_reason(rreason, rdetail))
+        end
+        id, reason, detail = agent.runtime.run(run_spec)
+    end
     if not id then
         agent.registry.event(service.name, component.name, "failed",
             "recover could not run " .. name .. ": " .. fmt_reason(reason, detail))

@@ -97,6 +97,16 @@ describe("recover", function()
         assert.equal("failed", w.registry.events("bad", 1)[1].kind)
     end)
 
+    it("clears a name only podman's storage still holds, then runs again", function()
+        -- After podman loses its database, `ps -a` is empty but run says "name in use".
+        local w = t.world{ services = { { name = "ghost", image = IMG } }, images = { IMG } }
+        w.runtime.fail_next("run", "name in use", "the container name \"ghost\" is already in use")
+        local r = run_recover(w)
+        assert.same({ "ghost" }, names(r.recovered))
+        assert.same({ "run ghost", "remove ghost", "run ghost" }, mutations(w))
+        assert.equal("running", w.runtime.container("ghost").state)
+    end)
+
     it("fails a component when the stale container cannot be removed", function()
         local w = t.world{ services = { { name = "s", image = IMG } }, images = { IMG },
                            containers = { { name = "s", image = IMG, state = "exited" } } }
