@@ -615,6 +615,11 @@ static int real_setup(void **state)
     assert_int_equal(mcp_strv_push(&e->global, root), 0);
     assert_int_equal(mcp_strv_push(&e->global, "--runroot"), 0);
     assert_int_equal(mcp_strv_push(&e->global, runroot), 0);
+    /* libpod's own state would otherwise be the machine-wide /run/libpod */
+    char *tmpdir = mcp_sprintf("%s/t", e->dir);
+    assert_int_equal(mcp_strv_push(&e->global, "--tmpdir"), 0);
+    assert_int_equal(mcp_strv_push(&e->global, tmpdir), 0);
+    free(tmpdir);
     free(root);
     free(runroot);
     e->cfg = (mcp_podman_cfg){.binary = "podman", .global_args = &e->global, .timeout_ms = 60000};
