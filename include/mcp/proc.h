@@ -41,7 +41,8 @@ typedef void (*mcp_proc_cb)(const mcp_proc_result *res, void *ud);
 /* Starts argv[0] (looked up in PATH) with argv; stdin is /dev/null. The child
  * leads its own process group (session). After timeout_ms (<= 0: no deadline)
  * the group gets SIGTERM, and SIGKILL 2 s later; pipes still held open 2 s
- * after that are abandoned so cb always comes. Returns a handle,
+ * after that are abandoned so cb always comes. argv is not kept: it may be
+ * freed as soon as this returns. Returns a handle,
  * or NULL with err set when the process cannot be started (e.g.
  * "podman: executable not found in PATH"); cb is then never called. */
 mcp_proc *mcp_proc_spawn(uv_loop_t *loop, char *const argv[], int64_t timeout_ms, mcp_proc_cb cb,
