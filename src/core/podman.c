@@ -505,6 +505,9 @@ static const char *classify_stderr(const char *err)
     for (size_t i = 0; missing_image[i]; i++)
         if (contains_ci(err, missing_image[i]))
             return "no such image";
+    /* "address already in use" is a port, not a name */
+    if (contains_ci(err, "address already in use") || contains_ci(err, "cannot listen on the"))
+        return "port in use";
     if (contains_ci(err, "already in use"))
         return "name in use";
     return "failed";

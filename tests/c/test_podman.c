@@ -446,6 +446,12 @@ static void test_result_classification(void **state)
                                   "that name is already in use\n"),
                  &err),
         "name in use");
+    /* what podman 4.3.1 prints when a published host port is taken */
+    assert_string_equal(
+        classify(fake_result(126, "Error: cannot listen on the TCP port: listen tcp4 127.0.0.1:18081: bind: "
+                                  "address already in use\n"),
+                 &err),
+        "port in use");
     assert_string_equal(classify(fake_result(127, "Error: runc: exec: \"true\": executable file not found"), &err),
                         "failed");
     assert_non_null(strstr(err.msg, "status 127"));
