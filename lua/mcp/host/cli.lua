@@ -284,18 +284,44 @@ local function status_rows(agent, services)
     return rows, err
 end
 
+-- Debian's lua-cjson 2.1.0 has no array_mt and encodes {} as an object:
+-- empty lists are encoded as a marker string, replaced by [] afterwards.
+local EMPTY_ARRAY = "\1mcp:empty-array\1"
+local EMPTY_ARRAY_JSON = '"\\u0001mcp:empty%-array\\u0001"'
+
+--- The status rows as JSON: {"services": [...], ...extra}, every list an
+--- array even when empty. Does not modify rows.
 local function json_rows(rows, extra)
     local cjson = require "cjson"
-    -- empty arrays must stay arrays
-    local function arr(t) return setmetatable(t, cjson.array_mt) end
-    for _, s in ipairs(rows) do
-        arr(s.components)
-        for _, c in ipairs(s.components) do arr(c.ports); arr(c.routes) end
-        if s.events then arr(s.events) end
+    local function arr(t)
+        if cjson.array_mt then return setmetatable(t, cjson.array_mt) end
+        if next(t) == nil then return EMPTY_ARRAY end
+        return t
     end
-    local doc = { services = arr(rows) }
+    local function shallow(t)
+        local c = {}
+        for k, v in pairs(t) do c[k] = v end
+        return c
+    end
+    local services = {}
+    for i, s in ipairs(rows) do
+        local srow = shallow(s)
+        local comps = {}
+        for j, c in ipairs(s.components) do
+            local crow = shallow(c)
+            crow.ports = arr(shallow(c.ports or {}))
+            crow.routes = arr(shallow(c.routes or {}))
+            comps[j] = crow
+        end
+        srow.components = arr(comps)
+        if s.events then srow.events = arr(shallow(s.events)) end
+        services[i] = srow
+    end
+    local doc = { services = arr(services) }
     for k, v in pairs(extra or {}) do doc[k] = v end
-    return cjson.encode(doc)
+    local text = cjson.encode(doc)
+    if cjson.array_mt then return text end
+    return (text:gsub(EMPTY_ARRAY_JSON, "[]"))
 end
 
 function M.status(agent, args)
