@@ -200,6 +200,10 @@ class PodmanEnv:
                 self.podman("rm", "-f", "-i", "-t", "0", name, check=False)
             except subprocess.SubprocessError:
                 pass
+        # Containers podman forgot (database deleted) may still run under runc.
+        cleanup_script = os.path.join(SOURCE_DIR, "scripts", "podman-store-cleanup.sh")
+        if os.path.exists(cleanup_script):
+            subprocess.run([cleanup_script, self.dir], capture_output=True, timeout=120)
         self._unmount_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
 
