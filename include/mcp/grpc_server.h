@@ -1,0 +1,177 @@
+/* A unary gRPC server on a caller's libuv loop: HTTP/2 by nghttp2, TLS by OpenSSL.
+ *
+ * Listeners: a unix socket (mode 0660) and TCP, which needs TLS with client
+ * certificates verified against a CA, unless the caller asks for plaintext AND
+ * the address is loopback. Handlers are registered per method path; a handler
+ * gets the call and the request bytes and completes the call whenever it likes
+ * (possibly many loop turns later) with exactly one mcp_grpc_call_reply() or
+ * mcp_grpc_call_fail(). If the client goes away, the deadline passes or the
+ * server closes the connection first, the server answers or cleans up itself,
+ * tells the handler through the optional cancel callback, and the handler's
+ * later reply/fail is a harmless no-op that frees the call.
+ *
+ * Generated protobuf-c headers come from the mcp_proto library, included by
+ * their proto path: #include "mcp/agent/v1/agent.pb-c.h". */
+#ifndef MCP_GRPC_SERVER_H
+#define MCP_GRPC_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+#include <uv.h>
+
+#include "mcp/error.h"
+
+/* gRPC status codes (grpc/grpc doc/statuscodes.md). */
+typedef enum mcp_grpc_status {
+    MCP_GRPC_OK = 0,
+    MCP_GRPC_CANCELLED = 1,
+    MCP_GRPC_UNKNOWN = 2,
+    MCP_GRPC_INVALID_ARGUMENT = 3,
+    MCP_GRPC_DEADLINE_EXCEEDED = 4,
+    MCP_GRPC_NOT_FOUND = 5,
+    MCP_GRPC_ALREADY_EXISTS = 6,
+    MCP_GRPC_PERMISSION_DENIED = 7,
+    MCP_GRPC_RESOURCE_EXHAUSTED = 8,
+    MCP_GRPC_FAILED_PRECONDITION = 9,
+    MCP_GRPC_ABORTED = 10,
+    MCP_GRPC_OUT_OF_RANGE = 11,
+    MCP_GRPC_UNIMPLEMENTED = 12,
+    MCP_GRPC_INTERNAL = 13,
+    MCP_GRPC_UNAVAILABLE = 14,
+    MCP_GRPC_DATA_LOSS = 15,
+    MCP_GRPC_UNAUTHENTICATED = 16,
+} mcp_grpc_status;
+
+typedef struct mcp_grpc_server mcp_grpc_server;
+typedef struct mcp_grpc_call mcp_grpc_call;
+
+/* Called once per request, on the loop thread. `req` (the message without its
+ * 5-byte gRPC prefix) is valid only during this call: copy or unpack it. The
+ * handler (now or later) must finish the call with exactly one reply/fail. */
+typedef void (*mcp_grpc_handler_fn)(mcp_grpc_call *call, const uint8_t *req, size_t len,
+                                    void *ud);
+
+/* Called at most once when the call ends before the handler finished it:
+ * reason is MCP_GRPC_CANCELLED (client reset the stream or disconnected),
+ * MCP_GRPC_DEADLINE_EXCEEDED (already answered to the client) or
+ * MCP_GRPC_UNAVAILABLE (the server closed the connection). The call stays
+ * valid: the handler still completes it (reply/fail then only free it). */
+typedef void (*mcp_grpc_cancel_fn)(mcp_grpc_call *call, int reason, void *ud);
+
+/* Called once when mcp_grpc_server_shutdown() has closed everything. */
+typedef void (*mcp_grpc_done_fn)(mcp_grpc_server *server, void *ud);
+
+typedef struct mcp_grpc_server_options {
+    size_t max_message_bytes;        /* request cap; 0 = 4 MiB */
+    unsigned max_connections;        /* 0 = 256; extra connections are closed at once */
+    unsigned max_concurrent_streams; /* advertised in SETTINGS; 0 = 100 */
+    unsigned handshake_timeout_ms;   /* TLS handshake + HTTP/2 preface; 0 = 10000 */
+} mcp_grpc_server_options;
+
+/* TLS for a TCP listener. All three files are required unless insecure. */
+typedef struct mcp_grpc_tls_options {
+    const char *cert_file; /* server certificate chain, PEM */
+    const char *key_file;  /* its private key, PEM */
+    const char *ca_file;   /* CA that client certificates must chain to, PEM */
+    bool insecure;         /* plaintext; accepted only on a loopback address */
+} mcp_grpc_tls_options;
+
+/* A server on loop (opts may be NULL for the defaults). NULL with err set on failure. */
+mcp_grpc_server *mcp_grpc_server_new(uv_loop_t *loop, const mcp_grpc_server_options *opts,
+                                     mcp_error *err);
+
+/* Routes a method path ("/mcp.agent.v1.AgentService/ListServices") to fn.
+ * Registering the same path again replaces the handler. 0, or -1 (err set). */
+int mcp_grpc_server_handle(mcp_grpc_server *server, const char *path, mcp_grpc_handler_fn fn,
+                           void *ud, mcp_error *err);
+
+/* Listens on a unix socket at path (mode 0660). A stale socket file (nobody
+ * answering) is removed; a live one or a file that is not a socket is
+ * refused. The socket file is removed again at shutdown. 0, or -1 (err set). */
+int mcp_grpc_server_listen_unix(mcp_grpc_server *server, const char *path, mcp_error *err);
+
+/* Listens on TCP "host:port" ("[::1]:port", ":port" = all addresses; port 0
+ * picks a free port, see mcp_grpc_server_tcp_port). TLS 1.2+ with ALPN h2
+ * and required, verified client certificates; tls->insecure gives plaintext
+ * on a loopback address only. 0, or -1 (err says why). */
+int mcp_grpc_server_listen_tcp(mcp_grpc_server *server, const char *addr,
+                               const mcp_grpc_tls_options *tls, mcp_error *err);
+
+/* The port the most recent TCP listener is bound to, or -1. */
+int mcp_grpc_server_tcp_port(const mcp_grpc_server *server);
+
+/* Graceful stop: closes the listeners, sends GOAWAY on every connection, lets
+ * in-flight calls finish for up to grace_ms, then closes what is left
+ * (cancelling their calls with MCP_GRPC_UNAVAILABLE), and calls done (may be
+ * NULL) from the loop once everything is closed. Calling it again only
+ * shortens nothing; the first done callback stands. */
+void mcp_grpc_server_shutdown(mcp_grpc_server *server, unsigned grace_ms, mcp_grpc_done_fn done,
+                              void *ud);
+
+/* Frees the server. Only after the done callback, or before any listen call. */
+void mcp_grpc_server_free(mcp_grpc_server *server);
+
+/* Number of open connections and of calls handed to handlers and not yet finished. */
+unsigned mcp_grpc_server_connections(const mcp_grpc_server *server);
+
+/* ---- calls ---- */
+
+/* Sets the cancel callback of a call (call it from the handler, before returning). */
+void mcp_grpc_call_set_cancel(mcp_grpc_call *call, mcp_grpc_cancel_fn fn, void *ud);
+
+/* The method path, e.g. "/grpc.health.v1.Health/Check" (valid until the call is finished). */
+const char *mcp_grpc_call_method(const mcp_grpc_call *call);
+
+/* Who called: "unix", "tcp" (plaintext loopback) or the client certificate's
+ * subject CN for TLS (valid until the call is finished). */
+const char *mcp_grpc_call_peer(const mcp_grpc_call *call);
+
+/* Milliseconds left before the client's deadline, or -1 when it set none. */
+int64_t mcp_grpc_call_remaining_ms(const mcp_grpc_call *call);
+
+/* True once the call was cancelled (the reply would go nowhere). */
+bool mcp_grpc_call_cancelled(const mcp_grpc_call *call);
+
+/* Finishes the call with status OK and msg (the serialized response, without
+ * prefix). Frees the call. 0 when queued to the client; -1 when the call had
+ * been cancelled (nothing sent) or memory ran out (the client gets INTERNAL). */
+int mcp_grpc_call_reply(mcp_grpc_call *call, const uint8_t *msg, size_t len);
+
+/* Finishes the call with an error status (not OK) and a message (may be NULL),
+ * sent Trailers-Only. Frees the call. 0, or -1 when it had been cancelled. */
+int mcp_grpc_call_fail(mcp_grpc_call *call, int status, const char *message);
+
+/* Packs msg and replies with it (see mcp_grpc_call_reply). */
+int mcp_grpc_call_reply_message(mcp_grpc_call *call, const ProtobufCMessage *msg);
+
+/* Unpacks req as desc's message. On failure fails the call with
+ * INVALID_ARGUMENT ("request is not a valid <type>"), which frees the call,
+ * and returns NULL. Free the result with protobuf_c_message_free_unpacked(m, NULL). */
+ProtobufCMessage *mcp_grpc_unpack_or_fail(mcp_grpc_call *call,
+                                          const ProtobufCMessageDescriptor *desc,
+                                          const uint8_t *req, size_t len);
+
+/* ---- wire helpers (also useful to clients) ---- */
+
+/* Parses a grpc-timeout value ("100m", "5S", 1-8 digits + H M S m u n) into
+ * milliseconds (rounded up). 0, or -1 when malformed. */
+int mcp_grpc_parse_timeout(const char *value, int64_t *ms);
+
+/* Percent-encodes a grpc-message (bytes outside 0x20-0x7E and '%'). Fresh
+ * string, NULL when out of memory. */
+char *mcp_grpc_percent_encode(const char *msg);
+
+/* Decodes a percent-encoded grpc-message; invalid escapes are kept as is.
+ * Fresh string, NULL when out of memory. */
+char *mcp_grpc_percent_decode(const char *msg);
+
+/* True when host is a loopback address literal or "localhost". */
+bool mcp_grpc_host_is_loopback(const char *host);
+
+/* A name for a status code ("DEADLINE_EXCEEDED"), "UNKNOWN" for others. */
+const char *mcp_grpc_status_name(int status);
+
+#endif
