@@ -28,7 +28,6 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"run", "run", "the daemon: boot sequence, then serve the gRPC API until SIGTERM", true},
     {"recover", "recover [--dry-run] [--json]",
      "recreate every desired container that is not running, from the registry", true},
     {"boot", "boot [--dry-run] [--json]", "run the configured boot sequence once and exit", true},

@@ -8,6 +8,11 @@ local M = {}
 
 local OK, GOAL, USAGE = 0, 1, 2
 
+-- Lists in reports that must stay JSON arrays even when empty.
+local ARRAY_KEYS = { stages = true, services = true, components = true, unknown = true,
+                     recovered = true, already_running = true, skipped = true, failed = true,
+                     planned = true, warnings = true, ports = true, routes = true, events = true }
+
 local function say(fmt, ...)
     io.stdout:write(string.format(fmt, ...), "\n")
 end
@@ -33,6 +38,25 @@ local function parse(args, allowed)
         end
     end
     return flags, pos
+end
+
+-- Service definitions and eval scripts are small; a bound keeps a wrong
+-- argument such as /dev/zero from eating all memory.
+local MAX_INPUT_BYTES = 4 * 1024 * 1024
+
+--- The contents of path | nil, message naming path (missing, a directory,
+--- unreadable, or larger than MAX_INPUT_BYTES).
+local function read_file(path)
+    local f, err = io.open(path, "r")
+    if not f then return nil, err end
+    local text, rerr = f:read(MAX_INPUT_BYTES + 1)
+    f:close()
+    if rerr then return nil, string.format("%s: %s", path, rerr) end
+    text = text or "" -- an empty file reads as nil
+    if #text > MAX_INPUT_BYTES then
+        return nil, string.format("%s: larger than %d bytes", path, MAX_INPUT_BYTES)
+    end
+    return text
 end
 
 local function traceback(err)
@@ -84,6 +108,63 @@ function M.recover(agent, args)
     return report_lib.exit_code(report)
 end
 
+-- boot ---------------------------------------------------------------------
+
+local function fmt_seconds(s)
+    return s and string.format("%.3fs", s) or "-"
+end
+
+local function boot_text(report)
+    for _, st in ipairs(report.stages) do
+        local state = st.cancelled and "cancelled" or (st.healthy and "healthy" or "NOT healthy")
+        say("stage %s%s: %s in %s", tostring(st.name), st.foundation and " (foundation)" or "", state,
+            fmt_seconds(st.elapsed))
+        for _, s in ipairs(st.services or {}) do
+            if s.skipped then
+                say("  %-20s skipped (%s)", s.service, s.skipped)
+            elseif s.healthy then
+                say("  %-20s healthy      attempts=%d restarts=%d time_to_healthy=%s", s.service,
+                    s.attempts, s.restarts, fmt_seconds(s.time_to_healthy))
+            else
+                say("  %-20s NOT healthy  attempts=%d restarts=%d %s", s.service, s.attempts,
+                    s.restarts, tostring(s.reason or ""))
+            end
+        end
+        for _, u in ipairs(st.unknown or {}) do say("  %-20s unknown service (not in the registry)", u) end
+    end
+    if report.unstaged then
+        local u = report.unstaged
+        say("services in no stage: started %d, already running %d, skipped %d, failed %d",
+            #(u.recovered or {}) + #(u.planned or {}), #(u.already_running or {}), #(u.skipped or {}),
+            #(u.failed or {}))
+    end
+    say("boot %s", report.cancelled and "cancelled" or (report.healthy and "healthy" or "finished, NOT healthy"))
+end
+
+function M.boot(agent, args)
+    local flags, pos = parse(args, { ["dry-run"] = true, json = true })
+    if not flags then complain("boot: %s", pos); return USAGE end
+    if #pos > 0 then complain("boot: unexpected argument %s", pos[1]); return USAGE end
+    local boot, err = load_policy("boot", REQUIRED.boot)
+    if not boot then complain("%s", err); return USAGE end
+    local stages = agent.config.boot or {}
+    local ok, report = xpcall(boot.run, traceback, agent, stages, { dry_run = flags["dry-run"] or false })
+    if not ok then
+        agent.log.error("boot policy failed", { error = report })
+        return USAGE
+    end
+    if type(report) ~= "table" then
+        agent.log.error("boot policy returned no report", { got = type(report) })
+        return USAGE
+    end
+    if flags.json then
+        io.stdout:write(require("mcp.json").encode(report, ARRAY_KEYS), "\n")
+    else
+        boot_text(report)
+    end
+    return (report.healthy and not report.cancelled) and OK or GOAL
+end
+
 -- eval ---------------------------------------------------------------------
 
 function M.eval(agent, args)
@@ -99,10 +180,8 @@ function M.eval(agent, args)
     else
         local path = args[i]
         if not path then complain("eval: need SCRIPT.lua or -e CODE"); return USAGE end
-        local f, ferr = io.open(path, "r")
-        if not f then complain("eval: %s", ferr); return USAGE end
-        local text = f:read("a")
-        f:close()
+        local text, ferr = read_file(path)
+        if not text then complain("eval: %s", ferr); return USAGE end
         chunk, err = load(text, "@" .. path, "t")
         chunkname = path
         i = i + 1
@@ -123,14 +202,6 @@ function M.eval(agent, args)
 end
 
 -- deploy -------------------------------------------------------------------
-
-local function read_file(path)
-    local f, err = io.open(path, "r")
-    if not f then return nil, err end
-    local text = f:read("a")
-    f:close()
-    return text
-end
 
 function M.deploy(agent, args)
     local flags, files = parse(args, {})
@@ -292,36 +363,9 @@ local EMPTY_ARRAY_JSON = '"\\u0001mcp:empty%-array\\u0001"'
 --- The status rows as JSON: {"services": [...], ...extra}, every list an
 --- array even when empty. Does not modify rows.
 local function json_rows(rows, extra)
-    local cjson = require "cjson"
-    local function arr(t)
-        if cjson.array_mt then return setmetatable(t, cjson.array_mt) end
-        if next(t) == nil then return EMPTY_ARRAY end
-        return t
-    end
-    local function shallow(t)
-        local c = {}
-        for k, v in pairs(t) do c[k] = v end
-        return c
-    end
-    local services = {}
-    for i, s in ipairs(rows) do
-        local srow = shallow(s)
-        local comps = {}
-        for j, c in ipairs(s.components) do
-            local crow = shallow(c)
-            crow.ports = arr(shallow(c.ports or {}))
-            crow.routes = arr(shallow(c.routes or {}))
-            comps[j] = crow
-        end
-        srow.components = arr(comps)
-        if s.events then srow.events = arr(shallow(s.events)) end
-        services[i] = srow
-    end
-    local doc = { services = arr(services) }
+    local doc = { services = rows }
     for k, v in pairs(extra or {}) do doc[k] = v end
-    local text = cjson.encode(doc)
-    if cjson.array_mt then return text end
-    return (text:gsub(EMPTY_ARRAY_JSON, "[]"))
+    return require("mcp.json").encode(doc, ARRAY_KEYS)
 end
 
 function M.status(agent, args)
