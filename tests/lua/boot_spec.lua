@@ -247,7 +247,7 @@ describe("boot", function()
 end)
 
 describe("seed-compatible boot example", function()
-    local seed = dofile(root .. "policies/examples/seed-compatible.lua")
+    local seed = dofile(root .. "policies/examples/seed-compatible/boot.lua")
 
     it("recovers every service at every stage and polls one service after another", function()
         local w = t.world{

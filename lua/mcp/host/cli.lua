@@ -347,18 +347,14 @@ local function status_rows(agent, services)
                 desired_state = comp.desired_state,
                 observed_state = observed and (c and c.state or "missing") or "unknown",
                 ports = c and c.ports or {}, routes = routes,
-                ok = (not observed) and false or ((comp.desired_state == "running") == (c ~= nil and c.state == "running")),
+                ok = observed ~= nil
+                    and ((comp.desired_state == "running") == (c ~= nil and c.state == "running")),
             }
         end
         rows[#rows + 1] = srow
     end
     return rows, err
 end
-
--- Debian's lua-cjson 2.1.0 has no array_mt and encodes {} as an object:
--- empty lists are encoded as a marker string, replaced by [] afterwards.
-local EMPTY_ARRAY = "\1mcp:empty-array\1"
-local EMPTY_ARRAY_JSON = '"\\u0001mcp:empty%-array\\u0001"'
 
 --- The status rows as JSON: {"services": [...], ...extra}, every list an
 --- array even when empty. Does not modify rows.

@@ -1,6 +1,7 @@
 -- seed-compatible.lua: the original (Go) agent's boot algorithm, kept as an
--- example and as a baseline to compare boot.lua against. To use it, copy it
--- to the policy directory as boot.lua.
+-- example and as a baseline to compare boot.lua against. To use it, point
+-- [policy] dir at this directory (policies/examples/seed-compatible), or copy
+-- this file into your policy directory as boot.lua.
 --
 -- Every stage first recovers EVERY service (not only its own), then polls
 -- each of the stage's services' health one after another, every 2 s, until
@@ -8,7 +9,7 @@
 -- Same signature and report shape as boot.lua: run(agent, stages, opts).
 
 local recover = require "recover"
-local boot = require "boot"
+local boot = require "mcp.health"
 
 local M = {}
 
