@@ -219,9 +219,8 @@ static void on_done(mcp_grpc_server *server, void *ud)
 
 static void on_signal(uv_signal_t *h, int signum)
 {
+    /* a repeated signal is a no-op: shutdown is already under way */
     mcp_log(MCP_LOG_INFO, "shutting down", "signal", signum == SIGTERM ? "TERM" : "INT", NULL);
-    uv_signal_stop(&app.sigterm);
-    uv_signal_stop(&app.sigint);
     mcp_grpc_server_shutdown(app.server, app.grace_ms, on_done, NULL);
 }
 

@@ -98,6 +98,7 @@ class Server:
         self.proc = subprocess.Popen([SERVER_BIN, *args], stdout=subprocess.PIPE,
                                      stderr=self.stderr_file)
         self.port = None
+        self.terminated = False
 
     def wait_ready(self, timeout=15):
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -121,10 +122,15 @@ class Server:
             time.sleep(0.05)
         return False
 
+    def terminate(self):
+        """One SIGTERM only: a second one could land after the handler is gone."""
+        if not self.terminated and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.terminated = True
+
     def stop(self, timeout=15):
         """SIGTERM, wait; returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -524,7 +530,7 @@ class GrpcServerTest(unittest.TestCase):
             fut = stub.GetServiceStatus.future(agent_pb2.ServiceRequest(service="inflight"),
                                                timeout=20)
             time.sleep(0.3)
-            srv.proc.send_signal(signal.SIGTERM)
+            srv.terminate()
             self.assertEqual(fut.result().name, "inflight")
         self.assertEqual(srv.stop(), 0, srv.stderr())
         srv.assert_clean(self)
