@@ -29,16 +29,16 @@ enum {
 
 /* Where and what to call. Copied: nothing needs to outlive the call. */
 typedef struct mcp_grpc_request {
-    const char *target;       /* "host:port" ("[::1]:port" for IPv6); ignored with unix_socket */
-    const char *unix_socket;  /* path (<= 107 bytes), or NULL for TCP */
-    bool tls;                 /* https + ALPN h2 (TCP only) */
+    const char *target;      /* "host:port" ("[::1]:port" for IPv6); ignored with unix_socket */
+    const char *unix_socket; /* path (<= 107 bytes), or NULL for TCP */
+    bool tls;                /* https + ALPN h2 (TCP only) */
     const char *ca_file, *cert_file, *key_file; /* TLS options, may be NULL */
-    const char *method;       /* "/pkg.Service/Method" */
-    const void *msg;          /* the serialized request message */
+    const char *method;                         /* "/pkg.Service/Method" */
+    const void *msg;                            /* the serialized request message */
     size_t msg_len;
     const char *const *metadata; /* extra "name: value" headers, NULL-terminated; may be NULL */
-    int64_t timeout_ms;       /* deadline, sent as grpc-timeout; <= 0: MCP_GRPC_DEFAULT_TIMEOUT_MS */
-    size_t max_msg;           /* response message cap; 0: MCP_GRPC_DEFAULT_MAX_MSG */
+    int64_t timeout_ms; /* deadline, sent as grpc-timeout; <= 0: MCP_GRPC_DEFAULT_TIMEOUT_MS */
+    size_t max_msg;     /* response message cap; 0: MCP_GRPC_DEFAULT_MAX_MSG */
 } mcp_grpc_request;
 
 typedef struct mcp_grpc_result {

@@ -1,6 +1,10 @@
 /* An async HTTP(S) / HTTP/2 client on the event loop: libcurl's multi
  * interface driven by uv_poll and uv_timer. One client per loop; every
- * request has a timeout, can be cancelled, and calls back exactly once. */
+ * request has a timeout, can be cancelled, and calls back exactly once.
+ * Redirects are not followed. Because of curl 7.88's cleartext HTTP/2 bug
+ * (WIRE.md) the client never multiplexes (CURLPIPE_NOTHING) and cleartext
+ * HTTP/2 requests never reuse a connection (one connection per request);
+ * HTTP/1.1 and TLS connections are still reused one request at a time. */
 #ifndef MCP_HTTP_H
 #define MCP_HTTP_H
 
@@ -24,19 +28,19 @@ typedef enum mcp_http_version {
 
 /* What to send. Strings and the body are copied: they need not outlive the call. */
 typedef struct mcp_http_request {
-    const char *method;              /* NULL: "GET", or "POST" when body_len > 0 */
-    const char *url;                 /* http:// or https:// */
-    const char *const *headers;      /* "Name: value" strings, NULL-terminated; may be NULL */
-    const void *body;                /* binary-safe */
+    const char *method;         /* NULL: "GET", or "POST" when body_len > 0 */
+    const char *url;            /* http:// or https:// */
+    const char *const *headers; /* "Name: value" strings, NULL-terminated; may be NULL */
+    const void *body;           /* binary-safe */
     size_t body_len;
-    const char *unix_socket;         /* connect to this path instead (URL host is then only the
-                                        Host header, e.g. http://localhost/...); NULL: TCP */
+    const char *unix_socket; /* connect to this path instead (URL host is then only the
+                                Host header, e.g. http://localhost/...); NULL: TCP */
     mcp_http_version version;
-    const char *ca_file;             /* TLS: trust these CAs instead of the system store */
+    const char *ca_file;              /* TLS: trust these CAs instead of the system store */
     const char *cert_file, *key_file; /* TLS client certificate and key (PEM) */
-    int64_t timeout_ms;              /* whole request; <= 0: MCP_HTTP_DEFAULT_TIMEOUT_MS */
-    int64_t connect_timeout_ms;      /* <= 0: same as timeout_ms */
-    size_t max_response;             /* body cap; 0: MCP_HTTP_DEFAULT_MAX_RESPONSE */
+    int64_t timeout_ms;               /* whole request; <= 0: MCP_HTTP_DEFAULT_TIMEOUT_MS */
+    int64_t connect_timeout_ms;       /* <= 0: same as timeout_ms */
+    size_t max_response;              /* body cap; 0: MCP_HTTP_DEFAULT_MAX_RESPONSE */
 } mcp_http_request;
 
 /* One response header or trailer, in arrival order. */

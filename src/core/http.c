@@ -43,7 +43,7 @@ struct mcp_http_req {
     size_t body_len, body_cap;
     mcp_http_header *hdrs;
     size_t n_hdrs, cap_hdrs;
-    bool headers_done; /* the blank line after the headers was seen */
+    bool headers_done;         /* the blank line after the headers was seen */
     mcp_http_req *prev, *next; /* the client's active requests */
     mcp_http_req *qnext;       /* the delivery queue */
     char errbuf[CURL_ERROR_SIZE];

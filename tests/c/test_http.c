@@ -127,15 +127,25 @@ static void on_http(const mcp_http_response *res, void *ud)
     g->x_multi = dup_or_null(mcp_http_find_header(res, "X-MULTI", MCP_HTTP_IN_HEADERS));
     g->x_len = dup_or_null(mcp_http_find_header(res, "x-len", MCP_HTTP_IN_ANY));
     g->x_method = dup_or_null(mcp_http_find_header(res, "x-method", MCP_HTTP_IN_ANY));
-    g->grpc_status_trailer = dup_or_null(mcp_http_find_header(res, "grpc-status", MCP_HTTP_IN_TRAILERS));
-    g->grpc_status_header = dup_or_null(mcp_http_find_header(res, "grpc-status", MCP_HTTP_IN_HEADERS));
+    g->grpc_status_trailer =
+        dup_or_null(mcp_http_find_header(res, "grpc-status", MCP_HTTP_IN_TRAILERS));
+    g->grpc_status_header =
+        dup_or_null(mcp_http_find_header(res, "grpc-status", MCP_HTTP_IN_HEADERS));
     g->x_trailer = dup_or_null(mcp_http_find_header(res, "x-trailer", MCP_HTTP_IN_TRAILERS));
 }
 
 static void got_free(got *g)
 {
-    char *all[] = {g->body, g->error, g->reason, g->x_test, g->x_multi, g->x_len, g->x_method,
-                   g->grpc_status_trailer, g->grpc_status_header, g->x_trailer};
+    char *all[] = {g->body,
+                   g->error,
+                   g->reason,
+                   g->x_test,
+                   g->x_multi,
+                   g->x_len,
+                   g->x_method,
+                   g->grpc_status_trailer,
+                   g->grpc_status_header,
+                   g->x_trailer};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(g, 0, sizeof *g);
@@ -191,8 +201,13 @@ static void test_post_binary_body_round_trip(void **state)
         body[i] = (uint8_t)(i * 7); /* includes NUL bytes */
     const char *headers[] = {"X-Custom: 1", NULL};
     got g;
-    fetch(c, &(mcp_http_request){.method = "POST", .url = u, .body = body, .body_len = sizeof body,
-                                 .headers = headers, .version = MCP_HTTP_1_1},
+    fetch(c,
+          &(mcp_http_request){.method = "POST",
+                              .url = u,
+                              .body = body,
+                              .body_len = sizeof body,
+                              .headers = headers,
+                              .version = MCP_HTTP_1_1},
           &g);
     assert_int_equal(g.res.status, 200);
     assert_int_equal(g.body_len, sizeof body);
@@ -251,8 +266,7 @@ static void test_https_with_ca_and_client_cert(void **state)
     char *u = mcp_sprintf("https://localhost:%d/hello", G.https.port);
     got g;
     fetch(c,
-          &(mcp_http_request){.url = u, .ca_file = G.cert, .cert_file = G.cert,
-                              .key_file = G.key},
+          &(mcp_http_request){.url = u, .ca_file = G.cert, .cert_file = G.cert, .key_file = G.key},
           &g);
     assert_string_equal(g.reason, "");
     assert_int_equal(g.res.status, 200);
@@ -273,7 +287,10 @@ static void test_https_with_ca_and_client_cert(void **state)
 
     /* HTTP/2 required, but this server only speaks HTTP/1.1 */
     fetch(c,
-          &(mcp_http_request){.url = u, .ca_file = G.cert, .cert_file = G.cert, .key_file = G.key,
+          &(mcp_http_request){.url = u,
+                              .ca_file = G.cert,
+                              .cert_file = G.cert,
+                              .key_file = G.key,
                               .version = MCP_HTTP_2},
           &g);
     assert_string_equal(g.reason, "not http/2");
@@ -376,10 +393,9 @@ static void test_destroy_with_requests_in_flight(void **state)
     mcp_error err = {{0}};
     got g[4] = {0};
     for (int i = 0; i < 4; i++)
-        assert_non_null(mcp_http_start(c->http,
-                                       &(mcp_http_request){.url = i == 3 ? ok : u,
-                                                           .timeout_ms = 5000},
-                                       on_http, &g[i], &err));
+        assert_non_null(
+            mcp_http_start(c->http, &(mcp_http_request){.url = i == 3 ? ok : u, .timeout_ms = 5000},
+                           on_http, &g[i], &err));
     for (int i = 0; i < 5; i++)
         uv_run(&c->loop, UV_RUN_NOWAIT);
     mcp_http_destroy(c->http);
@@ -413,9 +429,9 @@ static void test_bad_requests_are_refused(void **state)
     assert_null(mcp_http_start(c->http, &(mcp_http_request){.url = NULL}, on_http, &g, &err));
     assert_non_null(strstr(err.msg, "URL"));
     const char *bad_headers[] = {"NoColonHere", NULL};
-    assert_null(mcp_http_start(c->http,
-                               &(mcp_http_request){.url = "http://127.0.0.1:1/", .headers = bad_headers},
-                               on_http, &g, &err));
+    assert_null(mcp_http_start(
+        c->http, &(mcp_http_request){.url = "http://127.0.0.1:1/", .headers = bad_headers}, on_http,
+        &g, &err));
     assert_non_null(strstr(err.msg, "NoColonHere"));
     const char *crlf[] = {"X-A: 1\r\nX-B: 2", NULL};
     assert_null(mcp_http_start(c->http,
@@ -439,8 +455,12 @@ static void test_h2_trailers_and_trailers_only(void **state)
     char *u = url("http", G.grpc.port, "/test.Echo/Echo");
     got g;
     fetch(c,
-          &(mcp_http_request){.method = "POST", .url = u, .headers = headers, .body = msg,
-                              .body_len = sizeof msg, .version = MCP_HTTP_2},
+          &(mcp_http_request){.method = "POST",
+                              .url = u,
+                              .headers = headers,
+                              .body = msg,
+                              .body_len = sizeof msg,
+                              .version = MCP_HTTP_2},
           &g);
     assert_string_equal(g.reason, "");
     assert_int_equal(g.res.http_version, 2);
@@ -456,8 +476,12 @@ static void test_h2_trailers_and_trailers_only(void **state)
     /* an error before any message: Trailers-Only, grpc-status among the headers */
     u = url("http", G.grpc.port, "/test.Echo/Fail");
     fetch(c,
-          &(mcp_http_request){.method = "POST", .url = u, .headers = headers, .body = msg,
-                              .body_len = sizeof msg, .version = MCP_HTTP_2},
+          &(mcp_http_request){.method = "POST",
+                              .url = u,
+                              .headers = headers,
+                              .body = msg,
+                              .body_len = sizeof msg,
+                              .version = MCP_HTTP_2},
           &g);
     assert_string_equal(g.grpc_status_header, "3");
     assert_null(g.grpc_status_trailer);
@@ -479,8 +503,8 @@ static void on_grpc(const mcp_grpc_result *res, void *ud)
     grpc_got *g = ud;
     g->calls++;
     g->res = *res;
-    g->data = mcp_strndup((const char *)(res->data ? res->data : (const uint8_t *)""),
-                          res->data_len);
+    g->data =
+        mcp_strndup((const char *)(res->data ? res->data : (const uint8_t *)""), res->data_len);
     g->data_len = res->data_len;
     g->message = mcp_strdup(res->message);
     g->reason = mcp_strdup(res->reason);
@@ -511,8 +535,8 @@ static void test_grpc_echo_tcp_unix_tls(void **state)
     snprintf(target, sizeof target, "127.0.0.1:%d", G.grpc.port);
     snprintf(tls_target, sizeof tls_target, "localhost:%d", G.grpc_tls.port);
     const char payload[] = "hello\0grpc";
-    mcp_grpc_request base = {.method = "/test.Echo/Echo", .msg = payload,
-                             .msg_len = sizeof payload - 1};
+    mcp_grpc_request base = {
+        .method = "/test.Echo/Echo", .msg = payload, .msg_len = sizeof payload - 1};
     mcp_grpc_request variants[3] = {base, base, base};
     variants[0].target = target;
     variants[1].unix_socket = G.grpc_sock;
@@ -590,15 +614,21 @@ static void test_grpc_size_cap_and_transport_failures(void **state)
     snprintf(target, sizeof target, "127.0.0.1:%d", G.grpc.port);
     grpc_got g;
     call(c,
-         &(mcp_grpc_request){.target = target, .method = "/test.Echo/Big", .msg = "5000",
-                             .msg_len = 4, .max_msg = 1000},
+         &(mcp_grpc_request){.target = target,
+                             .method = "/test.Echo/Big",
+                             .msg = "5000",
+                             .msg_len = 4,
+                             .max_msg = 1000},
          &g);
     assert_int_equal(g.res.status, MCP_GRPC_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(g.reason, "1000"));
     grpc_got_free(&g);
     call(c,
-         &(mcp_grpc_request){.target = target, .method = "/test.Echo/Big", .msg = "1000",
-                             .msg_len = 4, .max_msg = 1000},
+         &(mcp_grpc_request){.target = target,
+                             .method = "/test.Echo/Big",
+                             .msg = "1000",
+                             .msg_len = 4,
+                             .max_msg = 1000},
          &g);
     assert_int_equal(g.res.status, 0);
     assert_int_equal(g.data_len, 1000);
@@ -690,8 +720,8 @@ static void test_grpc_200_concurrent_cleartext_h2(void **state)
     snprintf(target, sizeof target, "127.0.0.1:%d", G.grpc.port);
     mcp_grpc_request rq = {.target = target, .method = "/test.Echo/Echo", .timeout_ms = 15000};
     concurrent_calls(c, &rq);
-    mcp_grpc_request urq = {.unix_socket = G.grpc_sock, .method = "/test.Echo/Echo",
-                            .timeout_ms = 15000};
+    mcp_grpc_request urq = {
+        .unix_socket = G.grpc_sock, .method = "/test.Echo/Echo", .timeout_ms = 15000};
     concurrent_calls(c, &urq);
 }
 
@@ -700,12 +730,12 @@ static void test_grpc_bad_requests(void **state)
     ctx *c = *state;
     mcp_error err = {{0}};
     grpc_got g = {0};
-    assert_null(mcp_grpc_client_call(c->http, &(mcp_grpc_request){.target = "127.0.0.1:1",
-                                                                  .method = "NoSlash"},
-                                     on_grpc, &g, &err));
+    assert_null(mcp_grpc_client_call(
+        c->http, &(mcp_grpc_request){.target = "127.0.0.1:1", .method = "NoSlash"}, on_grpc, &g,
+        &err));
     assert_non_null(strstr(err.msg, "NoSlash"));
-    assert_null(mcp_grpc_client_call(c->http, &(mcp_grpc_request){.method = "/a.B/C"}, on_grpc, &g,
-                                     &err));
+    assert_null(
+        mcp_grpc_client_call(c->http, &(mcp_grpc_request){.method = "/a.B/C"}, on_grpc, &g, &err));
     assert_non_null(strstr(err.msg, "target"));
     char long_path[200];
     memset(long_path, 'a', sizeof long_path - 1);
@@ -779,8 +809,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_grpc_echo_tcp_unix_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grpc_error_status_and_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grpc_deadline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_size_cap_and_transport_failures, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_grpc_size_cap_and_transport_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grpc_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grpc_200_concurrent_cleartext_h2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grpc_bad_requests, setup, teardown),

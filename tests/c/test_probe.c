@@ -25,7 +25,8 @@ static int wait_listening(int port, int64_t limit_ms)
     int64_t deadline = mcp_now_ms() + limit_ms;
     while (mcp_now_ms() < deadline) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
         if (fd >= 0)
@@ -332,10 +333,10 @@ static void test_cancel_http_and_grpc_probes(void **state)
     ctx *c = *state;
     mcp_error err = {{0}};
     got g1 = {0}, g2 = {0};
-    mcp_probe *p1 = mcp_probe_http(c->http, "127.0.0.1", G.silent_port, "/", 5000, on_probe, &g1,
-                                   &err);
-    mcp_probe *p2 = mcp_probe_grpc(c->http, "127.0.0.1", G.silent_port, "", 5000, on_probe, &g2,
-                                   &err);
+    mcp_probe *p1 =
+        mcp_probe_http(c->http, "127.0.0.1", G.silent_port, "/", 5000, on_probe, &g1, &err);
+    mcp_probe *p2 =
+        mcp_probe_grpc(c->http, "127.0.0.1", G.silent_port, "", 5000, on_probe, &g2, &err);
     assert_non_null(p1);
     assert_non_null(p2);
     uv_run(&c->loop, UV_RUN_NOWAIT);
@@ -377,7 +378,10 @@ static void test_health_request_encoding(void **state)
     assert_int_equal(mcp_probe_health_request("", buf, sizeof buf), 0);
     assert_int_equal(mcp_probe_health_request(NULL, buf, sizeof buf), 0);
     assert_int_equal(mcp_probe_health_request("ab", buf, sizeof buf), 4);
-    assert_memory_equal(buf, "\x0a\x02" "ab", 4);
+    assert_memory_equal(buf,
+                        "\x0a\x02"
+                        "ab",
+                        4);
     char longname[201];
     memset(longname, 's', 200);
     longname[200] = '\0';
@@ -402,7 +406,10 @@ static void test_health_response_decoding(void **state)
     assert_int_equal(mcp_probe_health_decode((const uint8_t *)"\x08", 1, &st), -1);
     assert_int_equal(mcp_probe_health_decode((const uint8_t *)"\x12\x05x", 3, &st), -1);
     assert_int_equal(mcp_probe_health_decode((const uint8_t *)"\x0b", 1, &st), -1);
-    assert_int_equal(mcp_probe_health_decode((const uint8_t *)"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 12, &st), -1);
+    assert_int_equal(
+        mcp_probe_health_decode((const uint8_t *)"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+                                12, &st),
+        -1);
 }
 
 int main(void)
@@ -417,8 +424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_grpc_health_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grpc_not_running_and_silent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_http_and_grpc_probes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_destroying_the_client_cancels_probes, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_destroying_the_client_cancels_probes, setup, teardown),
         cmocka_unit_test(test_health_request_encoding),
         cmocka_unit_test(test_health_response_decoding),
     };
