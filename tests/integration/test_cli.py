@@ -11,7 +11,8 @@ import unittest
 
 from agent_env import AgentTestCase, podman_subcommands, sqlite_text_contains, file_bytes
 
-COMMANDS = ["run", "recover", "boot", "eval", "deploy", "start", "stop", "restart", "rm",
+# SPEC §2's commands; "run" (the daemon) has its own test below.
+COMMANDS = ["recover", "boot", "eval", "deploy", "start", "stop", "restart", "rm",
             "status", "ls", "snapshot", "check", "version", "help"]
 MUTATING = {"run", "rm", "start", "stop"}
 
@@ -85,6 +86,17 @@ class HelpAndVersion(AgentTestCase):
                 self.assertEqual(r.rc, 0, "%s: %s" % (args, r.stderr))
                 self.assertTrue(r.stdout.startswith("usage: mcp-agent [-c CONFIG] %s" % cmd),
                                 "%s printed:\n%s" % (args, r.stdout))
+
+    # NOT YET: `run` (the daemon, SPEC §2) was taken out of src/cli/main.c's
+    # command table "until the daemon lands" (commit d064405). When it is
+    # back this test passes unexpectedly: drop the decorator then.
+    @unittest.expectedFailure
+    def test_run_command_is_listed_and_has_help(self):
+        r = self.env.run("help", config=None)
+        self.assertRegex(r.stdout, r"(?m)^\s+run\s")
+        r = self.env.run("run", "--help", config=None)
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("usage: mcp-agent [-c CONFIG] run"), r.stdout)
 
     # BUG (src/cli/main.c): `mcp-agent help --help` answers 'unknown command
     # "--help"' with exit 2: the help command looks its argument up as a
@@ -346,6 +358,9 @@ class Eval(AgentTestCase):
         self.assertIn("-e", r.stderr)
         r = self.env.run("eval")
         self.assertEqual(r.rc, 2)
+        r = self.env.run("eval", self.env.dir)
+        self.assertEqual(r.rc, 2)
+        self.assertIn(self.env.dir + ": Is a directory", r.stderr)
 
     def test_eval_sleep_uses_the_agent_clock(self):
         r = self.env.run("eval", "-e",
