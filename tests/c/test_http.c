@@ -22,7 +22,9 @@ static struct {
 
 /* ---- fixtures ----------------------------------------------------------- */
 
-static int group_setup(void **state)
+static int group_teardown(void **state);
+
+static int group_setup_peers(void **state)
 {
     snprintf(G.dir, sizeof G.dir, "/tmp/mcp-test-http-%ld", (long)getpid());
     if (mkdir(G.dir, 0700) != 0 && errno != EEXIST)
@@ -52,6 +54,16 @@ static int group_setup(void **state)
         }
     G.silent_fd = silent_listener(&G.silent_port);
     return G.silent_fd >= 0 ? 0 : -1;
+}
+
+/* Kills whatever did start when a peer fails to. */
+static int group_setup(void **state)
+{
+    G.silent_fd = -1;
+    if (group_setup_peers(state) == 0)
+        return 0;
+    group_teardown(state);
+    return -1;
 }
 
 static int group_teardown(void **state)

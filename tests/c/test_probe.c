@@ -47,7 +47,9 @@ static int write_file(const char *path, const char *text)
     return fclose(f) == 0 ? rc : -1;
 }
 
-static int group_setup(void **state)
+static int group_teardown(void **state);
+
+static int group_setup_peers(void **state)
 {
     snprintf(G.dir, sizeof G.dir, "/tmp/mcp-test-probe-%ld", (long)getpid());
     if (mkdir(G.dir, 0700) != 0 && errno != EEXIST)
@@ -71,6 +73,16 @@ static int group_setup(void **state)
         return -1;
     G.silent_fd = silent_listener(&G.silent_port);
     return G.silent_fd >= 0 ? 0 : -1;
+}
+
+/* Kills whatever did start when a peer fails to. */
+static int group_setup(void **state)
+{
+    G.silent_fd = -1;
+    if (group_setup_peers(state) == 0)
+        return 0;
+    group_teardown(state);
+    return -1;
 }
 
 static int group_teardown(void **state)
