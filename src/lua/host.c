@@ -123,6 +123,7 @@ static int open_core(lua_State *L)
     add_area(L, h, "log", luaopen_mcp_log);
     add_area(L, h, "registry", luaopen_mcp_registry);
     add_area(L, h, "podman", luaopen_mcp_podman);
+    add_area(L, h, "probe", luaopen_mcp_probe);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_createtable(L, 0, 2);
@@ -219,6 +220,10 @@ void mcp_host_free(mcp_host *h)
         return;
     if (h->loop_ready)
         mcp_sched_close(h);
+    if (h->http) {
+        mcp_http_destroy(h->http); /* after the tasks: their probes are cancelled by now */
+        h->http = NULL;
+    }
     if (h->L)
         lua_close(h->L);
     if (h->loop_ready) {

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "mcp/config.h"
+#include "mcp/http.h"
 #include "mcp/host.h"
 #include "mcp/podman.h"
 #include "mcp/registry.h"
@@ -34,6 +35,7 @@ struct mcp_host {
     const mcp_config *cfg;
     mcp_registry *reg;
     mcp_podman_cfg podman;
+    mcp_http *http; /* made on first use (probes, proxy, CA) */
     bool dry_run;
     const char *config_path;
     char lua_dir[PATH_MAX];
@@ -72,6 +74,9 @@ int luaopen_mcp_clock(lua_State *L); /* upvalue 1: mcp_host light userdata */
 int luaopen_mcp_log(lua_State *L);
 int luaopen_mcp_registry(lua_State *L); /* upvalue: host */
 int luaopen_mcp_podman(lua_State *L);   /* upvalue: host */
+int luaopen_mcp_probe(lua_State *L);    /* upvalue: host */
+/* The host's http client, created on first use; raises on failure. */
+mcp_http *mcp_host_http(lua_State *L, mcp_host *h);
 
 /* --- conversions (convert.c) --- */
 void mcp_push_strv(lua_State *L, const mcp_strv *sv);

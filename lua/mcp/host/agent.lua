@@ -58,6 +58,7 @@ function M.build(opts)
         },
         registry = core.registry,
         runtime = build_runtime(config, opts.print),
+        probe = core.probe,
         version = core.version,
     }
     return agent

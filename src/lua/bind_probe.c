@@ -1,0 +1,122 @@
+/* agent.probe: tcp / http / grpc health probes on the event loop; each
+ * suspends only the calling task. Returns true, latency | nil, reason, latency. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "mcp/probe.h"
+
+typedef struct probe_op {
+    mcp_op op;
+    mcp_probe *probe;
+} probe_op;
+
+static void probe_done(const mcp_probe_result *res, void *ud)
+{
+    probe_op *p = ud;
+    mcp_task *t = p->op.task;
+    if (t) {
+        lua_State *co = mcp_task_thread(t);
+        if (res->healthy) {
+            lua_pushboolean(co, 1);
+            lua_pushnumber(co, res->latency_s);
+            mcp_task_wake(t, 2);
+        } else {
+            lua_pushnil(co);
+            lua_pushstring(co, res->reason ? res->reason : "failed");
+            lua_pushnumber(co, res->latency_s);
+            mcp_task_wake(t, 3);
+        }
+    }
+    free(p);
+}
+
+static void probe_cancel(mcp_op *op)
+{
+    probe_op *p = (probe_op *)op;
+    mcp_probe_cancel(p->probe); /* probe_done still runs, detached, and frees p */
+}
+
+static int64_t timeout_ms(lua_State *L, int idx)
+{
+    lua_Number s = luaL_optnumber(L, idx, 2.0);
+    if (!(s > 0))
+        luaL_argerror(L, idx, "timeout must be > 0 seconds");
+    if (s > 3600)
+        s = 3600;
+    return (int64_t)(s * 1000.0 + 0.5);
+}
+
+static int check_port(lua_State *L, int idx)
+{
+    lua_Integer port = luaL_checkinteger(L, idx);
+    if (port < 1 || port > 65535)
+        luaL_argerror(L, idx, "port must be 1..65535");
+    return (int)port;
+}
+
+/* The http client is made on first use: commands that never probe pay nothing. */
+mcp_http *mcp_host_http(lua_State *L, mcp_host *h)
+{
+    if (!h->http) {
+        mcp_error err = {{0}};
+        h->http = mcp_http_new(&h->loop, &err);
+        if (!h->http)
+            luaL_error(L, "cannot create the http client: %s", err.msg);
+    }
+    return h->http;
+}
+
+typedef enum { PROBE_TCP, PROBE_HTTP, PROBE_GRPC } probe_kind;
+
+static int start_probe(lua_State *L, probe_kind kind)
+{
+    const char *host = luaL_checkstring(L, 1);
+    int port = check_port(L, 2);
+    const char *extra = NULL; /* http path or grpc service */
+    int64_t ms;
+    if (kind == PROBE_TCP) {
+        ms = timeout_ms(L, 3);
+    } else {
+        extra = luaL_optstring(L, 3, kind == PROBE_HTTP ? "/" : "");
+        ms = timeout_ms(L, 4);
+    }
+    static const char *const names[] = {"agent.probe.tcp", "agent.probe.http", "agent.probe.grpc"};
+    mcp_task *t = mcp_task_require(L, names[kind]);
+    mcp_host *h = mcp_host_upvalue(L);
+    probe_op *p = calloc(1, sizeof *p);
+    if (!p)
+        return luaL_error(L, "out of memory");
+    p->op.cancel = probe_cancel;
+    mcp_error err = {{0}};
+    switch (kind) {
+    case PROBE_TCP:
+        p->probe = mcp_probe_tcp(&h->loop, host, port, ms, probe_done, p, &err);
+        break;
+    case PROBE_HTTP:
+        p->probe = mcp_probe_http(mcp_host_http(L, h), host, port, extra, ms, probe_done, p, &err);
+        break;
+    case PROBE_GRPC:
+        p->probe = mcp_probe_grpc(mcp_host_http(L, h), host, port, extra, ms, probe_done, p, &err);
+        break;
+    }
+    if (!p->probe) {
+        free(p);
+        return luaL_error(L, "%s: %s", names[kind], err.msg); /* bad host or path: misuse */
+    }
+    mcp_task_suspend(t, &p->op);
+    return lua_yield(L, 0);
+}
+
+static int l_tcp(lua_State *L) { return start_probe(L, PROBE_TCP); }
+static int l_http(lua_State *L) { return start_probe(L, PROBE_HTTP); }
+static int l_grpc(lua_State *L) { return start_probe(L, PROBE_GRPC); }
+
+int luaopen_mcp_probe(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"tcp", l_tcp}, {"http", l_http}, {"grpc", l_grpc}, {NULL, NULL}};
+    luaL_newlibtable(L, fns);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    luaL_setfuncs(L, fns, 1);
+    return 1;
+}
