@@ -533,6 +533,23 @@ class RecoverThroughFakePodman(AgentTestCase):
         subs = [s for s in podman_subcommands(self.env.podman_calls()) if s in MUTATING]
         self.assertEqual(subs, ["rm", "run", "stop", "start"])
 
+    def test_rm_that_podman_refuses_keeps_the_service(self):
+        self.env.podman_containers([("beta", "localhost/beta:2", "running")])
+        self.env.podman_fail({"rm": "container is busy"})
+        r = self.env.run("rm", "beta")
+        self.assertEqual(r.rc, 1, r.stderr)
+        self.assertMentions(r.stdout, "beta: remove failed", "container is busy")
+        self.assertIn("kept in the registry", r.stderr)
+        doc = json.loads(self.env.run("ls", "--json").stdout)
+        self.assertIn("beta", [s["name"] for s in doc["services"]])
+
+    def test_unknown_target_is_a_usage_error(self):
+        for cmd in (["start", "alpha/nosuch"], ["stop", "nosuch"], ["restart"], ["rm", "alpha/web"]):
+            r = self.env.run(*cmd)
+            self.assertEqual(r.rc, 2, "%s: %s" % (cmd, r.stderr))
+            self.assertIn(cmd[0], r.stderr)
+        self.assertFalse(MUTATING & set(podman_subcommands(self.env.podman_calls())))
+
 
 if __name__ == "__main__":
     unittest.main()
