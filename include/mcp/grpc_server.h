@@ -4,8 +4,8 @@
  * certificates verified against a CA, unless the caller asks for plaintext AND
  * the address is loopback. Handlers are registered per method path; a handler
  * gets the call and the request bytes and completes the call whenever it likes
- * (possibly many loop turns later) with exactly one mcp_grpc_call_reply() or
- * mcp_grpc_call_fail(). If the client goes away, the deadline passes or the
+ * (possibly many loop turns later) with exactly one mcp_grpc_server_reply() or
+ * mcp_grpc_server_fail(). If the client goes away, the deadline passes or the
  * server closes the connection first, the server answers or cleans up itself,
  * tells the handler through the optional cancel callback, and the handler's
  * later reply/fail is a harmless no-op that frees the call.
@@ -23,35 +23,29 @@
 #include <uv.h>
 
 #include "mcp/error.h"
+#include "mcp/grpc_client.h" /* status codes, mcp_grpc_percent_decode, framing helpers */
 
-/* gRPC status codes (grpc/grpc doc/statuscodes.md). */
-typedef enum mcp_grpc_status {
-    MCP_GRPC_OK = 0,
-    MCP_GRPC_CANCELLED = 1,
-    MCP_GRPC_UNKNOWN = 2,
+/* gRPC status codes (grpc/grpc doc/statuscodes.md): grpc_client.h defines the
+ * ones the client needs (OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, NOT_FOUND,
+ * RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE), the rest are here. */
+enum {
     MCP_GRPC_INVALID_ARGUMENT = 3,
-    MCP_GRPC_DEADLINE_EXCEEDED = 4,
-    MCP_GRPC_NOT_FOUND = 5,
     MCP_GRPC_ALREADY_EXISTS = 6,
     MCP_GRPC_PERMISSION_DENIED = 7,
-    MCP_GRPC_RESOURCE_EXHAUSTED = 8,
     MCP_GRPC_FAILED_PRECONDITION = 9,
     MCP_GRPC_ABORTED = 10,
     MCP_GRPC_OUT_OF_RANGE = 11,
-    MCP_GRPC_UNIMPLEMENTED = 12,
-    MCP_GRPC_INTERNAL = 13,
-    MCP_GRPC_UNAVAILABLE = 14,
     MCP_GRPC_DATA_LOSS = 15,
     MCP_GRPC_UNAUTHENTICATED = 16,
-} mcp_grpc_status;
+};
 
 typedef struct mcp_grpc_server mcp_grpc_server;
-typedef struct mcp_grpc_call mcp_grpc_call;
+typedef struct mcp_grpc_server_call mcp_grpc_server_call;
 
 /* Called once per request, on the loop thread. `req` (the message without its
  * 5-byte gRPC prefix) is valid only during this call: copy or unpack it. The
  * handler (now or later) must finish the call with exactly one reply/fail. */
-typedef void (*mcp_grpc_handler_fn)(mcp_grpc_call *call, const uint8_t *req, size_t len,
+typedef void (*mcp_grpc_handler_fn)(mcp_grpc_server_call *call, const uint8_t *req, size_t len,
                                     void *ud);
 
 /* Called at most once when the call ends before the handler finished it:
@@ -59,7 +53,7 @@ typedef void (*mcp_grpc_handler_fn)(mcp_grpc_call *call, const uint8_t *req, siz
  * MCP_GRPC_DEADLINE_EXCEEDED (already answered to the client) or
  * MCP_GRPC_UNAVAILABLE (the server closed the connection). The call stays
  * valid: the handler still completes it (reply/fail then only free it). */
-typedef void (*mcp_grpc_cancel_fn)(mcp_grpc_call *call, int reason, void *ud);
+typedef void (*mcp_grpc_cancel_fn)(mcp_grpc_server_call *call, int reason, void *ud);
 
 /* Called once when mcp_grpc_server_shutdown() has closed everything. */
 typedef void (*mcp_grpc_done_fn)(mcp_grpc_server *server, void *ud);
@@ -79,7 +73,8 @@ typedef struct mcp_grpc_tls_options {
     bool insecure;         /* plaintext; accepted only on a loopback address */
 } mcp_grpc_tls_options;
 
-/* A server on loop (opts may be NULL for the defaults). NULL with err set on failure. */
+/* A server on loop (opts may be NULL for the defaults). NULL with err set on failure.
+ * Sets SIGPIPE to ignored (process-wide): a client hanging up must not kill the daemon. */
 mcp_grpc_server *mcp_grpc_server_new(uv_loop_t *loop, const mcp_grpc_server_options *opts,
                                      mcp_error *err);
 
@@ -114,45 +109,45 @@ void mcp_grpc_server_shutdown(mcp_grpc_server *server, unsigned grace_ms, mcp_gr
 /* Frees the server. Only after the done callback, or before any listen call. */
 void mcp_grpc_server_free(mcp_grpc_server *server);
 
-/* Number of open connections and of calls handed to handlers and not yet finished. */
+/* Number of open connections. */
 unsigned mcp_grpc_server_connections(const mcp_grpc_server *server);
 
 /* ---- calls ---- */
 
 /* Sets the cancel callback of a call (call it from the handler, before returning). */
-void mcp_grpc_call_set_cancel(mcp_grpc_call *call, mcp_grpc_cancel_fn fn, void *ud);
+void mcp_grpc_server_call_set_cancel(mcp_grpc_server_call *call, mcp_grpc_cancel_fn fn, void *ud);
 
 /* The method path, e.g. "/grpc.health.v1.Health/Check" (valid until the call is finished). */
-const char *mcp_grpc_call_method(const mcp_grpc_call *call);
+const char *mcp_grpc_server_call_method(const mcp_grpc_server_call *call);
 
 /* Who called: "unix", "tcp" (plaintext loopback) or the client certificate's
  * subject CN for TLS (valid until the call is finished). */
-const char *mcp_grpc_call_peer(const mcp_grpc_call *call);
+const char *mcp_grpc_server_call_peer(const mcp_grpc_server_call *call);
 
 /* Milliseconds left before the client's deadline, or -1 when it set none. */
-int64_t mcp_grpc_call_remaining_ms(const mcp_grpc_call *call);
+int64_t mcp_grpc_server_call_remaining_ms(const mcp_grpc_server_call *call);
 
 /* True once the call was cancelled (the reply would go nowhere). */
-bool mcp_grpc_call_cancelled(const mcp_grpc_call *call);
+bool mcp_grpc_server_call_cancelled(const mcp_grpc_server_call *call);
 
 /* Finishes the call with status OK and msg (the serialized response, without
  * prefix). Frees the call. 0 when queued to the client; -1 when the call had
  * been cancelled (nothing sent) or memory ran out (the client gets INTERNAL). */
-int mcp_grpc_call_reply(mcp_grpc_call *call, const uint8_t *msg, size_t len);
+int mcp_grpc_server_reply(mcp_grpc_server_call *call, const uint8_t *msg, size_t len);
 
 /* Finishes the call with an error status (not OK) and a message (may be NULL),
  * sent Trailers-Only. Frees the call. 0, or -1 when it had been cancelled. */
-int mcp_grpc_call_fail(mcp_grpc_call *call, int status, const char *message);
+int mcp_grpc_server_fail(mcp_grpc_server_call *call, int status, const char *message);
 
-/* Packs msg and replies with it (see mcp_grpc_call_reply). */
-int mcp_grpc_call_reply_message(mcp_grpc_call *call, const ProtobufCMessage *msg);
+/* Packs msg and replies with it (see mcp_grpc_server_reply). */
+int mcp_grpc_server_reply_message(mcp_grpc_server_call *call, const ProtobufCMessage *msg);
 
 /* Unpacks req as desc's message. On failure fails the call with
  * INVALID_ARGUMENT ("request is not a valid <type>"), which frees the call,
  * and returns NULL. Free the result with protobuf_c_message_free_unpacked(m, NULL). */
-ProtobufCMessage *mcp_grpc_unpack_or_fail(mcp_grpc_call *call,
-                                          const ProtobufCMessageDescriptor *desc,
-                                          const uint8_t *req, size_t len);
+ProtobufCMessage *mcp_grpc_server_unpack_or_fail(mcp_grpc_server_call *call,
+                                                 const ProtobufCMessageDescriptor *desc,
+                                                 const uint8_t *req, size_t len);
 
 /* ---- wire helpers (also useful to clients) ---- */
 
@@ -161,12 +156,8 @@ ProtobufCMessage *mcp_grpc_unpack_or_fail(mcp_grpc_call *call,
 int mcp_grpc_parse_timeout(const char *value, int64_t *ms);
 
 /* Percent-encodes a grpc-message (bytes outside 0x20-0x7E and '%'). Fresh
- * string, NULL when out of memory. */
+ * string, NULL when out of memory. (Decoding: mcp_grpc_percent_decode in grpc_client.h.) */
 char *mcp_grpc_percent_encode(const char *msg);
-
-/* Decodes a percent-encoded grpc-message; invalid escapes are kept as is.
- * Fresh string, NULL when out of memory. */
-char *mcp_grpc_percent_decode(const char *msg);
 
 /* True when host is a loopback address literal or "localhost". */
 bool mcp_grpc_host_is_loopback(const char *host);

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,7 @@ typedef struct gstream {
     mcp_grpc_handler_fn fn;
     void *fn_ud;
     bool bad_method, bad_ctype, headers_done, responded;
+    bool remote_closed;  /* the client sent END_STREAM */
     int64_t deadline_ms; /* absolute (mcp_now_ms), -1 = none */
     uv_timer_t *timer;
     /* The one request message: prefix, then body allocated once the prefix passed the checks. */
@@ -77,11 +79,11 @@ typedef struct gstream {
     /* The response message (prefix + body) being sent by the data provider. */
     uint8_t *out;
     size_t out_len, out_off;
-    mcp_grpc_call *call;
+    mcp_grpc_server_call *call;
     struct gstream *prev, *next;
 } gstream;
 
-struct mcp_grpc_call {
+struct mcp_grpc_server_call {
     gstream *s; /* NULL once orphaned */
     char *method;
     char *peer;
@@ -175,13 +177,26 @@ int mcp_grpc_parse_timeout(const char *value, int64_t *ms)
         v = v * 10 + (value[i] - '0');
     }
     switch (value[n - 1]) {
-    case 'H': *ms = v * 3600000; break;
-    case 'M': *ms = v * 60000; break;
-    case 'S': *ms = v * 1000; break;
-    case 'm': *ms = v; break;
-    case 'u': *ms = (v + 999) / 1000; break;
-    case 'n': *ms = (v + 999999) / 1000000; break;
-    default: return -1;
+    case 'H':
+        *ms = v * 3600000;
+        break;
+    case 'M':
+        *ms = v * 60000;
+        break;
+    case 'S':
+        *ms = v * 1000;
+        break;
+    case 'm':
+        *ms = v;
+        break;
+    case 'u':
+        *ms = (v + 999) / 1000;
+        break;
+    case 'n':
+        *ms = (v + 999999) / 1000000;
+        break;
+    default:
+        return -1;
     }
     return 0;
 }
@@ -209,38 +224,6 @@ char *mcp_grpc_percent_encode(const char *msg)
     return out;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-char *mcp_grpc_percent_decode(const char *msg)
-{
-    if (!msg)
-        msg = "";
-    char *out = malloc(strlen(msg) + 1);
-    if (!out)
-        return NULL;
-    char *o = out;
-    for (const char *p = msg; *p; p++) {
-        int hi, lo;
-        if (p[0] == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
-            *o++ = (char)(hi * 16 + lo);
-            p += 2;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 bool mcp_grpc_host_is_loopback(const char *host)
 {
     if (!host)
@@ -262,10 +245,22 @@ bool mcp_grpc_host_is_loopback(const char *host)
 const char *mcp_grpc_status_name(int status)
 {
     static const char *const names[] = {
-        "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
         "UNAUTHENTICATED",
     };
     if (status < 0 || status >= (int)(sizeof names / sizeof names[0]))
@@ -290,8 +285,9 @@ static void stream_stop_timer(gstream *s)
     }
 }
 
-/* Detaches the call from its stream and tells the handler; the call lives on until it is finished. */
-static void call_orphan(mcp_grpc_call *call, int reason)
+/* Detaches the call from its stream and tells the handler; the call lives on until it is finished.
+ */
+static void call_orphan(mcp_grpc_server_call *call, int reason)
 {
     if (call->s) {
         call->s->call = NULL;
@@ -302,7 +298,7 @@ static void call_orphan(mcp_grpc_call *call, int reason)
         call->cancel(call, reason, call->cancel_ud);
 }
 
-static void call_free(mcp_grpc_call *call)
+static void call_free(mcp_grpc_server_call *call)
 {
     free(call->method);
     free(call->peer);
@@ -329,14 +325,13 @@ static int submit_nv(gstream *s, const nghttp2_nv *nv, size_t n, const nghttp2_d
 {
     int rv = nghttp2_submit_response(s->c->session, s->id, nv, n, prd);
     if (rv != 0)
-        mcp_log(MCP_LOG_DEBUG, "grpc: cannot submit response", "error", nghttp2_strerror(rv),
-                NULL);
+        mcp_log(MCP_LOG_DEBUG, "grpc: cannot submit response", "error", nghttp2_strerror(rv), NULL);
     return rv;
 }
 
 #define NV(name, value)                                                                            \
     {                                                                                              \
-        (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),                   \
+        (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),                    \
             NGHTTP2_NV_FLAG_NONE                                                                   \
     }
 
@@ -501,7 +496,7 @@ static void stream_request_complete(gstream *s)
         stream_send_status(s, "200", MCP_GRPC_INTERNAL, msg);
         return;
     }
-    mcp_grpc_call *call = calloc(1, sizeof *call);
+    mcp_grpc_server_call *call = calloc(1, sizeof *call);
     if (call) {
         call->method = mcp_strdup(s->path);
         call->peer = mcp_strdup(s->c->peer);
@@ -527,8 +522,7 @@ static void stream_headers_complete(gstream *s)
         return;
     }
     if (s->bad_ctype) {
-        stream_send_status(s, "415", MCP_GRPC_INTERNAL,
-                           "content-type must be application/grpc");
+        stream_send_status(s, "415", MCP_GRPC_INTERNAL, "content-type must be application/grpc");
         return;
     }
     for (handler *h = s->c->server->handlers; h; h = h->next) {
@@ -629,8 +623,23 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         return 0;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         stream_headers_complete(s);
-    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        s->remote_closed = true;
         stream_request_complete(s);
+    }
+    return 0;
+}
+
+/* After answering early (the request still uploading), tell the client to stop
+ * sending with RST_STREAM(NO_ERROR), as RFC 9113 §8.1 allows; some clients
+ * (curl 7.88) otherwise wait for the stream to end. */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    gstream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (s && !s->remote_closed)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
     return 0;
 }
 
@@ -666,6 +675,7 @@ static nghttp2_session_callbacks *make_callbacks(void)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     return cbs;
 }
 
@@ -748,9 +758,8 @@ static void conn_flush(conn *c)
         conn_write(c, out.p, out.len);
     else
         free(out.p);
-    if (c->want_close ||
-        (c->session && !nghttp2_session_want_read(c->session) &&
-         !nghttp2_session_want_write(c->session)))
+    if (c->want_close || (c->session && !nghttp2_session_want_read(c->session) &&
+                          !nghttp2_session_want_write(c->session)))
         conn_close(c);
 }
 
@@ -1028,23 +1037,23 @@ static void on_connection(uv_stream_t *lstream, int status)
 /* ------------------------------------------------------------------ */
 /* calls (public)                                                      */
 
-void mcp_grpc_call_set_cancel(mcp_grpc_call *call, mcp_grpc_cancel_fn fn, void *ud)
+void mcp_grpc_server_call_set_cancel(mcp_grpc_server_call *call, mcp_grpc_cancel_fn fn, void *ud)
 {
     call->cancel = fn;
     call->cancel_ud = ud;
 }
 
-const char *mcp_grpc_call_method(const mcp_grpc_call *call)
+const char *mcp_grpc_server_call_method(const mcp_grpc_server_call *call)
 {
     return call->method;
 }
 
-const char *mcp_grpc_call_peer(const mcp_grpc_call *call)
+const char *mcp_grpc_server_call_peer(const mcp_grpc_server_call *call)
 {
     return call->peer;
 }
 
-int64_t mcp_grpc_call_remaining_ms(const mcp_grpc_call *call)
+int64_t mcp_grpc_server_call_remaining_ms(const mcp_grpc_server_call *call)
 {
     if (call->deadline_ms < 0)
         return -1;
@@ -1052,13 +1061,13 @@ int64_t mcp_grpc_call_remaining_ms(const mcp_grpc_call *call)
     return left > 0 ? left : 0;
 }
 
-bool mcp_grpc_call_cancelled(const mcp_grpc_call *call)
+bool mcp_grpc_server_call_cancelled(const mcp_grpc_server_call *call)
 {
     return call->cancelled || !call->s;
 }
 
 /* Detaches a finished call; returns its stream (NULL when orphaned) and frees the call. */
-static gstream *call_finish(mcp_grpc_call *call)
+static gstream *call_finish(mcp_grpc_server_call *call)
 {
     gstream *s = call->s;
     if (s)
@@ -1067,7 +1076,7 @@ static gstream *call_finish(mcp_grpc_call *call)
     return s;
 }
 
-int mcp_grpc_call_reply(mcp_grpc_call *call, const uint8_t *msg, size_t len)
+int mcp_grpc_server_reply(mcp_grpc_server_call *call, const uint8_t *msg, size_t len)
 {
     gstream *s = call_finish(call);
     if (!s)
@@ -1079,7 +1088,7 @@ int mcp_grpc_call_reply(mcp_grpc_call *call, const uint8_t *msg, size_t len)
     return sent ? 0 : -1;
 }
 
-int mcp_grpc_call_fail(mcp_grpc_call *call, int status, const char *message)
+int mcp_grpc_server_fail(mcp_grpc_server_call *call, int status, const char *message)
 {
     gstream *s = call_finish(call);
     if (!s)
@@ -1092,28 +1101,28 @@ int mcp_grpc_call_fail(mcp_grpc_call *call, int status, const char *message)
     return 0;
 }
 
-int mcp_grpc_call_reply_message(mcp_grpc_call *call, const ProtobufCMessage *msg)
+int mcp_grpc_server_reply_message(mcp_grpc_server_call *call, const ProtobufCMessage *msg)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
-        mcp_grpc_call_fail(call, MCP_GRPC_INTERNAL, "server out of memory for the reply");
+        mcp_grpc_server_fail(call, MCP_GRPC_INTERNAL, "server out of memory for the reply");
         return -1;
     }
     protobuf_c_message_pack(msg, buf);
-    int rv = mcp_grpc_call_reply(call, buf, len);
+    int rv = mcp_grpc_server_reply(call, buf, len);
     free(buf);
     return rv;
 }
 
-ProtobufCMessage *mcp_grpc_unpack_or_fail(mcp_grpc_call *call,
-                                          const ProtobufCMessageDescriptor *desc,
-                                          const uint8_t *req, size_t len)
+ProtobufCMessage *mcp_grpc_server_unpack_or_fail(mcp_grpc_server_call *call,
+                                                 const ProtobufCMessageDescriptor *desc,
+                                                 const uint8_t *req, size_t len)
 {
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, req);
     if (!m) {
         char *msg = mcp_sprintf("request is not a valid %s (%zu bytes)", desc->name, len);
-        mcp_grpc_call_fail(call, MCP_GRPC_INVALID_ARGUMENT, msg ? msg : "invalid request");
+        mcp_grpc_server_fail(call, MCP_GRPC_INVALID_ARGUMENT, msg ? msg : "invalid request");
         free(msg);
     }
     return m;
@@ -1131,6 +1140,8 @@ mcp_grpc_server *mcp_grpc_server_new(uv_loop_t *loop, const mcp_grpc_server_opti
         return NULL;
     }
     s->loop = loop;
+    /* a client that hangs up must cost an EPIPE, not the process */
+    signal(SIGPIPE, SIG_IGN);
     if (opts)
         s->opts = *opts;
     if (!s->opts.max_message_bytes)
@@ -1313,8 +1324,8 @@ static void ssl_error(mcp_error *err, const char *what, const char *file)
 
 static SSL_CTX *make_ssl_ctx(const mcp_grpc_tls_options *tls, mcp_error *err)
 {
-    if (!tls->cert_file || !*tls->cert_file || !tls->key_file || !*tls->key_file ||
-        !tls->ca_file || !*tls->ca_file) {
+    if (!tls->cert_file || !*tls->cert_file || !tls->key_file || !*tls->key_file || !tls->ca_file ||
+        !*tls->ca_file) {
         mcp_error_set(err, "grpc tls: cert_file, key_file and ca_file are all required for a "
                            "TLS listener");
         return NULL;
@@ -1425,8 +1436,10 @@ int mcp_grpc_server_listen_tcp(mcp_grpc_server *s, const char *addr,
         struct sockaddr_storage ss;
     } sa;
     if (uv_ip4_addr(numeric, port, &sa.in4) != 0 && uv_ip6_addr(numeric, port, &sa.in6) != 0) {
-        mcp_error_set(err, "grpc: listen address \"%s\": host must be a numeric IP address or "
-                           "localhost", addr);
+        mcp_error_set(err,
+                      "grpc: listen address \"%s\": host must be a numeric IP address or "
+                      "localhost",
+                      addr);
         return -1;
     }
     SSL_CTX *ctx = NULL;

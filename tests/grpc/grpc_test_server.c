@@ -42,15 +42,15 @@ static struct {
 /* A reply waiting on a timer. */
 typedef struct pending {
     uv_timer_t timer;
-    mcp_grpc_call *call;
+    mcp_grpc_server_call *call;
     void (*answer)(struct pending *p);
     char *arg;
 } pending;
 
-static void on_cancel(mcp_grpc_call *call, int reason, void *ud)
+static void on_cancel(mcp_grpc_server_call *call, int reason, void *ud)
 {
     /* The test reads this line to prove the handler heard about it. */
-    mcp_log(MCP_LOG_INFO, "call cancelled", "method", mcp_grpc_call_method(call), "reason",
+    mcp_log(MCP_LOG_INFO, "call cancelled", "method", mcp_grpc_server_call_method(call), "reason",
             mcp_grpc_status_name(reason), NULL);
 }
 
@@ -65,26 +65,27 @@ static void pending_closed(uv_handle_t *h)
 static void pending_fire(uv_timer_t *t)
 {
     pending *p = t->data;
-    if (mcp_grpc_call_cancelled(p->call)) {
+    if (mcp_grpc_server_call_cancelled(p->call)) {
         /* finishing a cancelled call only frees it */
-        mcp_grpc_call_fail(p->call, MCP_GRPC_CANCELLED, "cancelled");
+        mcp_grpc_server_fail(p->call, MCP_GRPC_CANCELLED, "cancelled");
     } else {
         p->answer(p);
     }
     uv_close((uv_handle_t *)t, pending_closed);
 }
 
-static void defer(mcp_grpc_call *call, unsigned ms, void (*answer)(pending *), const char *arg)
+static void defer(mcp_grpc_server_call *call, unsigned ms, void (*answer)(pending *),
+                  const char *arg)
 {
     pending *p = calloc(1, sizeof *p);
     if (!p || (arg && !(p->arg = mcp_strdup(arg)))) {
         free(p);
-        mcp_grpc_call_fail(call, MCP_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        mcp_grpc_server_fail(call, MCP_GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     p->call = call;
     p->answer = answer;
-    mcp_grpc_call_set_cancel(call, on_cancel, NULL);
+    mcp_grpc_server_call_set_cancel(call, on_cancel, NULL);
     uv_timer_init(uv_default_loop(), &p->timer);
     p->timer.data = p;
     uv_timer_start(&p->timer, pending_fire, ms, 0);
@@ -93,21 +94,21 @@ static void defer(mcp_grpc_call *call, unsigned ms, void (*answer)(pending *), c
 
 /* ---- health ---- */
 
-static void health_check(mcp_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+static void health_check(mcp_grpc_server_call *call, const uint8_t *req, size_t len, void *ud)
 {
-    Grpc__Health__V1__HealthCheckRequest *in = (Grpc__Health__V1__HealthCheckRequest *)
-        mcp_grpc_unpack_or_fail(call, &grpc__health__v1__health_check_request__descriptor, req,
-                                len);
+    Grpc__Health__V1__HealthCheckRequest *in =
+        (Grpc__Health__V1__HealthCheckRequest *)mcp_grpc_server_unpack_or_fail(
+            call, &grpc__health__v1__health_check_request__descriptor, req, len);
     if (!in)
         return;
     if (strcmp(in->service, "") != 0 && strcmp(in->service, "mcp.agent.v1.AgentService") != 0) {
         char *msg = mcp_sprintf("unknown service %s", in->service);
-        mcp_grpc_call_fail(call, MCP_GRPC_NOT_FOUND, msg ? msg : "unknown service");
+        mcp_grpc_server_fail(call, MCP_GRPC_NOT_FOUND, msg ? msg : "unknown service");
         free(msg);
     } else {
         Grpc__Health__V1__HealthCheckResponse out = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
         out.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-        mcp_grpc_call_reply_message(call, &out.base);
+        mcp_grpc_server_reply_message(call, &out.base);
     }
     protobuf_c_message_free_unpacked(&in->base, NULL);
 }
@@ -147,9 +148,9 @@ static void answer_list(pending *p)
     if (ok) {
         out.n_services = n;
         out.services = ptrs;
-        mcp_grpc_call_reply_message(p->call, &out.base);
+        mcp_grpc_server_reply_message(p->call, &out.base);
     } else {
-        mcp_grpc_call_fail(p->call, MCP_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        mcp_grpc_server_fail(p->call, MCP_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     }
     for (unsigned i = 0; names && i < n; i++)
         free(names[i]);
@@ -160,10 +161,10 @@ static void answer_list(pending *p)
     free(cptrs);
 }
 
-static void list_services(mcp_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+static void list_services(mcp_grpc_server_call *call, const uint8_t *req, size_t len, void *ud)
 {
-    ProtobufCMessage *in =
-        mcp_grpc_unpack_or_fail(call, &mcp__agent__v1__list_services_request__descriptor, req, len);
+    ProtobufCMessage *in = mcp_grpc_server_unpack_or_fail(
+        call, &mcp__agent__v1__list_services_request__descriptor, req, len);
     if (!in)
         return;
     protobuf_c_message_free_unpacked(in, NULL);
@@ -177,13 +178,13 @@ static void answer_node(pending *p)
     out.version = "0.0.0-test";
     out.services = app.services;
     out.boot_done = true;
-    mcp_grpc_call_reply_message(p->call, &out.base);
+    mcp_grpc_server_reply_message(p->call, &out.base);
 }
 
-static void node_status(mcp_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+static void node_status(mcp_grpc_server_call *call, const uint8_t *req, size_t len, void *ud)
 {
-    ProtobufCMessage *in =
-        mcp_grpc_unpack_or_fail(call, &mcp__agent__v1__node_status_request__descriptor, req, len);
+    ProtobufCMessage *in = mcp_grpc_server_unpack_or_fail(
+        call, &mcp__agent__v1__node_status_request__descriptor, req, len);
     if (!in)
         return;
     protobuf_c_message_free_unpacked(in, NULL);
@@ -195,13 +196,14 @@ static void answer_status(pending *p)
     Mcp__Agent__V1__ServiceStatus out = MCP__AGENT__V1__SERVICE_STATUS__INIT;
     out.name = p->arg;
     out.active = true;
-    mcp_grpc_call_reply_message(p->call, &out.base);
+    mcp_grpc_server_reply_message(p->call, &out.base);
 }
 
-static void service_status(mcp_grpc_call *call, const uint8_t *req, size_t len, void *ud)
+static void service_status(mcp_grpc_server_call *call, const uint8_t *req, size_t len, void *ud)
 {
-    Mcp__Agent__V1__ServiceRequest *in = (Mcp__Agent__V1__ServiceRequest *)mcp_grpc_unpack_or_fail(
-        call, &mcp__agent__v1__service_request__descriptor, req, len);
+    Mcp__Agent__V1__ServiceRequest *in =
+        (Mcp__Agent__V1__ServiceRequest *)mcp_grpc_server_unpack_or_fail(
+            call, &mcp__agent__v1__service_request__descriptor, req, len);
     if (!in)
         return;
     defer(call, app.slow_ms, answer_status, in->service);

@@ -1,0 +1,491 @@
+/* The gRPC server: wire helpers, listener refusals, and in-process calls from a
+ * libcurl HTTP/2 client (in a thread) over a unix socket, checking async
+ * replies, Trailers-Only errors, cancellation, deadlines and shutdown. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "mcp/grpc_server.h"
+
+/* ---- wire helpers ---- */
+
+static void test_parse_timeout(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        int64_t ms;
+    } ok[] = {
+        {"100m", 100}, {"1S", 1000}, {"2M", 120000},          {"1H", 3600000}, {"1500u", 2},
+        {"1n", 1},     {"0m", 0},    {"99999999m", 99999999}, {"1000u", 1},    {"1000000n", 1},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int64_t ms = -42;
+        assert_int_equal(mcp_grpc_parse_timeout(ok[i].in, &ms), 0);
+        assert_int_equal(ms, ok[i].ms);
+    }
+    static const char *const bad[] = {"",    "m",    "100", "123456789m", "10x",
+                                      "-1m", "1.5S", " 1S", "1 S"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms = -42;
+        assert_int_equal(mcp_grpc_parse_timeout(bad[i], &ms), -1);
+        assert_int_equal(ms, -42);
+    }
+    int64_t ms;
+    assert_int_equal(mcp_grpc_parse_timeout(NULL, &ms), -1);
+}
+
+static void test_percent_encoding(void **state)
+{
+    (void)state;
+    const char *raw = "a%b\nc \xe2\x82\xac~";
+    char *enc = mcp_grpc_percent_encode(raw);
+    assert_non_null(enc);
+    assert_string_equal(enc, "a%25b%0Ac %E2%82%AC~");
+    char *dec = mcp_grpc_percent_decode(enc);
+    assert_non_null(dec);
+    assert_string_equal(dec, raw);
+    free(enc);
+    free(dec);
+    dec = mcp_grpc_percent_decode("100%zz%4");
+    assert_string_equal(dec, "100%zz%4"); /* invalid escapes stay */
+    free(dec);
+}
+
+static void test_loopback_and_status_names(void **state)
+{
+    (void)state;
+    assert_true(mcp_grpc_host_is_loopback("127.0.0.1"));
+    assert_true(mcp_grpc_host_is_loopback("127.1.2.3"));
+    assert_true(mcp_grpc_host_is_loopback("::1"));
+    assert_true(mcp_grpc_host_is_loopback("::ffff:127.0.0.1"));
+    assert_true(mcp_grpc_host_is_loopback("localhost"));
+    assert_false(mcp_grpc_host_is_loopback("10.0.0.1"));
+    assert_false(mcp_grpc_host_is_loopback("0.0.0.0"));
+    assert_false(mcp_grpc_host_is_loopback("::"));
+    assert_false(mcp_grpc_host_is_loopback(""));
+    assert_false(mcp_grpc_host_is_loopback("example.com"));
+    assert_false(mcp_grpc_host_is_loopback(NULL));
+    assert_string_equal(mcp_grpc_status_name(4), "DEADLINE_EXCEEDED");
+    assert_string_equal(mcp_grpc_status_name(16), "UNAUTHENTICATED");
+    assert_string_equal(mcp_grpc_status_name(99), "UNKNOWN");
+}
+
+/* ---- a server on a private loop ---- */
+
+typedef struct fixture {
+    uv_loop_t loop;
+    mcp_grpc_server *server;
+    char dir[64];
+    char sock[128];
+    bool done;
+} fixture;
+
+static void on_done(mcp_grpc_server *s, void *ud)
+{
+    ((fixture *)ud)->done = true;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    snprintf(f->dir, sizeof f->dir, "/tmp/mcp-grpc-test-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof f->sock, "%s/s.sock", f->dir);
+    mcp_error err;
+    f->server = mcp_grpc_server_new(&f->loop, NULL, &err);
+    assert_non_null(f->server);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    mcp_grpc_server_shutdown(f->server, 100, on_done, f);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_true(f->done);
+    assert_int_equal(access(f->sock, F_OK), -1); /* shutdown removed the socket file */
+    mcp_grpc_server_free(f->server);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    char path[160];
+    snprintf(path, sizeof path, "%s/file", f->dir);
+    unlink(path);
+    unlink(f->sock);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void test_tcp_refusals(void **state)
+{
+    fixture *f = *state;
+    mcp_error err;
+    mcp_grpc_tls_options insecure = {.insecure = true};
+    assert_int_equal(mcp_grpc_server_listen_tcp(f->server, "0.0.0.0:0", &insecure, &err), -1);
+    assert_non_null(strstr(err.msg, "plaintext (insecure) gRPC on 0.0.0.0:0 refused"));
+    assert_int_equal(mcp_grpc_server_listen_tcp(f->server, ":0", &insecure, &err), -1);
+    assert_int_equal(mcp_grpc_server_listen_tcp(f->server, "[::]:0", &insecure, &err), -1);
+    static const char *const bad[] = {"nocolon", "127.0.0.1:99999", "[::1",
+                                      "::1:80",  "127.0.0.1:",      "127.0.0.1:8x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(mcp_grpc_server_listen_tcp(f->server, bad[i], &insecure, &err), -1);
+        assert_non_null(strstr(err.msg, "bad listen address"));
+    }
+    assert_int_equal(mcp_grpc_server_listen_tcp(f->server, "host.example:80", &insecure, &err), -1);
+    mcp_grpc_tls_options tls = {0};
+    assert_int_equal(mcp_grpc_server_listen_tcp(f->server, "127.0.0.1:0", &tls, &err), -1);
+    assert_non_null(strstr(err.msg, "cert_file, key_file and ca_file are all required"));
+    tls = (mcp_grpc_tls_options){.cert_file = "/nonexistent/cert.pem",
+                                 .key_file = "/nonexistent/key.pem",
+                                 .ca_file = "/x/ca.pem"};
+    assert_int_equal(mcp_grpc_server_listen_tcp(f->server, "127.0.0.1:0", &tls, &err), -1);
+    assert_non_null(strstr(err.msg, "/nonexistent/cert.pem"));
+    /* plaintext on loopback is fine, and port 0 reports the real port */
+    assert_int_equal(mcp_grpc_server_listen_tcp(f->server, "127.0.0.1:0", &insecure, &err), 0);
+    assert_true(mcp_grpc_server_tcp_port(f->server) > 0);
+}
+
+static void test_unix_refusals(void **state)
+{
+    fixture *f = *state;
+    mcp_error err;
+    char path[160];
+    snprintf(path, sizeof path, "%s/file", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("keep", fp);
+    fclose(fp);
+    assert_int_equal(mcp_grpc_server_listen_unix(f->server, path, &err), -1);
+    assert_non_null(strstr(err.msg, "is not a socket"));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 4);
+    char longpath[200];
+    memset(longpath, 'a', sizeof longpath - 1);
+    longpath[sizeof longpath - 1] = '\0';
+    assert_int_equal(mcp_grpc_server_listen_unix(f->server, longpath, &err), -1);
+    assert_int_equal(mcp_grpc_server_handle(f->server, "no-slash", NULL, NULL, &err), -1);
+    /* a live socket is not taken over */
+    assert_int_equal(mcp_grpc_server_listen_unix(f->server, f->sock, &err), 0);
+    assert_int_equal(stat(f->sock, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0660);
+    mcp_grpc_server *other = mcp_grpc_server_new(&f->loop, NULL, &err);
+    assert_non_null(other);
+    assert_int_equal(mcp_grpc_server_listen_unix(other, f->sock, &err), -1);
+    assert_non_null(strstr(err.msg, "another server is listening"));
+    mcp_grpc_server_shutdown(other, 0, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    mcp_grpc_server_free(other);
+}
+
+/* ---- calls from libcurl ---- */
+
+typedef struct client_req {
+    const char *sock, *path, *extra_header;
+    const uint8_t *body;
+    size_t len;
+    long timeout_ms;
+    char headers[4096];
+    size_t headers_len;
+    uint8_t resp[4096];
+    size_t resp_len;
+    CURLcode rc;
+    uv_async_t async;
+    uv_thread_t thread;
+} client_req;
+
+static size_t on_header(char *buf, size_t size, size_t n, void *ud)
+{
+    client_req *r = ud;
+    size_t len = size * n;
+    if (r->headers_len + len < sizeof r->headers) {
+        memcpy(r->headers + r->headers_len, buf, len);
+        r->headers_len += len;
+        r->headers[r->headers_len] = '\0';
+    }
+    return len;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *ud)
+{
+    client_req *r = ud;
+    size_t len = size * n;
+    if (r->resp_len + len <= sizeof r->resp) {
+        memcpy(r->resp + r->resp_len, buf, len);
+        r->resp_len += len;
+    }
+    return len;
+}
+
+static void client_thread(void *arg)
+{
+    client_req *r = arg;
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "content-type: application/grpc");
+    h = curl_slist_append(h, "te: trailers");
+    if (r->extra_header)
+        h = curl_slist_append(h, r->extra_header);
+    char url[256];
+    snprintf(url, sizeof url, "http://localhost%s", r->path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, r->sock);
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)r->len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    r->rc = curl_easy_perform(c);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    uv_async_send(&r->async);
+}
+
+static void on_client_done(uv_async_t *a)
+{
+    uv_close((uv_handle_t *)a, NULL);
+    uv_stop(a->loop);
+}
+
+/* Runs one request through the loop until the client thread is finished. */
+static void call(fixture *f, client_req *r)
+{
+    r->sock = f->sock;
+    if (!r->timeout_ms)
+        r->timeout_ms = 5000;
+    assert_int_equal(uv_async_init(&f->loop, &r->async, on_client_done), 0);
+    assert_int_equal(uv_thread_create(&r->thread, client_thread, r), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    uv_thread_join(&r->thread);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* the async's close callback */
+}
+
+/* Handler state shared with the test. */
+typedef enum { REPLY_LATER, NEVER, FAIL_NOW, SHUTDOWN } mode;
+typedef struct hstate {
+    mode m;
+    fixture *f;
+    mcp_grpc_server_call *call;
+    int cancel_reason;
+    int cancels;
+    uv_timer_t timer;
+    char service[64];
+} hstate;
+
+static void on_cancel(mcp_grpc_server_call *c, int reason, void *ud)
+{
+    hstate *h = ud;
+    assert_ptr_equal(c, h->call);
+    assert_true(mcp_grpc_server_call_cancelled(c));
+    h->cancel_reason = reason;
+    h->cancels++;
+}
+
+static void reply_now(uv_timer_t *t)
+{
+    hstate *h = t->data;
+    Grpc__Health__V1__HealthCheckResponse out = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    out.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    assert_false(mcp_grpc_server_call_cancelled(h->call));
+    assert_int_equal(mcp_grpc_server_reply_message(h->call, &out.base), 0);
+    h->call = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void handler(mcp_grpc_server_call *c, const uint8_t *req, size_t len, void *ud)
+{
+    hstate *h = ud;
+    Grpc__Health__V1__HealthCheckRequest *in =
+        (Grpc__Health__V1__HealthCheckRequest *)mcp_grpc_server_unpack_or_fail(
+            c, &grpc__health__v1__health_check_request__descriptor, req, len);
+    if (!in)
+        return;
+    snprintf(h->service, sizeof h->service, "%s", in->service);
+    protobuf_c_message_free_unpacked(&in->base, NULL);
+    assert_string_equal(mcp_grpc_server_call_method(c), "/grpc.health.v1.Health/Check");
+    assert_string_equal(mcp_grpc_server_call_peer(c), "unix");
+    h->call = c;
+    mcp_grpc_server_call_set_cancel(c, on_cancel, h);
+    switch (h->m) {
+    case FAIL_NOW:
+        assert_int_equal(mcp_grpc_server_fail(c, MCP_GRPC_NOT_FOUND, "no such thing: 100%"), 0);
+        h->call = NULL;
+        break;
+    case REPLY_LATER:
+        uv_timer_init(&h->f->loop, &h->timer);
+        h->timer.data = h;
+        uv_timer_start(&h->timer, reply_now, 20, 0);
+        break;
+    case SHUTDOWN: /* from inside the server's own callback, with a short grace */
+        mcp_grpc_server_shutdown(h->f->server, 50, on_done, h->f);
+        break;
+    case NEVER:
+        break;
+    }
+}
+
+static void start_unix(fixture *f, hstate *h)
+{
+    mcp_error err;
+    h->f = f;
+    assert_int_equal(
+        mcp_grpc_server_handle(f->server, "/grpc.health.v1.Health/Check", handler, h, &err), 0);
+    assert_int_equal(mcp_grpc_server_listen_unix(f->server, f->sock, &err), 0);
+}
+
+/* HealthCheckRequest{service: "abc"} with its gRPC prefix. */
+static const uint8_t HC_REQ[] = {0, 0, 0, 0, 5, 0x0a, 3, 'a', 'b', 'c'};
+#define CHECK "/grpc.health.v1.Health/Check"
+
+static void test_async_reply(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = REPLY_LATER};
+    start_unix(f, &h);
+    for (int i = 0; i < 3; i++) {
+        client_req r = {.path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ};
+        call(f, &r);
+        assert_int_equal(r.rc, CURLE_OK);
+        assert_non_null(strstr(r.headers, "HTTP/2 200"));
+        assert_non_null(strstr(r.headers, "content-type: application/grpc"));
+        assert_non_null(strstr(r.headers, "grpc-status: 0"));
+        static const uint8_t serving[] = {0, 0, 0, 0, 2, 0x08, 1};
+        assert_int_equal(r.resp_len, sizeof serving);
+        assert_memory_equal(r.resp, serving, sizeof serving);
+        assert_string_equal(h.service, "abc");
+        assert_int_equal(h.cancels, 0);
+    }
+}
+
+static void test_fail_is_trailers_only(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = FAIL_NOW};
+    start_unix(f, &h);
+    client_req r = {.path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ};
+    call(f, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_non_null(strstr(r.headers, "grpc-status: 5"));
+    assert_non_null(strstr(r.headers, "grpc-message: no such thing: 100%25"));
+    assert_int_equal(r.resp_len, 0);
+}
+
+static void test_bad_requests(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = REPLY_LATER};
+    start_unix(f, &h);
+    static const uint8_t not_pb[] = {0, 0, 0, 0, 3, 0x0a, 0xff, 0xff};
+    client_req r = {.path = CHECK, .body = not_pb, .len = sizeof not_pb};
+    call(f, &r);
+    assert_int_equal(r.rc, CURLE_OK); /* answered early: the client must not hang */
+    assert_non_null(strstr(r.headers, "grpc-status: 3"));
+    assert_non_null(strstr(r.headers, "grpc.health.v1.HealthCheckRequest"));
+    client_req u = {.path = "/x.Y/Z", .body = HC_REQ, .len = sizeof HC_REQ};
+    call(f, &u);
+    assert_int_equal(u.rc, CURLE_OK); /* answered early: the client must not hang */
+    assert_non_null(strstr(u.headers, "grpc-status: 12"));
+    static const uint8_t compressed[] = {1, 0, 0, 0, 0};
+    client_req z = {.path = CHECK, .body = compressed, .len = sizeof compressed};
+    call(f, &z);
+    assert_int_equal(z.rc, CURLE_OK); /* answered early: the client must not hang */
+    assert_non_null(strstr(z.headers, "grpc-status: 12"));
+    static const uint8_t huge[] = {0, 0x7f, 0, 0, 0, 1, 2, 3};
+    client_req big = {.path = CHECK, .body = huge, .len = sizeof huge};
+    call(f, &big);
+    assert_int_equal(big.rc, CURLE_OK); /* answered early: the client must not hang */
+    assert_non_null(strstr(big.headers, "grpc-status: 8"));
+    assert_int_equal(h.cancels, 0);
+    assert_null(h.call); /* nothing reached the handler's async path */
+}
+
+static void test_deadline_cancels_the_call(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = NEVER};
+    start_unix(f, &h);
+    client_req r = {
+        .path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ, .extra_header = "grpc-timeout: 100m"};
+    call(f, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_non_null(strstr(r.headers, "grpc-status: 4"));
+    assert_int_equal(h.cancels, 1);
+    assert_int_equal(h.cancel_reason, MCP_GRPC_DEADLINE_EXCEEDED);
+    assert_int_equal(mcp_grpc_server_call_remaining_ms(h.call), 0);
+    /* the late reply is a harmless no-op that frees the call (ASan checks the free) */
+    assert_int_equal(mcp_grpc_server_reply(h.call, (const uint8_t *)"", 0), -1);
+}
+
+static void test_client_gone_cancels_the_call(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = NEVER};
+    start_unix(f, &h);
+    client_req r = {.path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ, .timeout_ms = 200};
+    call(f, &r);
+    assert_int_not_equal(r.rc, CURLE_OK);
+    for (int i = 0; i < 200 && h.cancels == 0; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    assert_int_equal(h.cancels, 1);
+    assert_int_equal(h.cancel_reason, MCP_GRPC_CANCELLED);
+    assert_int_equal(mcp_grpc_server_fail(h.call, MCP_GRPC_INTERNAL, "late"), -1);
+}
+
+static void test_shutdown_from_a_handler_cancels_after_grace(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = SHUTDOWN};
+    start_unix(f, &h);
+    client_req r = {.path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ, .timeout_ms = 3000};
+    call(f, &r);
+    assert_int_not_equal(r.rc, CURLE_OK); /* the connection was closed under the call */
+    uv_run(&f->loop, UV_RUN_DEFAULT);     /* the server finishes closing */
+    assert_true(f->done);
+    assert_int_equal(h.cancels, 1);
+    assert_int_equal(h.cancel_reason, MCP_GRPC_UNAVAILABLE);
+    assert_int_equal(access(f->sock, F_OK), -1); /* the socket file is gone */
+    assert_int_equal(mcp_grpc_server_reply(h.call, (const uint8_t *)"", 0), -1);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_timeout),
+        cmocka_unit_test(test_percent_encoding),
+        cmocka_unit_test(test_loopback_and_status_names),
+        cmocka_unit_test_setup_teardown(test_tcp_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unix_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fail_is_trailers_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_cancels_the_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_gone_cancels_the_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_from_a_handler_cancels_after_grace, setup,
+                                        teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
