@@ -38,6 +38,7 @@
 #define DEFAULT_HANDSHAKE_MS 10000u
 #define READ_BUF_SIZE 65536
 #define GRPC_PREFIX 5
+#define REJECT_DISCARD_LIMIT (64 * 1024)
 
 typedef struct handler {
     char *path;
@@ -67,7 +68,14 @@ typedef struct gstream {
     mcp_grpc_handler_fn fn;
     void *fn_ud;
     bool bad_method, bad_ctype, headers_done, responded;
-    bool remote_closed;  /* the client sent END_STREAM */
+    bool remote_closed; /* the client sent END_STREAM */
+    /* An error decided before the client finished sending: answered at its
+     * END_STREAM, or at once if it keeps sending (REJECT_DISCARD_LIMIT). */
+    bool rejected;
+    const char *reject_http;
+    int reject_status;
+    char *reject_msg;
+    size_t discarded;
     int64_t deadline_ms; /* absolute (mcp_now_ms), -1 = none */
     uv_timer_t *timer;
     /* The one request message: prefix, then body allocated once the prefix passed the checks. */
@@ -318,6 +326,7 @@ static void stream_free(gstream *s)
     free(s->path);
     free(s->body);
     free(s->out);
+    free(s->reject_msg);
     free(s);
 }
 
@@ -353,6 +362,28 @@ static void stream_send_status(gstream *s, const char *http_status, int status, 
     };
     submit_nv(s, nv, enc ? 4 : 3, NULL);
     free(enc);
+}
+
+static void stream_send_rejection(gstream *s)
+{
+    s->rejected = false;
+    stream_send_status(s, s->reject_http, s->reject_status,
+                       s->reject_msg ? s->reject_msg : "request rejected");
+}
+
+/* Answers an error: now when the client has finished sending, else at its
+ * END_STREAM (answering mid-upload makes some clients, e.g. curl 7.88, hang or
+ * fail even with RST_STREAM(NO_ERROR)); what it still sends is discarded. */
+static void stream_reject(gstream *s, const char *http_status, int status, const char *msg)
+{
+    if (s->responded || s->rejected)
+        return;
+    s->rejected = true;
+    s->reject_http = http_status;
+    s->reject_status = status;
+    s->reject_msg = mcp_strdup(msg);
+    if (s->remote_closed)
+        stream_send_rejection(s);
 }
 
 static ssize_t reply_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
@@ -425,14 +456,14 @@ static void stream_start_deadline(gstream *s)
     s->timer = t;
 }
 
-/* Feeds request DATA into the one-message framing; errors answer the stream at once. */
+/* Feeds request DATA into the one-message framing; errors reject the stream. */
 static void stream_feed(gstream *s, const uint8_t *data, size_t len)
 {
     size_t max = s->c->server->opts.max_message_bytes;
-    while (len > 0 && !s->responded) {
+    while (len > 0 && !s->responded && !s->rejected) {
         if (s->msg_complete) {
-            stream_send_status(s, "200", MCP_GRPC_UNIMPLEMENTED,
-                               "more than one request message on a unary method");
+            stream_reject(s, "200", MCP_GRPC_UNIMPLEMENTED,
+                          "more than one request message on a unary method");
             return;
         }
         if (s->prefix_len < GRPC_PREFIX) {
@@ -446,8 +477,8 @@ static void stream_feed(gstream *s, const uint8_t *data, size_t len)
             if (s->prefix_len < GRPC_PREFIX)
                 return;
             if (s->prefix[0] != 0) {
-                stream_send_status(s, "200", MCP_GRPC_UNIMPLEMENTED,
-                                   "compressed request messages are not supported");
+                stream_reject(s, "200", MCP_GRPC_UNIMPLEMENTED,
+                              "compressed request messages are not supported");
                 return;
             }
             s->body_want = (size_t)s->prefix[1] << 24 | (size_t)s->prefix[2] << 16 |
@@ -457,13 +488,13 @@ static void stream_feed(gstream *s, const uint8_t *data, size_t len)
                 snprintf(msg, sizeof msg,
                          "request message of %zu bytes exceeds the limit of %zu bytes",
                          s->body_want, max);
-                stream_send_status(s, "200", MCP_GRPC_RESOURCE_EXHAUSTED, msg);
+                stream_reject(s, "200", MCP_GRPC_RESOURCE_EXHAUSTED, msg);
                 return;
             }
             s->body = malloc(s->body_want ? s->body_want : 1);
             if (!s->body) {
-                stream_send_status(s, "200", MCP_GRPC_RESOURCE_EXHAUSTED,
-                                   "server out of memory for the request");
+                stream_reject(s, "200", MCP_GRPC_RESOURCE_EXHAUSTED,
+                              "server out of memory for the request");
                 return;
             }
             s->msg_complete = s->body_want == 0;
@@ -483,6 +514,10 @@ static void stream_feed(gstream *s, const uint8_t *data, size_t len)
 /* The client half-closed: check the message and hand it to the handler. */
 static void stream_request_complete(gstream *s)
 {
+    if (s->rejected) {
+        stream_send_rejection(s);
+        return;
+    }
     if (s->responded || s->call || !s->headers_done)
         return;
     if (s->prefix_len == 0) {
@@ -518,11 +553,11 @@ static void stream_headers_complete(gstream *s)
 {
     s->headers_done = true;
     if (s->bad_method || !s->path) {
-        stream_send_status(s, "405", MCP_GRPC_UNIMPLEMENTED, "gRPC needs POST with a :path");
+        stream_reject(s, "405", MCP_GRPC_UNIMPLEMENTED, "gRPC needs POST with a :path");
         return;
     }
     if (s->bad_ctype) {
-        stream_send_status(s, "415", MCP_GRPC_INTERNAL, "content-type must be application/grpc");
+        stream_reject(s, "415", MCP_GRPC_INTERNAL, "content-type must be application/grpc");
         return;
     }
     for (handler *h = s->c->server->handlers; h; h = h->next) {
@@ -534,7 +569,7 @@ static void stream_headers_complete(gstream *s)
     }
     if (!s->fn) {
         char *msg = mcp_sprintf("unknown method %s", s->path);
-        stream_send_status(s, "200", MCP_GRPC_UNIMPLEMENTED, msg ? msg : "unknown method");
+        stream_reject(s, "200", MCP_GRPC_UNIMPLEMENTED, msg ? msg : "unknown method");
         free(msg);
         return;
     }
@@ -621,12 +656,13 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     gstream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     if (!s)
         return 0;
+    bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (end)
+        s->remote_closed = true;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         stream_headers_complete(s);
-    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-        s->remote_closed = true;
+    if (end)
         stream_request_complete(s);
-    }
     return 0;
 }
 
@@ -647,8 +683,15 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
                               const uint8_t *data, size_t len, void *user_data)
 {
     gstream *s = nghttp2_session_get_stream_user_data(session, stream_id);
-    if (s && !s->responded && s->headers_done)
-        stream_feed(s, data, len);
+    if (!s || s->responded || !s->headers_done)
+        return 0;
+    if (s->rejected) {
+        s->discarded += len;
+        if (s->discarded > REJECT_DISCARD_LIMIT)
+            stream_send_rejection(s); /* stop a big upload early (then RST_STREAM) */
+        return 0;
+    }
+    stream_feed(s, data, len);
     return 0;
 }
 
