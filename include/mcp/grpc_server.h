@@ -101,8 +101,8 @@ int mcp_grpc_server_tcp_port(const mcp_grpc_server *server);
 /* Graceful stop: closes the listeners, sends GOAWAY on every connection, lets
  * in-flight calls finish for up to grace_ms, then closes what is left
  * (cancelling their calls with MCP_GRPC_UNAVAILABLE), and calls done (may be
- * NULL) from the loop once everything is closed. Calling it again only
- * shortens nothing; the first done callback stands. */
+ * NULL) from the loop once everything is closed. Calling it again does
+ * nothing: the first grace period and done callback stand. */
 void mcp_grpc_server_shutdown(mcp_grpc_server *server, unsigned grace_ms, mcp_grpc_done_fn done,
                               void *ud);
 
