@@ -124,6 +124,8 @@ static int open_core(lua_State *L)
     add_area(L, h, "registry", luaopen_mcp_registry);
     add_area(L, h, "podman", luaopen_mcp_podman);
     add_area(L, h, "probe", luaopen_mcp_probe);
+    add_area(L, h, "proxy", luaopen_mcp_proxy);
+    add_area(L, h, "certs", luaopen_mcp_certs);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_createtable(L, 0, 2);

@@ -75,6 +75,8 @@ int luaopen_mcp_log(lua_State *L);
 int luaopen_mcp_registry(lua_State *L); /* upvalue: host */
 int luaopen_mcp_podman(lua_State *L);   /* upvalue: host */
 int luaopen_mcp_probe(lua_State *L);    /* upvalue: host */
+int luaopen_mcp_proxy(lua_State *L);    /* upvalue: host */
+int luaopen_mcp_certs(lua_State *L);    /* upvalue: host */
 /* The host's http client, created on first use; raises on failure. */
 mcp_http *mcp_host_http(lua_State *L, mcp_host *h);
 

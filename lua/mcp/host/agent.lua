@@ -61,6 +61,10 @@ function M.build(opts)
         probe = core.probe,
         version = core.version,
     }
+    -- mc-proxy and Metacrypt only when configured: policies test for them
+    local mcproxy, metacrypt = config.mcproxy or {}, config.metacrypt or {}
+    if mcproxy.socket and mcproxy.socket ~= "" then agent.proxy = core.proxy end
+    if metacrypt.server_url and metacrypt.server_url ~= "" then agent.certs = core.certs end
     return agent
 end
 

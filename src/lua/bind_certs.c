@@ -1,0 +1,136 @@
+/* agent.certs: TLS certificates for L7 routes from Metacrypt (SPEC §8,
+ * docs/CERTIFICATES.md). A request suspends only the calling task.
+ *   ensure(service, hostnames) -> {cert=, key=, expires_at=, issued=} | nil, reason, detail
+ * hostnames: a string or an array of strings. expires_at is RFC 3339 (UTC),
+ * read from the certificate itself. reason: "unavailable" | "timeout" |
+ * "refused" | "bad response" | "write failed" | "config". */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "mcp/certs.h"
+
+typedef struct certs_op {
+    mcp_op op;
+    mcp_certs_op *req;
+} certs_op;
+
+static void push_result(lua_State *L, const mcp_certs_result *res)
+{
+    if (!res->ok) {
+        lua_pushnil(L);
+        lua_pushstring(L, res->reason);
+        lua_pushstring(L, res->detail);
+        return;
+    }
+    lua_createtable(L, 0, 4);
+    mcp_set_string(L, "cert", res->cert_path);
+    mcp_set_string(L, "key", res->key_path);
+    char when[40] = "";
+    struct tm tm;
+    if (gmtime_r(&res->not_after, &tm))
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    mcp_set_string(L, "expires_at", when);
+    mcp_set_bool(L, "issued", res->issued);
+}
+
+static void certs_done(const mcp_certs_result *res, void *ud)
+{
+    certs_op *c = ud;
+    mcp_task *t = c->op.task;
+    if (t) {
+        push_result(mcp_task_thread(t), res);
+        mcp_task_wake(t, res->ok ? 1 : 3);
+    }
+    free(c);
+}
+
+static void certs_cancel(mcp_op *op)
+{
+    certs_op *c = (certs_op *)op;
+    mcp_certs_cancel(c->req); /* certs_done still runs, detached, and frees c */
+}
+
+/* Collects hostnames (a string or an array of strings at idx) as pointers
+ * into Lua strings that stay referenced from the argument. At most 100. */
+static size_t check_hostnames(lua_State *L, int idx, const char **out, size_t max)
+{
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        out[0] = lua_tostring(L, idx);
+        return 1;
+    }
+    luaL_argexpected(L, lua_type(L, idx) == LUA_TTABLE, idx, "string or array of strings");
+    lua_Integer n = luaL_len(L, idx);
+    if (n < 1 || (size_t)n > max)
+        luaL_argerror(L, idx, "want 1..100 hostnames");
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, idx, i) != LUA_TSTRING)
+            luaL_argerror(L, idx, "hostnames must be strings");
+        out[i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 1); /* still referenced by the table */
+    }
+    return (size_t)n;
+}
+
+static int l_ensure(lua_State *L)
+{
+    const char *service = luaL_checkstring(L, 1);
+    const char *hostnames[100];
+    size_t n = check_hostnames(L, 2, hostnames, 100);
+    mcp_task *t = mcp_task_require(L, "agent.certs.ensure");
+    mcp_host *h = mcp_host_upvalue(L);
+    const mcp_config *c = h->cfg;
+    if (!c || !c->metacrypt_server_url || !c->metacrypt_server_url[0] || !c->mcproxy_cert_dir ||
+        !c->mcproxy_cert_dir[0]) {
+        lua_pushnil(L);
+        lua_pushstring(L, "config");
+        lua_pushstring(L, "needs [metacrypt] server_url and [mcproxy] cert_dir in the config");
+        return 3;
+    }
+    mcp_certs_cfg cfg = {
+        .cert_dir = c->mcproxy_cert_dir,
+        .server_url = c->metacrypt_server_url,
+        .ca_cert = c->metacrypt_ca_cert,
+        .mount = c->metacrypt_mount,
+        .issuer = c->metacrypt_issuer,
+        .token_path = c->metacrypt_token_path,
+    };
+    mcp_http *http = mcp_host_http(L, h); /* may raise: before anything is allocated */
+    certs_op *op = calloc(1, sizeof *op);
+    mcp_certs_result *now = malloc(sizeof *now);
+    if (!op || !now) {
+        free(op);
+        free(now);
+        return luaL_error(L, "out of memory");
+    }
+    op->op.cancel = certs_cancel;
+    mcp_error err = {{0}};
+    int rc = mcp_certs_ensure(http, &cfg, service, hostnames, n, certs_done, op, &op->req, now,
+                              &err);
+    if (rc == 1) {
+        free(now);
+        mcp_task_suspend(t, &op->op);
+        return lua_yield(L, 0);
+    }
+    free(op);
+    if (rc == 0) {
+        push_result(L, now);
+        free(now);
+        return 1;
+    }
+    free(now);
+    lua_pushnil(L);
+    lua_pushstring(L, "config");
+    lua_pushstring(L, err.msg);
+    return 3;
+}
+
+int luaopen_mcp_certs(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"ensure", l_ensure}, {NULL, NULL}};
+    luaL_newlibtable(L, fns);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    luaL_setfuncs(L, fns, 1);
+    return 1;
+}

@@ -1,0 +1,177 @@
+/* agent.proxy: mc-proxy route registration (SPEC §8). Each call suspends
+ * only the calling task.
+ *   add_route{listener=, hostname=, backend=, mode=, service=, cert_path=, key_path=}
+ *       -> true | nil, reason, detail
+ *   remove_route(listener, hostname) -> true | nil, reason, detail
+ *   list_routes() -> {route, ...} | nil, reason, detail
+ * reason: "unavailable" | "timeout" | "grpc status N: message" | "bad response"
+ * | "not configured". */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "mcp/mcproxy.h"
+
+typedef struct proxy_op {
+    mcp_op op;
+    mcp_mcproxy_call *call;
+} proxy_op;
+
+static void push_route(lua_State *L, const mcp_mcproxy_route *r)
+{
+    lua_createtable(L, 0, 7);
+    mcp_set_string(L, "listener", r->listener);
+    mcp_set_string(L, "hostname", r->hostname);
+    mcp_set_string(L, "backend", r->backend);
+    mcp_set_string(L, "mode", r->mode);
+    mcp_set_string(L, "service", r->service);
+    /* "" means unset on the wire: leave the field out, as an l4 route has none */
+    if (r->cert_path[0])
+        mcp_set_string(L, "cert_path", r->cert_path);
+    if (r->key_path[0])
+        mcp_set_string(L, "key_path", r->key_path);
+}
+
+static void proxy_done(const mcp_mcproxy_result *res, void *ud)
+{
+    proxy_op *p = ud;
+    mcp_task *t = p->op.task;
+    if (t) {
+        lua_State *co = mcp_task_thread(t);
+        if (res->ok && res->routes) {
+            lua_createtable(co, (int)res->n_routes, 0);
+            for (size_t i = 0; i < res->n_routes; i++) {
+                push_route(co, &res->routes[i]);
+                lua_rawseti(co, -2, (lua_Integer)i + 1);
+            }
+            mcp_task_wake(t, 1);
+        } else if (res->ok) {
+            lua_pushboolean(co, 1); /* add/remove, or an empty list (below) */
+            mcp_task_wake(t, 1);
+        } else {
+            lua_pushnil(co);
+            lua_pushstring(co, res->reason);
+            lua_pushstring(co, res->detail);
+            mcp_task_wake(t, 3);
+        }
+    }
+    free(p);
+}
+
+static void proxy_cancel(mcp_op *op)
+{
+    proxy_op *p = (proxy_op *)op;
+    mcp_mcproxy_cancel(p->call); /* proxy_done still runs, detached, and frees p */
+}
+
+/* list_routes with no routes must still return a table. */
+static void list_done(const mcp_mcproxy_result *res, void *ud)
+{
+    proxy_op *p = ud;
+    if (res->ok && !res->routes && p->op.task) {
+        mcp_task *t = p->op.task;
+        lua_newtable(mcp_task_thread(t));
+        mcp_task_wake(t, 1);
+        free(p);
+        return;
+    }
+    proxy_done(res, ud);
+}
+
+/* A string field of the table at idx, left on the stack so that it stays alive. */
+static const char *str_field(lua_State *L, int idx, const char *key, bool required)
+{
+    int t = lua_getfield(L, idx, key);
+    if (t == LUA_TSTRING)
+        return lua_tostring(L, -1);
+    if (t == LUA_TNIL && !required)
+        return NULL;
+    luaL_error(L, "agent.proxy.add_route: field '%s' must be a string, got %s", key,
+               lua_typename(L, t));
+    return NULL;
+}
+
+typedef enum { OP_ADD, OP_REMOVE, OP_LIST } proxy_kind;
+
+static int start(lua_State *L, proxy_kind kind)
+{
+    static const char *const names[] = {"agent.proxy.add_route", "agent.proxy.remove_route",
+                                        "agent.proxy.list_routes"};
+    mcp_host *h = mcp_host_upvalue(L);
+    mcp_mcproxy_route route = {0};
+    const char *listener = NULL, *hostname = NULL;
+    const char *default_listener =
+        h->cfg && h->cfg->mcproxy_listener && h->cfg->mcproxy_listener[0] ? h->cfg->mcproxy_listener
+                                                                          : ":443";
+    if (kind == OP_ADD) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        route.listener = (char *)str_field(L, 1, "listener", false);
+        if (!route.listener)
+            route.listener = (char *)default_listener;
+        route.hostname = (char *)str_field(L, 1, "hostname", true);
+        route.backend = (char *)str_field(L, 1, "backend", true);
+        route.mode = (char *)str_field(L, 1, "mode", false);
+        route.service = (char *)str_field(L, 1, "service", false);
+        route.cert_path = (char *)str_field(L, 1, "cert_path", false);
+        route.key_path = (char *)str_field(L, 1, "key_path", false);
+        if (!route.mode)
+            route.mode = "l4";
+        if (strcmp(route.mode, "l4") != 0 && strcmp(route.mode, "l7") != 0)
+            return luaL_error(L, "%s: mode must be \"l4\" or \"l7\", got \"%s\"", names[kind],
+                              route.mode);
+    } else if (kind == OP_REMOVE) {
+        listener = luaL_optstring(L, 1, default_listener);
+        hostname = luaL_checkstring(L, 2);
+    }
+    mcp_task *t = mcp_task_require(L, names[kind]);
+    const char *sock = h->cfg ? h->cfg->mcproxy_socket : NULL;
+    if (!sock || !sock[0]) {
+        lua_pushnil(L);
+        lua_pushstring(L, "not configured");
+        lua_pushstring(L, "no [mcproxy] socket in the config");
+        return 3;
+    }
+    mcp_http *http = mcp_host_http(L, h); /* may raise: before anything is allocated */
+    proxy_op *p = calloc(1, sizeof *p);
+    if (!p)
+        return luaL_error(L, "out of memory");
+    p->op.cancel = proxy_cancel;
+    mcp_mcproxy_target to = {.socket = sock, .timeout_ms = MCP_MCPROXY_DEFAULT_TIMEOUT_MS};
+    mcp_error err = {{0}};
+    switch (kind) {
+    case OP_ADD:
+        p->call = mcp_mcproxy_add_route(http, &to, &route, proxy_done, p, &err);
+        break;
+    case OP_REMOVE:
+        p->call = mcp_mcproxy_remove_route(http, &to, listener, hostname, proxy_done, p, &err);
+        break;
+    case OP_LIST:
+        p->call = mcp_mcproxy_list_routes(http, &to, list_done, p, &err);
+        break;
+    }
+    if (!p->call) {
+        free(p);
+        lua_pushnil(L);
+        lua_pushstring(L, "unavailable");
+        lua_pushstring(L, err.msg);
+        return 3;
+    }
+    mcp_task_suspend(t, &p->op);
+    return lua_yield(L, 0);
+}
+
+static int l_add_route(lua_State *L) { return start(L, OP_ADD); }
+static int l_remove_route(lua_State *L) { return start(L, OP_REMOVE); }
+static int l_list_routes(lua_State *L) { return start(L, OP_LIST); }
+
+int luaopen_mcp_proxy(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"add_route", l_add_route},
+                                   {"remove_route", l_remove_route},
+                                   {"list_routes", l_list_routes},
+                                   {NULL, NULL}};
+    luaL_newlibtable(L, fns);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    luaL_setfuncs(L, fns, 1);
+    return 1;
+}
