@@ -178,6 +178,10 @@ int main(int argc, char **argv)
     char **cargv = argv + i;
 
     if (strcmp(cmd->name, "help") == 0) {
+        if (cargc > 0 && (strcmp(cargv[0], "--help") == 0 || strcmp(cargv[0], "-h") == 0)) {
+            command_help(cmd);
+            return EXIT_OK;
+        }
         const command *about = cargc > 0 ? find_command(cargv[0]) : NULL;
         if (cargc > 0 && !about) {
             fprintf(stderr, "mcp-agent: unknown command \"%s\"\n", cargv[0]);

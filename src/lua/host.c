@@ -126,6 +126,7 @@ static int open_core(lua_State *L)
     add_area(L, h, "probe", luaopen_mcp_probe);
     add_area(L, h, "proxy", luaopen_mcp_proxy);
     add_area(L, h, "certs", luaopen_mcp_certs);
+    add_area(L, h, "signals", luaopen_mcp_signals);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_createtable(L, 0, 2);
@@ -209,6 +210,7 @@ int mcp_host_new(const mcp_host_opts *opts, mcp_host **out, mcp_error *err)
         goto fail;
     }
     lua_settop(h->L, 0);
+    lua_sethook(h->L, mcp_signals_runaway_hook, LUA_MASKCOUNT, MCP_RUNAWAY_HOOK_COUNT);
     *out = h;
     return 0;
 fail:

@@ -46,9 +46,11 @@ struct mcp_host {
     mcp_task *ready_head, *ready_tail; /* tasks to resume on the next loop turn */
     mcp_task *live;                    /* every task not yet finished */
     uv_idle_t idle;                    /* runs the ready queue */
-    uv_signal_t sigint, sigterm;
+    uv_async_t sig_async; /* woken by the signal handler (signals.c) */
     bool signals_armed;
-    int stop_signal; /* the signal that cancelled the tasks, 0 = none */
+    int stop_signal;        /* the SIGINT/SIGTERM received, 0 = none */
+    int stop_count;         /* how many of them: a second one forces the stop */
+    struct sig_wait *sig_waiters; /* tasks in core.signals.wait() */
 };
 
 /* --- scheduler (task.c) --- */
@@ -68,6 +70,20 @@ void mcp_task_wake(mcp_task *t, int nargs);
  * or -1 with an error message (traceback included) on h->L. */
 int mcp_sched_run_main(mcp_host *h, int nargs, int *nres);
 int luaopen_mcp_task(lua_State *L);  /* upvalue 1: mcp_host light userdata */
+/* Cancels every live task (the stop path when nobody handles signals). */
+void mcp_sched_cancel_all(mcp_host *h);
+
+/* --- signals (signals.c) --- */
+/* Installs SIGINT/SIGTERM/SIGHUP handlers that wake the loop. A task waiting
+ * in core.signals.wait() receives them; with none waiting, SIGINT/SIGTERM
+ * cancel every task and SIGHUP is ignored. */
+int mcp_signals_init(mcp_host *h);
+void mcp_signals_close(mcp_host *h);
+/* Count hook installed on every Lua thread: stops Lua code still running a
+ * second after SIGINT/SIGTERM (it never yields, so the loop cannot). */
+void mcp_signals_runaway_hook(lua_State *L, lua_Debug *ar);
+#define MCP_RUNAWAY_HOOK_COUNT 1000000
+int luaopen_mcp_signals(lua_State *L); /* upvalue: host */
 int luaopen_mcp_clock(lua_State *L); /* upvalue 1: mcp_host light userdata */
 
 /* --- bindings --- */

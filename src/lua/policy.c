@@ -40,15 +40,20 @@ int mcp_policy_check_file(const char *path, char *why, size_t whylen)
     return 0;
 }
 
-static int g_budget_calls; /* loads never interleave: a chunk cannot yield while loading */
+/* Loads never interleave: a chunk cannot yield while loading. */
+static int g_budget_calls;
+static const char *g_budget_path;
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
-    if (++g_budget_calls > LOAD_BUDGET_CALLS)
-        luaL_error(L, "policy still running at load time after %d million instructions "
-                      "(an endless loop at the top level of the file?)",
-                   LOAD_BUDGET_STEPS * LOAD_BUDGET_CALLS / 1000000);
+    if (++g_budget_calls <= LOAD_BUDGET_CALLS)
+        return;
+    /* the full path (Lua's own chunk names shorten long ones) and the line */
+    int line = lua_getinfo(L, "l", ar) ? ar->currentline : -1;
+    luaL_error(L, "%s:%d: policy still running at load time after %d million instructions "
+                  "(an endless loop at the top level of the file?)",
+               g_budget_path ? g_budget_path : "?", line,
+               LOAD_BUDGET_STEPS * LOAD_BUDGET_CALLS / 1000000);
 }
 
 /* New globals a policy defines are almost always a missing `local`. */
@@ -86,9 +91,14 @@ static int policy_loader(lua_State *L)
 
     lua_pushstring(L, name);
     g_budget_calls = 0;
+    g_budget_path = path;
+    /* the thread's own hook (the runaway check) comes back afterwards */
+    lua_Hook old_hook = lua_gethook(L);
+    int old_mask = lua_gethookmask(L), old_count = lua_gethookcount(L);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, LOAD_BUDGET_STEPS);
     int status = lua_pcall(L, 1, 1, 0);
-    lua_sethook(L, NULL, 0, 0);
+    lua_sethook(L, old_hook, old_mask, old_count);
+    g_budget_path = NULL;
     if (status != LUA_OK)
         return lua_error(L);
     if (lua_isnil(L, -1))

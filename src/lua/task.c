@@ -387,6 +387,7 @@ static int l_spawn(lua_State *L)
     lua_rotate(L, 1, 1);              /* ud fn args… */
     lua_xmove(L, co, nargs + 1);      /* fn and args onto the new thread */
     t->co = co;
+    lua_sethook(co, mcp_signals_runaway_hook, LUA_MASKCOUNT, MCP_RUNAWAY_HOOK_COUNT);
     lua_pushvalue(L, 1);
     t->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
     live_add(h, t);
@@ -534,13 +535,8 @@ int luaopen_mcp_task(lua_State *L)
 
 /* ---- running the main task ---- */
 
-static void on_signal(uv_signal_t *sig, int signum)
+void mcp_sched_cancel_all(mcp_host *h)
 {
-    mcp_host *h = sig->data;
-    if (!h->stop_signal)
-        mcp_log(MCP_LOG_WARN, "signal received: cancelling tasks", "signal",
-                signum == SIGINT ? "SIGINT" : "SIGTERM", NULL);
-    h->stop_signal = signum;
     while (h->live)
         task_cancel(h->live);
 }
@@ -550,10 +546,7 @@ int mcp_sched_init(mcp_host *h)
     if (uv_idle_init(&h->loop, &h->idle) != 0)
         return -1;
     h->idle.data = h;
-    if (uv_signal_init(&h->loop, &h->sigint) != 0 || uv_signal_init(&h->loop, &h->sigterm) != 0)
-        return -1;
-    h->sigint.data = h->sigterm.data = h;
-    return 0;
+    return mcp_signals_init(h);
 }
 
 static void noop_close(uv_handle_t *handle)
@@ -566,8 +559,7 @@ void mcp_sched_close(mcp_host *h)
     while (h->live)
         task_cancel(h->live);
     uv_close((uv_handle_t *)&h->idle, noop_close);
-    uv_close((uv_handle_t *)&h->sigint, noop_close);
-    uv_close((uv_handle_t *)&h->sigterm, noop_close);
+    mcp_signals_close(h);
     /* Let cancelled operations close their handles and reap their children. */
     uv_run(&h->loop, UV_RUN_DEFAULT);
 }
@@ -583,26 +575,15 @@ int mcp_sched_run_main(mcp_host *h, int nargs, int *nres)
     mcp_task *main = check_task(L, -1);
     int main_idx = lua_gettop(L);
 
-    uv_signal_start(&h->sigint, on_signal, SIGINT);
-    uv_signal_start(&h->sigterm, on_signal, SIGTERM);
-    uv_unref((uv_handle_t *)&h->sigint);
-    uv_unref((uv_handle_t *)&h->sigterm);
-
     while (!task_finished(main)) {
         int alive = uv_run(&h->loop, UV_RUN_ONCE);
         if (!alive && !task_finished(main) && !h->ready_head) {
             /* Nothing can ever wake it: every task waits on another. */
-            while (h->live)
-                task_cancel(h->live);
-            uv_signal_stop(&h->sigint);
-            uv_signal_stop(&h->sigterm);
+            mcp_sched_cancel_all(h);
             lua_pushliteral(L, "deadlock: every task is waiting and nothing can wake them");
             return -1;
         }
     }
-    uv_signal_stop(&h->sigint);
-    uv_signal_stop(&h->sigterm);
-
     /* Tasks the main task left running end with it. */
     while (h->live)
         task_cancel(h->live);

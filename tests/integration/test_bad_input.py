@@ -246,12 +246,6 @@ class BadPolicy(AgentTestCase):
             self.assertMentions(r.stderr, "million instructions")
             self.assertLess(r.elapsed, 20)
 
-    # BUG (src/lua/policy.c, budget_hook): the error raised when the load-time
-    # instruction budget runs out names neither the policy file nor the line
-    # it was looping on ("mcp-agent: policy still running at load time after
-    # 100 million instructions ..."); luaL_where(L, 1) in the hook would give
-    # "…/recover.lua:4:".
-    @unittest.expectedFailure
     def test_endless_loop_at_load_names_the_file(self):
         dest = self.install("policy_loops.lua")
         r = self.env.run("check", timeout=30)
@@ -259,13 +253,6 @@ class BadPolicy(AgentTestCase):
         self.assertIn(dest, r.stderr)
 
 
-    # BUG (src/lua/task.c / host.c, no file of mine): SIGTERM and SIGINT only
-    # set a flag for the event loop; Lua code that never yields (a policy's
-    # run() or an `eval -e 'while true do end'`) never returns to the loop, so
-    # the agent ignores both signals and needs SIGKILL. A count hook that
-    # raises once a stop signal is pending (as HAProxy's hlua does) would fix
-    # it. Same with `mcp-agent eval -e 'while true do end'` and Ctrl-C.
-    @unittest.expectedFailure
     def test_sigterm_stops_a_policy_spinning_at_run_time(self):
         self.install("policy_spins.lua")
         proc = self.env.start("recover")

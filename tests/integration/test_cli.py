@@ -98,10 +98,6 @@ class HelpAndVersion(AgentTestCase):
         self.assertEqual(r.rc, 0, r.stderr)
         self.assertTrue(r.stdout.startswith("usage: mcp-agent [-c CONFIG] run"), r.stdout)
 
-    # BUG (src/cli/main.c): `mcp-agent help --help` answers 'unknown command
-    # "--help"' with exit 2: the help command looks its argument up as a
-    # command name before checking for --help, unlike every other command.
-    @unittest.expectedFailure
     def test_help_help(self):
         r = self.env.run("help", "--help", config=None)
         self.assertEqual(r.rc, 0, r.stderr)
