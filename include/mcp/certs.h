@@ -28,8 +28,8 @@ typedef enum mcp_cert_status {
 
 typedef struct mcp_cert_info {
     mcp_cert_status status;
-    time_t not_after;  /* when readable; 0 otherwise */
-    char detail[256];  /* why, when not OK: the file error, the missing hostname, the date */
+    time_t not_after; /* when readable; 0 otherwise */
+    char detail[256]; /* why, when not OK: the file error, the missing hostname, the date */
 } mcp_cert_info;
 
 /* A short stable name for status: "ok", "missing", "unreadable", "expiring", "missing SAN". */
@@ -84,10 +84,10 @@ typedef struct mcp_certs_result {
      * (not the JSON, certificate or key we need: nothing written), "write
      * failed", "cancelled" */
     const char *reason;
-    char detail[512];                    /* more about the failure, "" when none */
+    char detail[512];                   /* more about the failure, "" when none */
     char cert_path[MCP_CERTS_PATH_MAX]; /* <cert_dir>/<service>.pem */
     char key_path[MCP_CERTS_PATH_MAX];  /* <cert_dir>/<service>.key */
-    time_t not_after;                    /* expiry of the certificate now on disk (ok only) */
+    time_t not_after;                   /* expiry of the certificate now on disk (ok only) */
 } mcp_certs_result;
 
 typedef struct mcp_certs_op mcp_certs_op;

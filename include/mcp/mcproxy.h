@@ -34,7 +34,7 @@ typedef struct mcp_mcproxy_result {
      * (mc-proxy answered an error), "bad response" (not a valid message),
      * "cancelled" */
     const char *reason;
-    const char *detail;             /* more about the failure (transport text), "" when none */
+    const char *detail;              /* more about the failure (transport text), "" when none */
     const mcp_mcproxy_route *routes; /* ListRoutes only */
     size_t n_routes;
 } mcp_mcproxy_result;
@@ -55,8 +55,8 @@ typedef struct mcp_mcproxy_target {
  * call, or NULL with err set (no socket configured, path too long, out of
  * memory): cb is then never called. */
 mcp_mcproxy_call *mcp_mcproxy_add_route(mcp_http *http, const mcp_mcproxy_target *to,
-                                        const mcp_mcproxy_route *route, mcp_mcproxy_cb cb,
-                                        void *ud, mcp_error *err);
+                                        const mcp_mcproxy_route *route, mcp_mcproxy_cb cb, void *ud,
+                                        mcp_error *err);
 
 /* Removes the route of listener + hostname. Same contract as add_route. */
 mcp_mcproxy_call *mcp_mcproxy_remove_route(mcp_http *http, const mcp_mcproxy_target *to,

@@ -140,8 +140,8 @@ mcp_cert_status mcp_certs_check(const char *cert_path, const char *const *hostna
         return set_info(info, e == ENOENT ? MCP_CERT_MISSING : MCP_CERT_UNREADABLE, "%s: %s",
                         cert_path, strerror(e));
     }
-    mcp_cert_status st = mcp_certs_check_pem(pem, len, hostnames, n_hostnames, min_valid_days,
-                                             time(NULL), info);
+    mcp_cert_status st =
+        mcp_certs_check_pem(pem, len, hostnames, n_hostnames, min_valid_days, time(NULL), info);
     free(pem);
     if (st != MCP_CERT_OK && info) {
         char detail[sizeof info->detail];
@@ -211,8 +211,8 @@ int mcp_certs_write_atomic(const char *path, const void *data, size_t len, unsig
                            mcp_error *err)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? mcp_strndup(path, slash == path ? 1 : (size_t)(slash - path))
-                      : mcp_strdup(".");
+    char *dir =
+        slash ? mcp_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : mcp_strdup(".");
     char *tmp = mcp_sprintf("%s/.%s.tmp.XXXXXX", dir ? dir : ".", slash ? slash + 1 : path);
     if (!dir || !tmp) {
         free(dir);
@@ -376,11 +376,13 @@ static char *issue_body(const mcp_certs_cfg *cfg, const char *const *hostnames, 
         ok = json_array_append_new(names, json_string(hostnames[i])) == 0;
     if (ok &&
         json_object_set_new(body, "issuer",
-                            json_string(cfg->issuer && cfg->issuer[0] ? cfg->issuer : "web")) == 0 &&
+                            json_string(cfg->issuer && cfg->issuer[0] ? cfg->issuer : "web")) ==
+            0 &&
         json_object_set_new(body, "common_name", json_string(hostnames[0])) == 0 &&
         json_object_set(body, "dns_names", names) == 0 &&
-        json_object_set_new(body, "ttl",
-                            json_string(cfg->ttl && cfg->ttl[0] ? cfg->ttl : MCP_CERTS_DEFAULT_TTL)) == 0)
+        json_object_set_new(
+            body, "ttl", json_string(cfg->ttl && cfg->ttl[0] ? cfg->ttl : MCP_CERTS_DEFAULT_TTL)) ==
+            0)
         text = json_dumps(body, JSON_COMPACT);
     json_decref(names);
     json_decref(body);
@@ -459,16 +461,17 @@ static void accept_answer(mcp_certs_op *op, const mcp_http_response *hr)
     const char *key = json_field(j, "private_key", true, &bad);
     const char *chain = json_field(j, "ca_chain", false, &bad);
     if (bad) {
-        op_fail(op, "bad response", "metacrypt's answer lacks certificate/private_key strings "
-                                    "(or ca_chain is not a string)");
+        op_fail(op, "bad response",
+                "metacrypt's answer lacks certificate/private_key strings "
+                "(or ca_chain is not a string)");
         json_decref(j);
         return;
     }
     mcp_cert_info info;
     mcp_error err = {{0}};
-    mcp_cert_status st = mcp_certs_check_pem(cert, strlen(cert),
-                                             (const char *const *)op->hostnames.v,
-                                             op->hostnames.n, 0, time(NULL), &info);
+    mcp_cert_status st =
+        mcp_certs_check_pem(cert, strlen(cert), (const char *const *)op->hostnames.v,
+                            op->hostnames.n, 0, time(NULL), &info);
     if (st != MCP_CERT_OK) {
         op_fail(op, "bad response", "the issued certificate is %s: %s", mcp_cert_status_name(st),
                 info.detail);
@@ -559,8 +562,8 @@ int mcp_certs_issue(mcp_http *http, const mcp_certs_cfg *cfg, const char *servic
         op->cb = cb;
         op->ud = ud;
         op->res.reason = "";
-        const char *headers[] = {auth, "Content-Type: application/json",
-                                 "Accept: application/json", NULL};
+        const char *headers[] = {auth, "Content-Type: application/json", "Accept: application/json",
+                                 NULL};
         mcp_http_request rq = {
             .method = "POST",
             .url = url,
@@ -636,8 +639,8 @@ int mcp_certs_ensure(mcp_http *http, const mcp_certs_cfg *cfg, const char *servi
         snprintf(why, sizeof why, "%s (%s)", mcp_cert_status_name(st), info.detail);
     int rc = mcp_certs_issue(http, cfg, service, hostnames, n_hostnames, cb, ud, op, err);
     if (rc == 1)
-        mcp_log(MCP_LOG_INFO, "requesting a certificate from metacrypt", "service", service,
-                "why", why, NULL);
+        mcp_log(MCP_LOG_INFO, "requesting a certificate from metacrypt", "service", service, "why",
+                why, NULL);
     return rc;
 }
 

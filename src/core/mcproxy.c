@@ -29,7 +29,10 @@ void mcp_mcproxy_cancel(mcp_mcproxy_call *call)
         mcp_grpc_client_cancel(call->grpc);
 }
 
-static char *dup_or_empty(const char *s) { return mcp_strdup(s ? s : ""); }
+static char *dup_or_empty(const char *s)
+{
+    return mcp_strdup(s ? s : "");
+}
 
 static void free_routes(mcp_mcproxy_route *routes, size_t n)
 {
@@ -96,8 +99,8 @@ static const ProtobufCMessageDescriptor *response_descriptor(call_kind kind)
 static void decode_ok(mcp_mcproxy_call *call, const mcp_grpc_result *gr, mcp_mcproxy_result *res,
                       mcp_mcproxy_route **routes)
 {
-    ProtobufCMessage *msg = protobuf_c_message_unpack(response_descriptor(call->kind), NULL,
-                                                      gr->data_len, gr->data);
+    ProtobufCMessage *msg =
+        protobuf_c_message_unpack(response_descriptor(call->kind), NULL, gr->data_len, gr->data);
     if (!msg) {
         res->reason = "bad response";
         res->detail = "the answer is not a valid protobuf message";
@@ -191,11 +194,14 @@ static mcp_mcproxy_call *start_call(mcp_http *http, const mcp_mcproxy_target *to
 }
 
 /* protobuf-c wants non-NULL strings: "" stands for "not set". */
-static char *str_or_empty(const char *s) { return (char *)(s ? s : ""); }
+static char *str_or_empty(const char *s)
+{
+    return (char *)(s ? s : "");
+}
 
 mcp_mcproxy_call *mcp_mcproxy_add_route(mcp_http *http, const mcp_mcproxy_target *to,
-                                        const mcp_mcproxy_route *route, mcp_mcproxy_cb cb,
-                                        void *ud, mcp_error *err)
+                                        const mcp_mcproxy_route *route, mcp_mcproxy_cb cb, void *ud,
+                                        mcp_error *err)
 {
     if (!route) {
         mcp_error_set(err, "mcproxy: add_route needs a route");

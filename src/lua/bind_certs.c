@@ -106,8 +106,8 @@ static int l_ensure(lua_State *L)
     }
     op->op.cancel = certs_cancel;
     mcp_error err = {{0}};
-    int rc = mcp_certs_ensure(http, &cfg, service, hostnames, n, certs_done, op, &op->req, now,
-                              &err);
+    int rc =
+        mcp_certs_ensure(http, &cfg, service, hostnames, n, certs_done, op, &op->req, now, &err);
     if (rc == 1) {
         free(now);
         mcp_task_suspend(t, &op->op);

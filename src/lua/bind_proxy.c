@@ -100,9 +100,9 @@ static int start(lua_State *L, proxy_kind kind)
     mcp_host *h = mcp_host_upvalue(L);
     mcp_mcproxy_route route = {0};
     const char *listener = NULL, *hostname = NULL;
-    const char *default_listener =
-        h->cfg && h->cfg->mcproxy_listener && h->cfg->mcproxy_listener[0] ? h->cfg->mcproxy_listener
-                                                                          : ":443";
+    const char *default_listener = h->cfg && h->cfg->mcproxy_listener && h->cfg->mcproxy_listener[0]
+                                       ? h->cfg->mcproxy_listener
+                                       : ":443";
     if (kind == OP_ADD) {
         luaL_checktype(L, 1, LUA_TTABLE);
         route.listener = (char *)str_field(L, 1, "listener", false);
@@ -160,9 +160,18 @@ static int start(lua_State *L, proxy_kind kind)
     return lua_yield(L, 0);
 }
 
-static int l_add_route(lua_State *L) { return start(L, OP_ADD); }
-static int l_remove_route(lua_State *L) { return start(L, OP_REMOVE); }
-static int l_list_routes(lua_State *L) { return start(L, OP_LIST); }
+static int l_add_route(lua_State *L)
+{
+    return start(L, OP_ADD);
+}
+static int l_remove_route(lua_State *L)
+{
+    return start(L, OP_REMOVE);
+}
+static int l_list_routes(lua_State *L)
+{
+    return start(L, OP_LIST);
+}
 
 int luaopen_mcp_proxy(lua_State *L)
 {

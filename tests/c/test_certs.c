@@ -50,11 +50,29 @@ static int run(char *const argv[])
  * subjectAltName san (NULL: none), valid for days. */
 static void make_cert(const char *name, const char *cn, const char *san, const char *days)
 {
-    char *cert = mcp_sprintf("%s/%s.pem", G.dir, name), *key = mcp_sprintf("%s/%s.key", G.dir, name);
-    char *subj = mcp_sprintf("/CN=%s", cn), *ext = san ? mcp_sprintf("subjectAltName=%s", san) : NULL;
-    char *argv[] = {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", (char *)days, "-subj", subj, ext ? "-addext" : NULL, ext, NULL};
+    char *cert = mcp_sprintf("%s/%s.pem", G.dir, name),
+         *key = mcp_sprintf("%s/%s.key", G.dir, name);
+    char *subj = mcp_sprintf("/CN=%s", cn),
+         *ext = san ? mcp_sprintf("subjectAltName=%s", san) : NULL;
+    char *argv[] = {"openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    key,
+                    "-out",
+                    cert,
+                    "-days",
+                    (char *)days,
+                    "-subj",
+                    subj,
+                    ext ? "-addext" : NULL,
+                    ext,
+                    NULL};
     assert_int_equal(run(argv), 0);
     free(cert);
     free(key);
@@ -62,7 +80,10 @@ static void make_cert(const char *name, const char *cn, const char *san, const c
     free(ext);
 }
 
-static char *path_in(const char *name) { return mcp_sprintf("%s/%s", G.dir, name); }
+static char *path_in(const char *name)
+{
+    return mcp_sprintf("%s/%s", G.dir, name);
+}
 
 static int group_setup(void **state)
 {
@@ -78,8 +99,11 @@ static int group_setup(void **state)
     if (write_text(G.token, "  s3cret-token\n") != 0 || write_text(G.bad_token, "nope\n") != 0 ||
         write_text(G.empty_token, " \n\n") != 0)
         return -1;
-    char *const argv[] = {PEER_PYTHON, PEER_DIR "/fake_metacrypt.py", "--dir", G.ca_dir,
-                          "--token", "s3cret-token", "--record", G.record, "--control", G.control,
+    char *const argv[] = {PEER_PYTHON, PEER_DIR "/fake_metacrypt.py",
+                          "--dir",     G.ca_dir,
+                          "--token",   "s3cret-token",
+                          "--record",  G.record,
+                          "--control", G.control,
                           NULL};
     if (peer_spawn(&G.ca, argv) != 0 || peer_wait_ready(&G.ca) != 0) {
         peer_stop(&G.ca);
@@ -117,8 +141,8 @@ static int setup(void **state)
     snprintf(c->cert_dir, sizeof c->cert_dir, "%s/certs-%d", G.dir, ++G.seq);
     static char ca_pem[200];
     snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", G.ca_dir);
-    c->cfg = (mcp_certs_cfg){.cert_dir = c->cert_dir, .server_url = G.url, .ca_cert = ca_pem,
-                             .token_path = G.token};
+    c->cfg = (mcp_certs_cfg){
+        .cert_dir = c->cert_dir, .server_url = G.url, .ca_cert = ca_pem, .token_path = G.token};
     unlink(G.control);
     *state = c;
     return 0;
@@ -366,7 +390,8 @@ static void test_issue_and_keep(void **state)
     assert_true(g.res.ok);
     assert_true(g.res.issued);
     assert_string_equal(g.res.reason, "");
-    char *pem = mcp_sprintf("%s/web.pem", c->cert_dir), *key = mcp_sprintf("%s/web.key", c->cert_dir);
+    char *pem = mcp_sprintf("%s/web.pem", c->cert_dir),
+         *key = mcp_sprintf("%s/web.key", c->cert_dir);
     assert_string_equal(g.res.cert_path, pem);
     assert_string_equal(g.res.key_path, key);
     assert_int_equal(requests(), before + 1);

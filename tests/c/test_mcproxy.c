@@ -36,8 +36,11 @@ static int group_setup(void **state)
     snprintf(G.sock, sizeof G.sock, "%s/mc-proxy.sock", G.dir);
     snprintf(G.record, sizeof G.record, "%s/record.json", G.dir);
     snprintf(G.control, sizeof G.control, "%s/control.json", G.dir);
-    char *const argv[] = {PEER_PYTHON, PEER_DIR "/fake_mcproxy.py", "--socket", G.sock,
-                          "--record",  G.record, "--control", G.control, NULL};
+    char *const argv[] = {PEER_PYTHON, PEER_DIR "/fake_mcproxy.py",
+                          "--socket",  G.sock,
+                          "--record",  G.record,
+                          "--control", G.control,
+                          NULL};
     if (peer_spawn(&G.proxy, argv) != 0 || peer_wait_ready(&G.proxy) != 0) {
         peer_stop(&G.proxy);
         return -1;
@@ -120,8 +123,8 @@ static void on_done(const mcp_mcproxy_result *res, void *ud)
     g->n_routes = res->n_routes;
     for (size_t i = 0; i < res->n_routes && i < 8; i++) {
         const mcp_mcproxy_route *r = &res->routes[i];
-        g->routes[i] = (mcp_mcproxy_route){mcp_strdup(r->listener), mcp_strdup(r->hostname),
-                                           mcp_strdup(r->backend),  mcp_strdup(r->mode),
+        g->routes[i] = (mcp_mcproxy_route){mcp_strdup(r->listener),  mcp_strdup(r->hostname),
+                                           mcp_strdup(r->backend),   mcp_strdup(r->mode),
                                            mcp_strdup(r->cert_path), mcp_strdup(r->key_path),
                                            mcp_strdup(r->service)};
     }
@@ -200,12 +203,18 @@ static void test_add_list_remove(void **state)
     ctx *c = *state;
     clear_routes(c);
     int adds_before = recorded("AddRoute");
-    mcp_mcproxy_route l7 = {.listener = ":443", .hostname = "web.example.test",
-                            .backend = "127.0.0.1:10001", .mode = "l7",
-                            .cert_path = "/certs/web.pem", .key_path = "/certs/web.key",
+    mcp_mcproxy_route l7 = {.listener = ":443",
+                            .hostname = "web.example.test",
+                            .backend = "127.0.0.1:10001",
+                            .mode = "l7",
+                            .cert_path = "/certs/web.pem",
+                            .key_path = "/certs/web.key",
                             .service = "web"};
-    mcp_mcproxy_route l4 = {.listener = ":443", .hostname = "db.example.test",
-                            .backend = "127.0.0.1:10002", .mode = "l4", .service = "db"};
+    mcp_mcproxy_route l4 = {.listener = ":443",
+                            .hostname = "db.example.test",
+                            .backend = "127.0.0.1:10002",
+                            .mode = "l4",
+                            .service = "db"};
     got a = {0}, b = {0};
     add(c, G.sock, &l7, 0, &a);
     assert_true(a.ok);
