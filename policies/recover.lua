@@ -2,13 +2,16 @@
 --
 -- For every active service and every component with desired_state
 -- "running" whose container is not running (exited, created or missing):
--- check the image exists (missing: skipped with a warning), remove any stale
--- container of that name, run it from mcp.spec.container, record an event,
--- and re-register its routes with mc-proxy / ensure TLS certs for L7 routes
--- (failures there are warnings). Running containers, stopped components and
--- inactive services are left alone. opts.dry_run fills `planned` and touches
--- nothing. Services are recovered concurrently (at most opts.parallel at a
--- time, default 4); the report is sorted by service, then component.
+-- remove any stale container of that name, run it from mcp.spec.container,
+-- record an event, and re-register its routes with mc-proxy / ensure TLS
+-- certs for L7 routes (failures there are warnings). A missing image is
+-- skipped with a warning: when there is no container to remove, `run`
+-- itself tells (its "no such image" answer saves a podman call per
+-- component); a stale container is only removed once its image is known to
+-- exist. Running containers, stopped components and inactive services are
+-- left alone. opts.dry_run fills `planned` and touches nothing. Services are
+-- recovered concurrently (at most opts.parallel at a time, default 4); the
+-- report is sorted by service, then component.
 --
 -- The agent calls recover.run(agent, opts) -> report (docs/LUA_API.md).
 -- boot.lua reuses recover.component and recover.containers_by_name.
@@ -95,12 +98,19 @@ function M.component(agent, service, component, existing, opts)
 
     if existing and existing.state == "running" then return outcome("already_running") end
 
-    local exists, ireason, idetail = agent.runtime.image_exists(component.image)
-    if exists == false then
+    local function skip_missing_image()
         warn(string.format("%s: image %s not found, skipped", name, tostring(component.image)))
         return outcome("skipped", "no such image")
-    elseif exists == nil then
-        return outcome("failed", "image check failed: " .. fmt_reason(ireason, idetail))
+    end
+    -- A dry run must say "skipped" without running; a stale container must
+    -- not be removed for an image that is gone. Otherwise `run` tells.
+    if opts.dry_run or existing then
+        local exists, ireason, idetail = agent.runtime.image_exists(component.image)
+        if exists == false then
+            return skip_missing_image()
+        elseif exists == nil then
+            return outcome("failed", "image check failed: " .. fmt_reason(ireason, idetail))
+        end
     end
 
     if opts.dry_run then
@@ -125,6 +135,7 @@ function M.component(agent, service, component, existing, opts)
         end
         id, reason, detail = agent.runtime.run(run_spec)
     end
+    if not id and reason == "no such image" then return skip_missing_image() end
     if not id then
         agent.registry.event(service.name, component.name, "failed",
             "recover could not run " .. name .. ": " .. fmt_reason(reason, detail))
@@ -190,7 +201,10 @@ local function for_each_bounded(agent, jobs, parallel, fn)
 end
 
 --- Recovers the given service names (nil: all) — the core of run().
---- opts: dry_run, parallel, only (set of service names).
+--- opts: dry_run, parallel, only (set of service names), on_component
+--- (function(service, component, outcome) called in the worker as soon as
+--- each component is done, outcome as M.component returns it: boot.lua
+--- starts probing a container while the others are still being started).
 function M.recover(agent, opts)
     opts = opts or {}
     local dry_run = opts.dry_run or (agent.config and agent.config.dry_run) or false
@@ -217,6 +231,7 @@ function M.recover(agent, opts)
         local out = {}
         for i, c in ipairs(job.components) do
             out[i] = M.component(agent, job.service, c, containers[container_of(job.service, c)], copts)
+            if opts.on_component then opts.on_component(job.service, c, out[i]) end
         end
         return out
     end)

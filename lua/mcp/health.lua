@@ -38,6 +38,40 @@ function M.host_port(record, container_port)
     return nil
 end
 
+-- "[ip:][host:]port[/proto]" -> host port (nil when none or not a number),
+-- container port, protocol. IPv6 addresses come in brackets: "[::1]:80:8080".
+local function parse_port_spec(port_spec)
+    if type(port_spec) ~= "string" then return nil end
+    local body, proto = port_spec:match("^(.-)/(%a+)$")
+    if not body then body, proto = port_spec, "tcp" end
+    local host, cport = body:match("([^:]*):([^:]*)$")
+    if not host then cport = body end
+    return tonumber(host or ""), tonumber(cport), proto:lower()
+end
+M.parse_port_spec = parse_port_spec
+
+--- The host port the component's spec pins for a container port (tcp), or
+--- nil when the runtime picks it (no mapping, "ip::port", ranges): then only
+--- the runtime's record (host_port) can tell. Looks at `ports` first, then
+--- routes with a persisted host_port, in the order mcp.spec.container maps
+--- them, so it names the same port the runtime reports first.
+function M.pinned_host_port(component, container_port)
+    if not container_port then return nil end
+    for _, p in ipairs(component.ports or {}) do
+        local host, cport, proto = parse_port_spec(p)
+        if cport == container_port and proto == "tcp" then
+            if host and host ~= 0 then return host end
+            return nil
+        end
+    end
+    for _, route in ipairs(component.routes or {}) do
+        if route.host_port and route.host_port ~= 0 and spec.route_listen_port(route) == container_port then
+            return route.host_port
+        end
+    end
+    return nil
+end
+
 --- Runs one probe; returns true or nil, reason.
 function M.probe(agent, check, port, path, timeout)
     local host = "127.0.0.1"

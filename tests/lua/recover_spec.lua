@@ -84,7 +84,50 @@ describe("recover", function()
         assert.equal(1, #r.warnings)
         assert.matches("localhost/gone:1", r.warnings[1])
         assert.is_true(w:logged("warn", "localhost/gone:1"))
-        assert.same({ "run ok" }, mutations(w))
+        -- `run` is what finds out (no image check per component): it fails and leaves nothing.
+        assert.same({ "run noimg", "run ok" }, mutations(w))
+        assert.is_false(w.runtime.mutations()[1].ok)
+        assert.is_nil(w.runtime.container("noimg"))
+        assert.same({}, w.registry.events("noimg", 5))
+    end)
+
+    it("checks the image before removing a stale container, and keeps it when the image is gone", function()
+        local w = t.world{
+            services = { { name = "old", image = "localhost/gone:1" }, { name = "ex", image = IMG } },
+            images = { IMG },
+            containers = { { name = "old", image = "localhost/gone:1", state = "exited" },
+                           { name = "ex", image = IMG, state = "exited" } },
+        }
+        local r = run_recover(w)
+        assert.same({ "old" }, names(r.skipped))
+        assert.same({ "ex" }, names(r.recovered))
+        assert.same({ "remove ex", "run ex" }, mutations(w))
+        assert.equal("exited", w.runtime.container("old").state)
+    end)
+
+    it("runs a missing container without a separate image check", function()
+        local w = t.world{ services = { { name = "a", image = IMG } }, images = { IMG } }
+        run_recover(w)
+        local ops = {}
+        for _, op in ipairs(w.runtime.ops()) do ops[#ops + 1] = op.op end
+        assert.same({ "list", "run" }, ops)
+    end)
+
+    it("tells opts.on_component about each component as soon as it is done", function()
+        local w = t.world{
+            services = { { name = "a", image = IMG }, { name = "b", image = "localhost/none:1" },
+                         { name = "c", image = IMG } },
+            images = { IMG }, latency = { run = 1 },
+            containers = { { name = "c", image = IMG, state = "running" } },
+        }
+        local seen = {}
+        w:run(function(agent)
+            return recover.recover(agent, { parallel = 1, on_component = function(svc, comp, out)
+                seen[#seen + 1] = { svc.name, comp.name, out.outcome, agent.clock.now() }
+            end })
+        end)
+        assert.same({ { "a", "a", "recovered", 1 }, { "b", "b", "skipped", 2 },
+                      { "c", "c", "already_running", 2 } }, seen)
     end)
 
     it("reports a failed run with its reason and records a failure event", function()
@@ -257,7 +300,10 @@ describe("recover", function()
         end
         local r1, r2 = once(), once()
         assert.same(r1, r2)
-        assert.same({ "m-a", "m-b", "z" }, (function()
+        -- The injected failure hits the first run, a's: its image is missing,
+        -- but it is the run that would have found out.
+        assert.same({ "a" }, names(r1.failed))
+        assert.same({ "a", "m-a", "m-b", "z" }, (function()
             local all = {}
             for _, e in ipairs(r1.recovered) do all[#all + 1] = e.container end
             for _, e in ipairs(r1.failed) do all[#all + 1] = e.container end
