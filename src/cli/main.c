@@ -28,6 +28,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"run", "run", "the daemon: serve the gRPC API, run the boot sequence, serve until SIGTERM",
+     true},
     {"recover", "recover [--dry-run] [--json]",
      "recreate every desired container that is not running, from the registry", true},
     {"boot", "boot [--dry-run] [--json]", "run the configured boot sequence once and exit", true},

@@ -62,6 +62,12 @@ static void push_config(lua_State *L, const mcp_host *h)
     mcp_set_string(L, "container_runtime", c->container_runtime);
     mcp_set_string(L, "socket", c->socket);
     mcp_set_string(L, "grpc_addr", c->grpc_addr);
+    mcp_set_bool(L, "insecure_loopback", c->insecure_loopback);
+    lua_createtable(L, 0, 3);
+    mcp_set_string(L, "cert", c->tls_cert);
+    mcp_set_string(L, "key", c->tls_key);
+    mcp_set_string(L, "client_ca", c->tls_client_ca);
+    lua_setfield(L, -2, "tls");
     mcp_set_string(L, "db_path", c->db_path);
     mcp_set_int(L, "port_min", c->port_min);
     mcp_set_int(L, "port_max", c->port_max);
@@ -127,6 +133,7 @@ static int open_core(lua_State *L)
     add_area(L, h, "proxy", luaopen_mcp_proxy);
     add_area(L, h, "certs", luaopen_mcp_certs);
     add_area(L, h, "signals", luaopen_mcp_signals);
+    add_area(L, h, "api", luaopen_mcp_api);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_createtable(L, 0, 2);

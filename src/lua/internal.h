@@ -70,6 +70,9 @@ void mcp_task_wake(mcp_task *t, int nargs);
  * or -1 with an error message (traceback included) on h->L. */
 int mcp_sched_run_main(mcp_host *h, int nargs, int *nres);
 int luaopen_mcp_task(lua_State *L);  /* upvalue 1: mcp_host light userdata */
+/* Spawns the function below nargs arguments on h->L as a new task (popping
+ * them), from C code outside any task (e.g. a server callback). */
+void mcp_sched_spawn(mcp_host *h, int nargs);
 /* Cancels every live task (the stop path when nobody handles signals). */
 void mcp_sched_cancel_all(mcp_host *h);
 
@@ -91,6 +94,7 @@ int luaopen_mcp_log(lua_State *L);
 int luaopen_mcp_registry(lua_State *L); /* upvalue: host */
 int luaopen_mcp_podman(lua_State *L);   /* upvalue: host */
 int luaopen_mcp_probe(lua_State *L);    /* upvalue: host */
+int luaopen_mcp_api(lua_State *L);      /* upvalue: host */
 int luaopen_mcp_proxy(lua_State *L);    /* upvalue: host */
 int luaopen_mcp_certs(lua_State *L);    /* upvalue: host */
 /* The host's http client, created on first use; raises on failure. */

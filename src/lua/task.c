@@ -535,6 +535,16 @@ int luaopen_mcp_task(lua_State *L)
 
 /* ---- running the main task ---- */
 
+void mcp_sched_spawn(mcp_host *h, int nargs)
+{
+    lua_State *L = h->L;
+    lua_pushlightuserdata(L, h);
+    lua_pushcclosure(L, l_spawn, 1);
+    lua_insert(L, -(nargs + 2));
+    lua_call(L, nargs + 1, 1);
+    lua_pop(L, 1); /* the handle: the task keeps itself alive while it runs */
+}
+
 void mcp_sched_cancel_all(mcp_host *h)
 {
     while (h->live)

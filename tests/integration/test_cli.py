@@ -87,10 +87,6 @@ class HelpAndVersion(AgentTestCase):
                 self.assertTrue(r.stdout.startswith("usage: mcp-agent [-c CONFIG] %s" % cmd),
                                 "%s printed:\n%s" % (args, r.stdout))
 
-    # NOT YET: `run` (the daemon, SPEC §2) was taken out of src/cli/main.c's
-    # command table "until the daemon lands" (commit d064405). When it is
-    # back this test passes unexpectedly: drop the decorator then.
-    @unittest.expectedFailure
     def test_run_command_is_listed_and_has_help(self):
         r = self.env.run("help", config=None)
         self.assertRegex(r.stdout, r"(?m)^\s+run\s")
@@ -500,7 +496,11 @@ class RecoverThroughFakePodman(AgentTestCase):
                          [("alpha-web", "no such image")])
         self.assertEqual([e["container"] for e in report["recovered"]], ["beta"])
         self.assertTrue(any("localhost/alpha:1" in w for w in report["warnings"]), report)
-        self.assertEqual([option_values(c, "--name") for c in self.calls_of("run")], [["beta"]])
+        # recover no longer asks `image exists` first: podman's own refusal of
+        # the run (--pull=never) is what marks the image missing
+        self.assertEqual(sorted(option_values(c, "--name") for c in self.calls_of("run")),
+                         [["alpha-web"], ["beta"]])
+        self.assertEqual(self.calls_of("image"), [])
 
     def test_failing_run_is_reported_exit_1(self):
         self.env.podman_containers([("beta", "localhost/beta:2", "running")])

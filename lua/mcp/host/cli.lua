@@ -2,7 +2,7 @@
 -- the main task. Each returns the exit code: 0 done, 1 goal not reached,
 -- 2 usage, config, definition or policy error.
 local agentlib = require "mcp.host.agent"
-local actions = require "mcp.host.actions"
+local policies = require "mcp.host.policies"
 
 local M = {}
 
@@ -63,23 +63,22 @@ local function traceback(err)
     return debug.traceback(tostring(err), 2)
 end
 
---- Loads a policy by name (operator dir, then built-in) and checks it has
---- the functions the agent calls. Returns the module | nil, message.
-local function load_policy(name, required)
-    local ok, mod = pcall(require, name)
-    if not ok then return nil, tostring(mod) end
-    if type(mod) ~= "table" then
-        return nil, string.format("policy %s must return a table, got %s", name, type(mod))
-    end
-    for _, fn in ipairs(required or {}) do
-        if type(mod[fn]) ~= "function" then
-            return nil, string.format("policy %s has no function %s (required)", name, fn)
-        end
-    end
-    return mod
+
+-- the backend: a running daemon, or the registry here --------------------------
+
+--- The backend for an operation, or nil after saying why (exit USAGE).
+local function backend_for(agent, what)
+    local b, err = require("mcp.host.backend").connect(agent)
+    if not b then complain("%s: %s", what, err) end
+    return b
 end
 
-local REQUIRED = { recover = { "run" }, boot = { "run" }, backoff = {} }
+--- Exit code for a failed backend call, after saying why.
+local function failed(what, kind, message)
+    complain("%s: %s", what, tostring(message or kind))
+    if kind == "invalid" or kind == "not found" or kind == "policy" then return USAGE end
+    return GOAL
+end
 
 -- recover ------------------------------------------------------------------
 
@@ -87,19 +86,14 @@ function M.recover(agent, args)
     local flags, pos = parse(args, { ["dry-run"] = true, json = true })
     if not flags then complain("recover: %s", pos); return USAGE end
     if #pos > 0 then complain("recover: unexpected argument %s", pos[1]); return USAGE end
-    local recover, err = load_policy("recover", REQUIRED.recover)
-    if not recover then complain("%s", err); return USAGE end
+    local b = backend_for(agent, "recover")
+    if not b then return USAGE end
+    local report, kind, detail = b.recover(flags["dry-run"] or false)
+    if not report then
+        if kind == "policy" then agent.log.error("recover policy failed", { error = detail }) end
+        return failed("recover", kind, detail)
+    end
     local report_lib = require "mcp.report"
-    local ok, report = xpcall(recover.run, traceback, agent, { dry_run = flags["dry-run"] or false })
-    if not ok then
-        agent.log.error("recover policy failed", { error = report })
-        return USAGE
-    end
-    if type(report) ~= "table" then
-        agent.log.error("recover policy returned no report", { got = type(report) })
-        return USAGE
-    end
-    report.dry_run = flags["dry-run"] or false
     if flags.json then
         io.stdout:write(report_lib.json(report), "\n")
     else
@@ -145,7 +139,7 @@ function M.boot(agent, args)
     local flags, pos = parse(args, { ["dry-run"] = true, json = true })
     if not flags then complain("boot: %s", pos); return USAGE end
     if #pos > 0 then complain("boot: unexpected argument %s", pos[1]); return USAGE end
-    local boot, err = load_policy("boot", REQUIRED.boot)
+    local boot, err = policies.get("boot")
     if not boot then complain("%s", err); return USAGE end
     local stages = agent.config.boot or {}
     local ok, report = xpcall(boot.run, traceback, agent, stages, { dry_run = flags["dry-run"] or false })
@@ -216,189 +210,119 @@ function M.deploy(agent, args)
         if not ok then complain("%s", detail); return USAGE end
         texts[i] = text
     end
+    local b = backend_for(agent, "deploy")
+    if not b then return USAGE end
     local rc = OK
     for i, path in ipairs(files) do
-        local svc, reason, detail = agent.registry.deploy(texts[i], path)
-        if not svc then
-            complain("deploy %s: %s", path, detail or reason)
-            return reason == "invalid" and USAGE or GOAL
-        end
-        agent.registry.event(svc.name, nil, "deployed", "definition stored from " .. path)
-        if svc.active then
-            local results = actions.each(agent, svc.components, function(comp)
-                if comp.desired_state == "running" then
-                    return actions.run_component(agent, svc, comp)
-                end
-                return actions.stop_component(agent, comp)
-            end)
-            for j, r in ipairs(results) do
-                local comp = svc.components[j]
-                if r.ok then
-                    say("%s: %s", comp.container, comp.desired_state == "running" and "started" or "stopped")
-                else
-                    rc = GOAL
-                    say("%s: failed: %s", comp.container, tostring(r.err))
-                    agent.registry.event(svc.name, comp.name, "failed", "deploy: " .. tostring(r.err))
-                end
-            end
-        else
-            say("%s: stored (inactive)", svc.name)
-        end
+        local resp, kind, detail = b.deploy(texts[i], path)
+        if not resp then return failed("deploy " .. path, kind, detail) end
+        for _, m in ipairs(resp.messages or {}) do say("%s", m) end
+        if not resp.ok then rc = GOAL end
     end
     return rc
 end
 
 -- start / stop / restart / rm ---------------------------------------------------
 
-local function target_command(verb, state, work)
+local function target_command(verb)
     return function(agent, args)
         local flags, pos = parse(args, {})
         if not flags then complain("%s: %s", verb, pos); return USAGE end
         if #pos ~= 1 then complain("%s: need exactly one SERVICE[/COMPONENT]", verb); return USAGE end
-        local svc, comps, cname = actions.resolve(agent, pos[1])
-        if not svc then complain("%s: %s", verb, comps); return USAGE end
-        if state then agent.registry.set_desired(svc.name, cname, state) end
-        if state == "running" and not svc.active then agent.registry.set_active(svc.name, true) end
-        local rc = OK
-        for j, r in ipairs(actions.each(agent, comps, function(c) return work(agent, svc, c) end)) do
-            local comp = comps[j]
+        local service, component = pos[1]:match("^([^/]+)/(.+)$")
+        service = service or pos[1]
+        local b = backend_for(agent, verb)
+        if not b then return USAGE end
+        local resp, kind, detail = b.service_action(verb, service, component)
+        if not resp then return failed(verb, kind, detail) end
+        for _, r in ipairs(resp.results) do
             if r.ok then
-                say("%s: %s", comp.container, type(r.value) == "string" and r.value or verb .. (verb:sub(-1) == "p" and "ped" or "ed"))
-                agent.registry.event(svc.name, comp.name, verb, verb .. " by operator")
+                say("%s: %s", r.container, r.detail or verb)
             else
-                rc = GOAL
-                say("%s: %s failed: %s", comp.container, verb, tostring(r.err))
-                agent.registry.event(svc.name, comp.name, "failed", verb .. ": " .. tostring(r.err))
+                say("%s: %s failed: %s", r.container, verb, r.error)
             end
         end
-        return rc
+        return resp.ok and OK or GOAL
     end
 end
 
-M.start = target_command("start", "running", actions.start_component)
-M.stop = target_command("stop", "stopped", function(agent, _, comp)
-    return actions.stop_component(agent, comp)
-end)
-M.restart = target_command("restart", "running", function(agent, svc, comp)
-    local ok, err = actions.stop_component(agent, comp)
-    if not ok then return nil, err end
-    return actions.start_component(agent, svc, comp)
-end)
+M.start = target_command("start")
+M.stop = target_command("stop")
+M.restart = target_command("restart")
 
 function M.rm(agent, args)
     local flags, pos = parse(args, {})
     if not flags then complain("rm: %s", pos); return USAGE end
     if #pos ~= 1 or pos[1]:find("/") then complain("rm: need exactly one SERVICE"); return USAGE end
-    local svc = agent.registry.service(pos[1])
-    if not svc then complain("rm: no such service: %s", pos[1]); return USAGE end
-    local rc = OK
-    for j, r in ipairs(actions.each(agent, svc.components, function(c)
-        local ok, reason, detail = agent.runtime.remove(c.container)
-        if not ok then return nil, tostring(reason) .. (detail and (": " .. detail) or "") end
-        return true
-    end)) do
-        if not r.ok then
-            rc = GOAL
-            say("%s: remove failed: %s", svc.components[j].container, tostring(r.err))
+    local b = backend_for(agent, "rm")
+    if not b then return USAGE end
+    local resp, kind, detail = b.remove(pos[1])
+    if not resp then return failed("rm", kind, detail) end
+    if not resp.ok then
+        for _, r in ipairs(resp.results) do
+            if not r.ok then say("%s: remove failed: %s", r.container, r.error) end
         end
+        complain("rm: %s kept in the registry because a container could not be removed", resp.service)
+        return GOAL
     end
-    if rc ~= OK then
-        complain("rm: %s kept in the registry because a container could not be removed", svc.name)
-        return rc
-    end
-    agent.registry.delete(svc.name)
-    say("%s: removed", svc.name)
+    say("%s: removed", resp.service)
     return OK
 end
 
 -- status / ls ------------------------------------------------------------------
 
-local function observed_by_name(agent)
-    local list, reason, detail = agent.runtime.list()
-    if not list then return nil, tostring(reason) .. (detail and (": " .. detail) or "") end
-    local by = {}
-    for _, c in ipairs(list) do by[c.name] = c end
-    return by
-end
-
-local function port_text(c)
+local function port_text(ports)
     local parts = {}
-    for _, p in ipairs(c and c.ports or {}) do
+    for _, p in ipairs(ports or {}) do
         parts[#parts + 1] = string.format("%s:%s->%s/%s", p.host_ip ~= "" and p.host_ip or "0.0.0.0",
             tostring(p.host_port), tostring(p.container_port), p.protocol or "tcp")
     end
     return table.concat(parts, ",")
 end
 
-local function status_rows(agent, services)
-    local observed, err = observed_by_name(agent)
-    local rows = {}
-    for _, svc in ipairs(services) do
-        local srow = { name = svc.name, active = svc.active, components = {} }
-        for _, comp in ipairs(svc.components) do
-            local c = observed and observed[comp.container]
-            local routes = {}
-            for _, r in ipairs(comp.routes or {}) do
-                routes[#routes + 1] = { name = r.name, port = r.port, host_port = r.host_port,
-                                        mode = r.mode, hostname = r.hostname }
-            end
-            srow.components[#srow.components + 1] = {
-                name = comp.name, container = comp.container, image = comp.image,
-                desired_state = comp.desired_state,
-                observed_state = observed and (c and c.state or "missing") or "unknown",
-                ports = c and c.ports or {}, routes = routes,
-                ok = observed ~= nil
-                    and ((comp.desired_state == "running") == (c ~= nil and c.state == "running")),
-            }
+local function print_status(s)
+    say("%s%s", s.name, s.active and "" or " (inactive)")
+    for _, c in ipairs(s.components) do
+        say("  %-24s desired=%-8s observed=%-8s %s%s", c.container, c.desired_state,
+            c.observed_state, port_text(c.ports), c.ok and "" or "  <- differs")
+        for _, r in ipairs(c.routes) do
+            local listen = (r.port and r.port ~= 0) and r.port or r.host_port
+            say("    route %s: %s 127.0.0.1:%s -> %s %s%s", r.name, r.mode ~= "" and r.mode or "l4",
+                tostring(r.host_port ~= 0 and r.host_port or "-"), tostring(listen or "-"),
+                r.hostname or "", r.registered and " (registered)" or "")
         end
-        rows[#rows + 1] = srow
     end
-    return rows, err
-end
-
---- The status rows as JSON: {"services": [...], ...extra}, every list an
---- array even when empty. Does not modify rows.
-local function json_rows(rows, extra)
-    local doc = { services = rows }
-    for k, v in pairs(extra or {}) do doc[k] = v end
-    return require("mcp.json").encode(doc, ARRAY_KEYS)
+    for _, e in ipairs(s.events) do
+        say("    %s %s%s: %s", os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(e.time)), e.kind,
+            (e.component and e.component ~= "") and ("/" .. e.component) or "", e.message)
+    end
 end
 
 function M.status(agent, args)
     local flags, pos = parse(args, { json = true })
     if not flags then complain("status: %s", pos); return USAGE end
     if #pos > 1 then complain("status: at most one SERVICE"); return USAGE end
-    local services
+    local b = backend_for(agent, "status")
+    if not b then return USAGE end
+    local services, err
     if pos[1] then
-        local svc = agent.registry.service(pos[1])
-        if not svc then complain("status: no such service: %s", pos[1]); return USAGE end
-        services = { svc }
+        local st, kind, detail = b.status(pos[1])
+        if not st then return failed("status", kind, detail) end
+        services = { st }
+        err = st.runtime_error ~= "" and st.runtime_error or nil
     else
-        services = agent.registry.services()
+        local all, kind, detail = b.status_all()
+        if not all then return failed("status", kind, detail) end
+        services, err = all, kind
     end
-    local rows, err = status_rows(agent, services)
-    for _, s in ipairs(rows) do s.events = agent.registry.events(s.name, 5) end
     if flags.json then
-        io.stdout:write(json_rows(rows, { runtime_error = err }), "\n")
+        io.stdout:write(require("mcp.json").encode({ services = services, runtime_error = err or "" },
+            ARRAY_KEYS), "\n")
     else
         if err then say("warning: cannot list containers: %s", err) end
-        for _, s in ipairs(rows) do
-            say("%s%s", s.name, s.active and "" or " (inactive)")
-            for _, c in ipairs(s.components) do
-                say("  %-24s desired=%-8s observed=%-8s %s%s", c.container, c.desired_state,
-                    c.observed_state, port_text({ ports = c.ports }), c.ok and "" or "  <- differs")
-                for _, r in ipairs(c.routes) do
-                    say("    route %s: %s 127.0.0.1:%s -> %s %s", r.name, r.mode or "l4",
-                        tostring(r.host_port or "-"), tostring(r.port or r.host_port or "-"), r.hostname or "")
-                end
-            end
-            for _, e in ipairs(s.events) do
-                say("    %s %s%s: %s", os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(e.time)), e.kind,
-                    e.component and ("/" .. e.component) or "", e.message)
-            end
-        end
+        for _, s in ipairs(services) do print_status(s) end
     end
-    for _, s in ipairs(rows) do
+    for _, s in ipairs(services) do
         for _, c in ipairs(s.components) do
             if not c.ok then return GOAL end
         end
@@ -410,14 +334,17 @@ function M.ls(agent, args)
     local flags, pos = parse(args, { json = true })
     if not flags then complain("ls: %s", pos); return USAGE end
     if #pos > 0 then complain("ls: unexpected argument %s", pos[1]); return USAGE end
-    local rows, err = status_rows(agent, agent.registry.services())
+    local b = backend_for(agent, "ls")
+    if not b then return USAGE end
+    local resp, kind, detail = b.list()
+    if not resp then return failed("ls", kind, detail) end
     if flags.json then
-        io.stdout:write(json_rows(rows, { runtime_error = err }), "\n")
+        io.stdout:write(require("mcp.json").encode(resp, ARRAY_KEYS), "\n")
         return OK
     end
-    if err then say("warning: cannot list containers: %s", err) end
+    if resp.runtime_error ~= "" then say("warning: cannot list containers: %s", resp.runtime_error) end
     say("%-20s %-8s %s", "SERVICE", "ACTIVE", "COMPONENTS (observed/desired)")
-    for _, s in ipairs(rows) do
+    for _, s in ipairs(resp.services) do
         local parts = {}
         for _, c in ipairs(s.components) do
             parts[#parts + 1] = string.format("%s=%s/%s", c.name, c.observed_state, c.desired_state)
@@ -425,6 +352,12 @@ function M.ls(agent, args)
         say("%-20s %-8s %s", s.name, tostring(s.active), table.concat(parts, " "))
     end
     return OK
+end
+
+-- run ---------------------------------------------------------------------------
+
+function M.run(agent, args)
+    return require("mcp.host.daemon").run(agent, args)
 end
 
 -- snapshot / check ----------------------------------------------------------------
@@ -447,8 +380,8 @@ function M.check(agent, args)
     local flags, pos = parse(args, {})
     if not flags then complain("check: %s", pos); return USAGE end
     local rc = OK
-    for _, name in ipairs({ "recover", "boot", "backoff" }) do
-        local mod, err = load_policy(name, REQUIRED[name])
+    for _, name in ipairs(policies.NAMES) do
+        local mod, err = policies.get(name)
         if mod then
             say("policy %s: ok", name)
         else

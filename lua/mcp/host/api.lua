@@ -1,0 +1,142 @@
+-- mcp.host.api: the daemon's gRPC handlers (proto/mcp/agent/v1/agent.proto
+-- and grpc.health.v1). Each call runs as its own task: handler(request)
+-- returns the response table, or nil, grpc_status, message.
+local ops = require "mcp.host.ops"
+local policies = require "mcp.host.policies"
+
+local M = {}
+
+local SVC = "/mcp.agent.v1.AgentService/"
+local HEALTH = "/grpc.health.v1.Health/"
+
+-- gRPC status codes
+local INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 3, 5, 12, 13, 14
+local SERVING, NOT_SERVING = 1, 2
+
+local STATUS_OF = { invalid = INVALID_ARGUMENT, ["not found"] = NOT_FOUND, unavailable = UNAVAILABLE }
+
+local function failure(kind, message)
+    return nil, STATUS_OF[kind] or INTERNAL, tostring(message or kind)
+end
+
+--- Handlers over the agent and the daemon's state:
+--- state = { boot_done=bool, started=seconds, boot=<boot progress>, version= }
+function M.new(agent, state)
+    local h = {}
+
+    -- Writes wait for boot: the boot sequence owns the containers until then.
+    local function writable()
+        if state.boot_done then return true end
+        return nil, UNAVAILABLE, "the agent is still booting; try again when BootStatus says boot_done"
+    end
+
+    h[SVC .. "Deploy"] = function(req)
+        local ok, st, msg = writable()
+        if not ok then return nil, st, msg end
+        if req.service_toml == "" then return nil, INVALID_ARGUMENT, "service_toml is empty" end
+        local source = req.source ~= "" and req.source or "<DeployRequest>"
+        local resp, kind, detail = ops.deploy(agent, req.service_toml, source)
+        if not resp then return failure(kind, detail) end
+        return resp
+    end
+
+    local function action(verb)
+        return function(req)
+            local ok, st, msg = writable()
+            if not ok then return nil, st, msg end
+            if req.service == "" then return nil, INVALID_ARGUMENT, "service is required" end
+            local resp, kind, detail = ops.service_action(agent, verb, req.service, req.component)
+            if not resp then return failure(kind, detail) end
+            return resp
+        end
+    end
+    h[SVC .. "StartService"] = action("start")
+    h[SVC .. "StopService"] = action("stop")
+    h[SVC .. "RestartService"] = action("restart")
+
+    h[SVC .. "RemoveService"] = function(req)
+        local ok, st, msg = writable()
+        if not ok then return nil, st, msg end
+        if req.component ~= "" then return nil, INVALID_ARGUMENT, "remove takes a whole service" end
+        local resp, kind, detail = ops.remove(agent, req.service)
+        if not resp then return failure(kind, detail) end
+        return resp
+    end
+
+    h[SVC .. "ListServices"] = function()
+        return ops.list(agent)
+    end
+
+    h[SVC .. "GetServiceStatus"] = function(req)
+        local resp, kind, detail = ops.status(agent, req.service)
+        if not resp then return failure(kind, detail) end
+        return resp
+    end
+
+    h[SVC .. "Recover"] = function(req)
+        if not req.dry_run then
+            local ok, st, msg = writable()
+            if not ok then return nil, st, msg end
+        end
+        local recover, err = policies.get("recover")
+        if not recover then return nil, INTERNAL, err end
+        local report, kind, detail = ops.recover(agent, recover, req.dry_run)
+        if not report then return failure(kind, detail) end
+        return report
+    end
+
+    h[SVC .. "BootStatus"] = function()
+        return { stages = state.boot.stages, boot_done = state.boot_done }
+    end
+
+    h[SVC .. "NodeStatus"] = function()
+        local running = 0
+        local list = agent.runtime.list()
+        for _, c in ipairs(list or {}) do
+            if c.state == "running" then running = running + 1 end
+        end
+        return { node_name = agent.config.node_name or "", version = agent.version or "",
+                 uptime_seconds = agent.clock.now() - state.started,
+                 services = #agent.registry.services(), containers_running = running,
+                 boot_done = state.boot_done }
+    end
+
+    h[HEALTH .. "Check"] = function(req)
+        if req.service ~= "" and req.service ~= "mcp.agent.v1.AgentService" then
+            return nil, NOT_FOUND, "unknown service " .. req.service
+        end
+        return { status = state.boot_done and SERVING or NOT_SERVING }
+    end
+
+    h[HEALTH .. "Watch"] = function()
+        return nil, UNIMPLEMENTED, "Watch is not served; poll Check"
+    end
+
+    -- The task body of every call: the call answers even when the handler
+    -- raises or the task is cancelled (its __close fails it).
+    return function(call, method, request)
+        local guard <close> = call -- luacheck: ignore 211
+        local handler = h[method]
+        if not handler then
+            call:fail(UNIMPLEMENTED, "unknown method " .. tostring(method))
+            return
+        end
+        local ok, resp, status, message = xpcall(handler, debug.traceback, request)
+        if not ok then
+            agent.log.error("API handler failed", { method = method, error = resp })
+            call:fail(INTERNAL, "internal error: " .. tostring(resp):match("^[^\n]*"))
+            return
+        end
+        if not resp then
+            call:fail(status or INTERNAL, message or "failed")
+            return
+        end
+        local sent, err = pcall(call.reply, call, resp)
+        if not sent then
+            agent.log.error("API answer does not fit its message", { method = method, error = err })
+            call:fail(INTERNAL, "internal error: " .. tostring(err))
+        end
+    end
+end
+
+return M

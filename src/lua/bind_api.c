@@ -1,0 +1,498 @@
+/* The agent's gRPC API from Lua: core.api.serve{...} runs the server (every
+ * call becomes a Lua task with the request as a table) and core.api.call()
+ * is the client the CLI uses to reach a running daemon. Messages cross
+ * between protobuf and Lua through the descriptors (pbconv.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "internal.h"
+#include "mcp/agent/v1/agent.pb-c.h"
+#include "mcp/grpc_client.h"
+#include "mcp/grpc_server.h"
+#include "mcp/log.h"
+#include "pbconv.h"
+
+#define SERVER_MT "mcp.api.server"
+#define CALL_MT "mcp.api.call"
+
+static const ProtobufCServiceDescriptor *const SERVICES[] = {
+    &mcp__agent__v1__agent_service__descriptor,
+    &grpc__health__v1__health__descriptor,
+};
+
+/* ---- method table ---- */
+
+typedef struct api_server api_server;
+
+typedef struct api_method {
+    char path[160]; /* "/mcp.agent.v1.AgentService/ListServices" */
+    const ProtobufCMethodDescriptor *desc;
+    api_server *server;
+} api_method;
+
+/* Heap-allocated: it outlives its Lua handle until the server has closed. */
+struct api_server {
+    mcp_host *host;
+    mcp_grpc_server *server;
+    int handler_ref;     /* the Lua function(call, method, request) */
+    bool shutting_down;
+    bool orphaned;       /* the Lua handle is gone: free on close */
+    mcp_op *shutdown_op; /* a task waiting in server.shutdown() */
+    api_method *methods;
+    size_t n_methods;
+};
+
+/* ---- calls ---- */
+
+typedef struct api_call {
+    mcp_grpc_server_call *call; /* NULL once finished */
+    const ProtobufCMessageDescriptor *output;
+    bool cancelled;
+} api_call;
+
+static api_call *check_call(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, CALL_MT);
+}
+
+static void finish_fail(api_call *c, int status, const char *msg)
+{
+    if (!c->call)
+        return;
+    mcp_grpc_server_call *call = c->call;
+    c->call = NULL;
+    mcp_grpc_server_fail(call, status, msg);
+}
+
+/* call.reply(table): answers with the method's response message. */
+static int l_call_reply(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!c->call)
+        return luaL_error(L, "this call was already answered");
+    ProtobufCMessage *msg = mcp_pb_check(L, 2, c->output); /* raises on a bad table */
+    mcp_grpc_server_call *call = c->call;
+    c->call = NULL;
+    int rc = mcp_grpc_server_reply_message(call, msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+/* call.fail(status, message) */
+static int l_call_fail(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    lua_Integer status = luaL_checkinteger(L, 2);
+    const char *msg = luaL_optstring(L, 3, "");
+    if (status <= 0 || status > 16)
+        return luaL_argerror(L, 2, "a gRPC error status is 1..16");
+    if (!c->call)
+        return luaL_error(L, "this call was already answered");
+    finish_fail(c, (int)status, msg);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_call_cancelled(lua_State *L)
+{
+    lua_pushboolean(L, check_call(L, 1)->cancelled);
+    return 1;
+}
+
+static int l_call_peer(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    lua_pushstring(L, c->call ? mcp_grpc_server_call_peer(c->call) : "");
+    return 1;
+}
+
+/* A handler task that ends (or is cancelled) without answering still answers. */
+static int l_call_close(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    finish_fail(c, MCP_GRPC_UNAVAILABLE, "the request ended without an answer (agent stopping?)");
+    return 0;
+}
+
+static void on_call_cancel(mcp_grpc_server_call *call, int reason, void *ud)
+{
+    (void)call;
+    (void)reason;
+    api_call *c = ud;
+    c->cancelled = true;
+}
+
+/* ---- the server ---- */
+
+typedef struct server_handle {
+    api_server *s;
+} server_handle;
+
+static api_server *check_server(lua_State *L, int idx)
+{
+    server_handle *hd = luaL_checkudata(L, idx, SERVER_MT);
+    return hd->s;
+}
+
+/* Runs protected: handler(call, method, request) becomes a new task. */
+static int build_and_spawn(lua_State *L)
+{
+    const api_method *m = lua_touserdata(L, 1);
+    const ProtobufCMessage *req = lua_touserdata(L, 3);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->server->handler_ref);
+    lua_pushvalue(L, 2); /* the call */
+    lua_pushstring(L, m->path);
+    mcp_pb_push(L, req);
+    mcp_sched_spawn(m->server->host, 3);
+    return 0;
+}
+
+static void on_request(mcp_grpc_server_call *call, const uint8_t *req, size_t len, void *ud)
+{
+    api_method *m = ud;
+    api_server *s = m->server;
+    ProtobufCMessage *msg = mcp_grpc_server_unpack_or_fail(call, m->desc->input, req, len);
+    if (!msg)
+        return; /* INVALID_ARGUMENT already sent */
+    if (s->shutting_down || s->handler_ref == LUA_NOREF) {
+        protobuf_c_message_free_unpacked(msg, NULL);
+        mcp_grpc_server_fail(call, MCP_GRPC_UNAVAILABLE, "the agent is stopping");
+        return;
+    }
+    lua_State *L = s->host->L;
+    int top = lua_gettop(L);
+    /* The call's userdata first: from here on it answers the call whatever happens. */
+    api_call *c = lua_newuserdatauv(L, sizeof *c, 0);
+    c->call = call;
+    c->output = m->desc->output;
+    c->cancelled = false;
+    luaL_setmetatable(L, CALL_MT);
+    mcp_grpc_server_call_set_cancel(call, on_call_cancel, c);
+    int cidx = lua_gettop(L);
+    lua_pushcfunction(L, build_and_spawn);
+    lua_pushlightuserdata(L, m);
+    lua_pushvalue(L, cidx);
+    lua_pushlightuserdata(L, msg);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+        mcp_log(MCP_LOG_ERROR, "cannot dispatch a gRPC call", "method", m->path, "error",
+                lua_tostring(L, -1), NULL);
+        finish_fail(c, MCP_GRPC_INTERNAL, "the agent could not handle the request");
+    }
+    lua_settop(L, top);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void on_shutdown_done(mcp_grpc_server *server, void *ud)
+{
+    api_server *s = ud;
+    mcp_grpc_server_free(server);
+    s->server = NULL;
+    mcp_op *op = s->shutdown_op;
+    s->shutdown_op = NULL;
+    if (op) {
+        mcp_task *t = op->task;
+        free(op);
+        if (t) {
+            lua_pushboolean(mcp_task_thread(t), 1);
+            mcp_task_wake(t, 1);
+        }
+    }
+    if (s->orphaned)
+        free(s);
+}
+
+static void shutdown_op_cancel(mcp_op *op)
+{
+    (void)op; /* the shutdown goes on; on_shutdown_done frees the op */
+}
+
+static void start_shutdown(api_server *s, unsigned grace_ms)
+{
+    if (s->shutting_down || !s->server)
+        return;
+    s->shutting_down = true;
+    mcp_grpc_server_shutdown(s->server, grace_ms, on_shutdown_done, s);
+}
+
+/* server.shutdown(grace_seconds): stops accepting, lets calls in flight
+ * finish within the grace, and returns once everything is closed. */
+static int l_server_shutdown(lua_State *L)
+{
+    api_server *s = check_server(L, 1);
+    lua_Number grace = luaL_optnumber(L, 2, 10);
+    if (!s || !s->server) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    mcp_task *t = mcp_task_require(L, "server.shutdown");
+    if (s->shutdown_op)
+        return luaL_error(L, "server.shutdown is already being waited for");
+    mcp_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return luaL_error(L, "out of memory");
+    op->cancel = shutdown_op_cancel;
+    s->shutdown_op = op;
+    start_shutdown(s, grace > 0 ? (unsigned)(grace * 1000) : 0);
+    mcp_task_suspend(t, op);
+    return lua_yield(L, 0);
+}
+
+static int l_server_connections(lua_State *L)
+{
+    api_server *s = check_server(L, 1);
+    lua_pushinteger(L, s && s->server ? (lua_Integer)mcp_grpc_server_connections(s->server) : 0);
+    return 1;
+}
+
+static int l_server_tcp_port(lua_State *L)
+{
+    api_server *s = check_server(L, 1);
+    lua_pushinteger(L, s && s->server ? mcp_grpc_server_tcp_port(s->server) : -1);
+    return 1;
+}
+
+/* The Lua handle went away (lua_close at the latest): stop at once and let
+ * the loop finish closing; the done callback frees what is left. */
+static int l_server_gc(lua_State *L)
+{
+    server_handle *hd = lua_touserdata(L, 1);
+    api_server *s = hd->s;
+    hd->s = NULL;
+    if (!s)
+        return 0;
+    if (s->handler_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
+        s->handler_ref = LUA_NOREF;
+    }
+    if (!s->server) {
+        free(s);
+        return 0;
+    }
+    s->orphaned = true;
+    start_shutdown(s, 0);
+    return 0;
+}
+
+/* core.api.serve{ socket=, grpc_addr=, tls_cert=, tls_key=, tls_client_ca=,
+ *                 insecure_loopback=, handler=function(call, method, request) }
+ * -> server | nil, message */
+static int l_serve(lua_State *L)
+{
+    mcp_host *h = mcp_host_upvalue(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "handler");
+    luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler must be a function");
+    lua_pop(L, 1);
+    char *socket = mcp_opt_string_field(L, 1, "socket");
+    char *addr = mcp_opt_string_field(L, 1, "grpc_addr");
+    char *cert = mcp_opt_string_field(L, 1, "tls_cert");
+    char *key = mcp_opt_string_field(L, 1, "tls_key");
+    char *ca = mcp_opt_string_field(L, 1, "tls_client_ca");
+    lua_getfield(L, 1, "insecure_loopback");
+    bool insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+
+    size_t n_methods = 0;
+    for (size_t i = 0; i < sizeof SERVICES / sizeof SERVICES[0]; i++)
+        n_methods += SERVICES[i]->n_methods;
+    server_handle *hd = lua_newuserdatauv(L, sizeof *hd, 0);
+    hd->s = NULL;
+    luaL_setmetatable(L, SERVER_MT);
+    int hidx = lua_gettop(L);
+    api_server *s = calloc(1, sizeof *s + n_methods * sizeof(api_method));
+    mcp_error err = {{0}};
+    int rc = 0;
+    if (!s) {
+        mcp_error_set(&err, "out of memory");
+        rc = -1;
+        goto out;
+    }
+    hd->s = s;
+    s->host = h;
+    s->handler_ref = LUA_NOREF;
+    s->methods = (api_method *)(s + 1);
+    s->server = mcp_grpc_server_new(&h->loop, NULL, &err);
+    if (!s->server) {
+        rc = -1;
+        goto out;
+    }
+    for (size_t i = 0; rc == 0 && i < sizeof SERVICES / sizeof SERVICES[0]; i++) {
+        const ProtobufCServiceDescriptor *svc = SERVICES[i];
+        for (unsigned j = 0; rc == 0 && j < svc->n_methods; j++) {
+            api_method *m = &s->methods[s->n_methods++];
+            snprintf(m->path, sizeof m->path, "/%s/%s", svc->name, svc->methods[j].name);
+            m->desc = &svc->methods[j];
+            m->server = s;
+            rc = mcp_grpc_server_handle(s->server, m->path, on_request, m, &err);
+        }
+    }
+    if (rc == 0 && !(socket && *socket) && !(addr && *addr)) {
+        mcp_error_set(&err, "neither [agent] socket nor grpc_addr is set: nothing to listen on");
+        rc = -1;
+    }
+    if (rc == 0 && socket && *socket)
+        rc = mcp_grpc_server_listen_unix(s->server, socket, &err);
+    if (rc == 0 && addr && *addr) {
+        mcp_grpc_tls_options tls = {
+            .cert_file = cert, .key_file = key, .ca_file = ca, .insecure = insecure};
+        rc = mcp_grpc_server_listen_tcp(s->server, addr, &tls, &err);
+    }
+out:
+    free(socket);
+    free(addr);
+    free(cert);
+    free(key);
+    free(ca);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2; /* the handle's __gc closes whatever was opened */
+    }
+    lua_getfield(L, 1, "handler");
+    s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, hidx);
+    return 1;
+}
+
+/* ---- the client: reaching a running daemon ---- */
+
+static const ProtobufCMethodDescriptor *find_method(const char *path)
+{
+    for (size_t i = 0; i < sizeof SERVICES / sizeof SERVICES[0]; i++) {
+        const ProtobufCServiceDescriptor *svc = SERVICES[i];
+        size_t n = strlen(svc->name);
+        if (path[0] != '/' || strncmp(path + 1, svc->name, n) != 0 || path[n + 1] != '/')
+            continue;
+        for (unsigned j = 0; j < svc->n_methods; j++)
+            if (strcmp(path + n + 2, svc->methods[j].name) == 0)
+                return &svc->methods[j];
+    }
+    return NULL;
+}
+
+typedef struct client_op {
+    mcp_op op;
+    mcp_grpc_call *call;
+    const ProtobufCMessageDescriptor *output;
+} client_op;
+
+static void client_done(const mcp_grpc_result *res, void *ud)
+{
+    client_op *c = ud;
+    mcp_task *t = c->op.task;
+    if (t) {
+        lua_State *co = mcp_task_thread(t);
+        int n;
+        ProtobufCMessage *msg = NULL;
+        if (res->status == MCP_GRPC_OK)
+            msg = protobuf_c_message_unpack(c->output, NULL, res->data_len, res->data);
+        if (msg) {
+            mcp_pb_push(co, msg);
+            protobuf_c_message_free_unpacked(msg, NULL);
+            n = 1;
+        } else {
+            lua_pushnil(co);
+            if (res->status == MCP_GRPC_OK) {
+                lua_pushliteral(co, "bad answer");
+                lua_pushliteral(co, "the daemon's answer is not a valid message");
+            } else {
+                lua_pushstring(co, res->reason && *res->reason ? res->reason
+                                                                : mcp_grpc_status_name(res->status));
+                lua_pushstring(co, res->message ? res->message : "");
+            }
+            lua_pushinteger(co, res->status);
+            n = 4;
+        }
+        mcp_task_wake(t, n);
+    }
+    free(c);
+}
+
+static void client_cancel(mcp_op *op)
+{
+    mcp_grpc_client_cancel(((client_op *)op)->call);
+}
+
+/* core.api.call(socket, "/mcp.agent.v1.AgentService/Method", request, timeout)
+ * -> response | nil, reason, message, status */
+static int l_call(lua_State *L)
+{
+    const char *socket = luaL_checkstring(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Number timeout = luaL_optnumber(L, 4, 60);
+    const ProtobufCMethodDescriptor *m = find_method(path);
+    if (!m)
+        return luaL_argerror(L, 2, "not a method of the agent's API");
+    mcp_task *t = mcp_task_require(L, "api.call");
+    mcp_host *h = mcp_host_upvalue(L);
+    ProtobufCMessage *req = mcp_pb_check(L, 3, m->input);
+    size_t len = protobuf_c_message_get_packed_size(req);
+    uint8_t *buf = malloc(len ? len : 1);
+    client_op *c = calloc(1, sizeof *c);
+    if (!buf || !c) {
+        free(buf);
+        free(c);
+        protobuf_c_message_free_unpacked(req, NULL);
+        return luaL_error(L, "out of memory");
+    }
+    protobuf_c_message_pack(req, buf);
+    protobuf_c_message_free_unpacked(req, NULL);
+    c->op.cancel = client_cancel;
+    c->output = m->output;
+    mcp_grpc_request rq = {.unix_socket = socket, .method = path, .msg = buf, .msg_len = len,
+                           .timeout_ms = (int64_t)(timeout * 1000)};
+    mcp_error err = {{0}};
+    c->call = mcp_grpc_client_call(mcp_host_http(L, h), &rq, client_done, c, &err);
+    free(buf);
+    if (!c->call) {
+        free(c);
+        lua_pushnil(L);
+        lua_pushliteral(L, "failed");
+        lua_pushstring(L, err.msg);
+        lua_pushinteger(L, MCP_GRPC_UNAVAILABLE);
+        return 4;
+    }
+    mcp_task_suspend(t, &c->op);
+    return lua_yield(L, 0);
+}
+
+int luaopen_mcp_api(lua_State *L)
+{
+    static const luaL_Reg server_methods[] = {{"shutdown", l_server_shutdown},
+                                              {"connections", l_server_connections},
+                                              {"tcp_port", l_server_tcp_port},
+                                              {NULL, NULL}};
+    static const luaL_Reg call_methods[] = {{"reply", l_call_reply},
+                                            {"fail", l_call_fail},
+                                            {"cancelled", l_call_cancelled},
+                                            {"peer", l_call_peer},
+                                            {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"serve", l_serve}, {"call", l_call}, {NULL, NULL}};
+    if (luaL_newmetatable(L, SERVER_MT)) {
+        lua_newtable(L);
+        lua_pushvalue(L, lua_upvalueindex(1));
+        luaL_setfuncs(L, server_methods, 1);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_server_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, CALL_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, call_methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_call_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_call_close);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    luaL_newlibtable(L, fns);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    luaL_setfuncs(L, fns, 1);
+    return 1;
+}
