@@ -126,9 +126,43 @@ static int l_ensure(lua_State *L)
     return 3;
 }
 
+/* agent.certs.info(service) -> { cert=, expires_at=, status= } | nil, "missing"|"config":
+ * what the certificate on disk says, without asking Metacrypt (for status). */
+static int l_info(lua_State *L)
+{
+    const char *service = luaL_checkstring(L, 1);
+    mcp_host *h = mcp_host_upvalue(L);
+    const mcp_config *c = h->cfg;
+    if (!c || !c->mcproxy_cert_dir || !c->mcproxy_cert_dir[0]) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "config");
+        return 2;
+    }
+    char path[MCP_CERTS_PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/%s.pem", c->mcproxy_cert_dir, service);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return luaL_argerror(L, 1, "service name too long for a certificate path");
+    mcp_cert_info info;
+    memset(&info, 0, sizeof info);
+    mcp_cert_status st = mcp_certs_check(path, NULL, 0, 0, &info);
+    if (!info.not_after) {
+        lua_pushnil(L);
+        lua_pushstring(L, mcp_cert_status_name(st));
+        return 2;
+    }
+    char when[32];
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&info.not_after, &tm));
+    lua_createtable(L, 0, 3);
+    mcp_set_string(L, "cert", path);
+    mcp_set_string(L, "expires_at", when);
+    mcp_set_string(L, "status", mcp_cert_status_name(st));
+    return 1;
+}
+
 int luaopen_mcp_certs(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"ensure", l_ensure}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"ensure", l_ensure}, {"info", l_info}, {NULL, NULL}};
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));
     luaL_setfuncs(L, fns, 1);

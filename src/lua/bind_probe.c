@@ -84,6 +84,7 @@ static int start_probe(lua_State *L, probe_kind kind)
     static const char *const names[] = {"agent.probe.tcp", "agent.probe.http", "agent.probe.grpc"};
     mcp_task *t = mcp_task_require(L, names[kind]);
     mcp_host *h = mcp_host_upvalue(L);
+    mcp_http *http = kind == PROBE_TCP ? NULL : mcp_host_http(L, h); /* may raise: first */
     probe_op *p = calloc(1, sizeof *p);
     if (!p)
         return luaL_error(L, "out of memory");
@@ -94,10 +95,10 @@ static int start_probe(lua_State *L, probe_kind kind)
         p->probe = mcp_probe_tcp(&h->loop, host, port, ms, probe_done, p, &err);
         break;
     case PROBE_HTTP:
-        p->probe = mcp_probe_http(mcp_host_http(L, h), host, port, extra, ms, probe_done, p, &err);
+        p->probe = mcp_probe_http(http, host, port, extra, ms, probe_done, p, &err);
         break;
     case PROBE_GRPC:
-        p->probe = mcp_probe_grpc(mcp_host_http(L, h), host, port, extra, ms, probe_done, p, &err);
+        p->probe = mcp_probe_grpc(http, host, port, extra, ms, probe_done, p, &err);
         break;
     }
     if (!p->probe) {

@@ -235,9 +235,10 @@ local function target_command(verb)
         if not b then return USAGE end
         local resp, kind, detail = b.service_action(verb, service, component)
         if not resp then return failed(verb, kind, detail) end
+        for _, w in ipairs(resp.warnings or {}) do say("warning: %s", w) end
         for _, r in ipairs(resp.results) do
             if r.ok then
-                say("%s: %s", r.container, r.detail or verb)
+                say("%s: %s", r.container, (r.detail and r.detail ~= "") and r.detail or verb)
             else
                 say("%s: %s failed: %s", r.container, verb, r.error)
             end
@@ -287,9 +288,10 @@ local function print_status(s)
             c.observed_state, port_text(c.ports), c.ok and "" or "  <- differs")
         for _, r in ipairs(c.routes) do
             local listen = (r.port and r.port ~= 0) and r.port or r.host_port
-            say("    route %s: %s 127.0.0.1:%s -> %s %s%s", r.name, r.mode ~= "" and r.mode or "l4",
+            say("    route %s: %s 127.0.0.1:%s -> %s %s%s%s", r.name, r.mode ~= "" and r.mode or "l4",
                 tostring(r.host_port ~= 0 and r.host_port or "-"), tostring(listen or "-"),
-                r.hostname or "", r.registered and " (registered)" or "")
+                r.hostname or "", r.registered and " (registered)" or "",
+                (r.cert_expires_at and r.cert_expires_at ~= "") and (" cert expires " .. r.cert_expires_at) or "")
         end
     end
     for _, e in ipairs(s.events) do

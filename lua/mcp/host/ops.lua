@@ -3,6 +3,7 @@
 -- as they are; the CLI renders them, whether it computed them itself or got
 -- them from a running daemon, so both paths print the same thing.
 local actions = require "mcp.host.actions"
+local routes = require "mcp.routes"
 
 local M = {}
 
@@ -65,12 +66,18 @@ function M.deploy(agent, text, source)
         resp.messages[1] = svc.name .. ": stored (inactive)"
         return resp
     end
+    local function warn(msg)
+        resp.messages[#resp.messages + 1] = "warning: " .. msg
+        agent.log.warn(msg, { service = svc.name })
+    end
     resp.results, resp.ok = each_result(agent, svc.components, function(comp)
         if comp.desired_state == "running" then
             local id, err = actions.run_component(agent, svc, comp)
             if not id then return nil, err end
+            routes.register(agent, svc, comp, warn)
             return "started"
         end
+        routes.unregister(agent, comp, warn)
         local ok, err = actions.stop_component(agent, comp)
         if not ok then return nil, err end
         return "stopped"
@@ -116,7 +123,17 @@ function M.service_action(agent, verb, service, component)
     if not svc then return nil, "not found", comps end
     agent.registry.set_desired(svc.name, cname, v.state)
     if v.state == "running" and not svc.active then agent.registry.set_active(svc.name, true) end
-    local results, ok = each_result(agent, comps, function(c) return v.work(agent, svc, c) end)
+    local warnings = {}
+    local function warn(msg)
+        warnings[#warnings + 1] = msg
+        agent.log.warn(msg, { service = svc.name })
+    end
+    local results, ok = each_result(agent, comps, function(c)
+        if v.state == "stopped" then routes.unregister(agent, c, warn) end
+        local done, why = v.work(agent, svc, c)
+        if done and v.state == "running" then routes.register(agent, svc, c, warn) end
+        return done, why
+    end)
     for _, r in ipairs(results) do
         if r.ok then
             r.detail = r.detail or v.past
@@ -125,7 +142,7 @@ function M.service_action(agent, verb, service, component)
             agent.registry.event(svc.name, r.component, "failed", verb .. ": " .. r.error)
         end
     end
-    return { service = svc.name, ok = ok, results = results }
+    return { service = svc.name, ok = ok, results = results, warnings = warnings }
 end
 
 --- Removes every container of a service, then the service (its routes' ports
@@ -134,7 +151,9 @@ end
 function M.remove(agent, service)
     local svc = agent.registry.service(service)
     if not svc then return nil, "not found", "no such service: " .. service end
+    local function warn(msg) agent.log.warn(msg, { service = svc.name }) end
     local results, ok = each_result(agent, svc.components, function(c)
+        routes.unregister(agent, c, warn)
         local done, reason, detail = agent.runtime.remove(c.container)
         if not done then return nil, reason_text(reason, detail) end
         return "removed"
@@ -156,13 +175,16 @@ function M.list(agent)
     return { services = services, runtime_error = err or "" }
 end
 
-local function component_status(comp, observed)
+-- proxy: { set = registered routes, listener = } or nil; cert: expiry text or nil
+local function component_status(comp, observed, proxy, cert_expiry)
     local c = observed and observed[comp.container]
-    local routes = {}
+    local rts = {}
     for i, r in ipairs(comp.routes or {}) do
-        routes[i] = { name = r.name, port = r.port or 0, host_port = r.host_port or 0,
-                      mode = r.mode or "l4", hostname = r.hostname or "",
-                      registered = r.registered or false }
+        local key = proxy and (proxy.listener .. "|" .. (r.hostname or "") .. "|127.0.0.1:" .. tostring(r.host_port))
+        rts[i] = { name = r.name, port = r.port or 0, host_port = r.host_port or 0,
+                   mode = r.mode or "l4", hostname = r.hostname or "",
+                   registered = (proxy and proxy.set[key]) or false,
+                   cert_expires_at = (r.mode == "l7" and cert_expiry) or "" }
     end
     local ports = {}
     for i, p in ipairs(c and c.ports or {}) do
@@ -173,17 +195,28 @@ local function component_status(comp, observed)
     return {
         name = comp.name, image = comp.image, desired_state = comp.desired_state,
         observed_state = observed and (c and c.state or "missing") or "unknown",
-        container = comp.container, ports = ports, routes = routes,
+        container = comp.container, ports = ports, routes = rts,
         exit_code = c and c.exit_code or 0, started_at = c and c.started_at or "",
         ok = observed ~= nil and ((comp.desired_state == "running") == running),
     }
 end
 
+--- What mc-proxy has registered, asked once: { set=, listener= } or nil.
+local function proxy_view(agent)
+    local set, l = routes.registered(agent)
+    return set and { set = set, listener = l } or nil
+end
+
 --- -> ServiceStatus of one service (observed: containers by name, or nil when
---- the runtime could not be asked, with err).
-function M.service_status(agent, svc, observed, err)
+--- the runtime could not be asked, with err; proxy from proxy_view).
+function M.service_status(agent, svc, observed, err, proxy)
+    local expiry
+    if agent.certs and agent.certs.info and #routes.hostnames(svc) > 0 then
+        local info = agent.certs.info(svc.name)
+        expiry = info and info.expires_at
+    end
     local comps = {}
-    for i, comp in ipairs(svc.components) do comps[i] = component_status(comp, observed) end
+    for i, comp in ipairs(svc.components) do comps[i] = component_status(comp, observed, proxy, expiry) end
     local events = {}
     for i, e in ipairs(agent.registry.events(svc.name, 5) or {}) do
         events[i] = { time = e.time, component = e.component or "", kind = e.kind, message = e.message }
@@ -197,14 +230,17 @@ function M.status(agent, name)
     local svc = agent.registry.service(name)
     if not svc then return nil, "not found", "no such service: " .. name end
     local observed, err = observed_by_name(agent)
-    return M.service_status(agent, svc, observed, err)
+    return M.service_status(agent, svc, observed, err, proxy_view(agent))
 end
 
 --- Every service's ServiceStatus, asking the runtime once.
 function M.status_all(agent)
     local observed, err = observed_by_name(agent)
+    local proxy = proxy_view(agent)
     local out = {}
-    for i, svc in ipairs(agent.registry.services()) do out[i] = M.service_status(agent, svc, observed, err) end
+    for i, svc in ipairs(agent.registry.services()) do
+        out[i] = M.service_status(agent, svc, observed, err, proxy)
+    end
     return out, err
 end
 

@@ -1,0 +1,108 @@
+-- mcp.routes: a component's routes at mc-proxy (SPEC §4, §8). Registering
+-- is idempotent (AddRoute), so it is safe to repeat on every start and
+-- recover; L7 routes need a certificate first. Every failure is a warning:
+-- the container runs regardless, and the next recover tries again.
+local M = {}
+
+local function reason_text(reason, detail)
+    reason = tostring(reason or "failed")
+    if detail and detail ~= "" then return reason .. ": " .. tostring(detail) end
+    return reason
+end
+
+local function listener(agent)
+    local mcproxy = (agent.config and agent.config.mcproxy) or {}
+    return (mcproxy.listener and mcproxy.listener ~= "") and mcproxy.listener or ":443"
+end
+
+--- The routes of a component that mc-proxy can serve: a hostname and a host port.
+local function routable(component)
+    local out = {}
+    for _, r in ipairs(component.routes or {}) do
+        if r.hostname and r.hostname ~= "" and r.host_port and r.host_port ~= 0 then out[#out + 1] = r end
+    end
+    return out
+end
+
+--- Registers every routable route of a component; warn(msg) gets each failure.
+--- Returns the number registered.
+function M.register(agent, service, component, warn)
+    if not agent.proxy then return 0 end
+    local name = component.container or component.name
+    local n = 0
+    for _, route in ipairs(routable(component)) do
+        local r = { listener = listener(agent), hostname = route.hostname, mode = route.mode or "l4",
+                    backend = "127.0.0.1:" .. route.host_port, service = service.name }
+        local ok = true
+        if r.mode == "l7" then
+            if not agent.certs then
+                ok = false
+                warn(string.format("%s: l7 route %s needs a certificate, but [metacrypt] is not configured",
+                    name, route.hostname))
+            else
+                local cert, reason, detail = agent.certs.ensure(service.name, M.hostnames(service))
+                if cert then
+                    r.cert_path, r.key_path = cert.cert, cert.key
+                else
+                    ok = false
+                    warn(string.format("%s: cannot ensure TLS certificate for %s: %s", name,
+                        route.hostname, reason_text(reason, detail)))
+                end
+            end
+        end
+        if ok then
+            local done, reason, detail = agent.proxy.add_route(r)
+            if done then
+                n = n + 1
+            else
+                warn(string.format("%s: cannot register route %s with mc-proxy: %s", name,
+                    route.hostname, reason_text(reason, detail)))
+            end
+        end
+    end
+    return n
+end
+
+--- Removes a component's routes from mc-proxy; warn(msg) gets each failure.
+function M.unregister(agent, component, warn)
+    if not agent.proxy then return 0 end
+    local n = 0
+    for _, route in ipairs(routable(component)) do
+        local done, reason, detail = agent.proxy.remove_route(listener(agent), route.hostname)
+        if done then
+            n = n + 1
+        else
+            warn(string.format("%s: cannot remove route %s from mc-proxy: %s",
+                component.container or component.name, route.hostname, reason_text(reason, detail)))
+        end
+    end
+    return n
+end
+
+--- Every l7 hostname of a service: its one certificate covers them all.
+function M.hostnames(service)
+    local seen, out = {}, {}
+    for _, c in ipairs(service.components or {}) do
+        for _, r in ipairs(c.routes or {}) do
+            if r.mode == "l7" and r.hostname and r.hostname ~= "" and not seen[r.hostname] then
+                seen[r.hostname] = true
+                out[#out + 1] = r.hostname
+            end
+        end
+    end
+    return out
+end
+
+--- The set of registered routes, keyed "listener|hostname|backend", or nil.
+function M.registered(agent)
+    if not agent.proxy then return nil end
+    local list = agent.proxy.list_routes()
+    if not list then return nil end
+    local set = {}
+    for _, r in ipairs(list) do
+        set[(r.listener or "") .. "|" .. (r.hostname or "") .. "|" .. (r.backend or "")] = true
+    end
+    return set, listener(agent)
+end
+
+return M
