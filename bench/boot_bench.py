@@ -339,6 +339,8 @@ class Bench:
             'container_runtime = "%s"' % runtime,
             "podman_args = %s" % toml_list(self.env.podman_args),
             'port_range = "%d-%d"' % (self.args.port_base + 100, self.args.port_base + 199),
+            # no daemon answers here: the CLI works on the registry itself
+            "socket = %s" % json.dumps(os.path.join(self.dir, "agent.sock")),
             "[database]",
             "path = %s" % json.dumps(db),
             "[log]",

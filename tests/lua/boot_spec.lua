@@ -255,6 +255,133 @@ describe("boot", function()
     end)
 end)
 
+describe("boot's cost on the runtime", function()
+    local function count_ops(w, op)
+        local n = 0
+        for _, e in ipairs(w.runtime.ops()) do if e.op == op then n = n + 1 end end
+        return n
+    end
+
+    it("starts all of a stage's services at once", function()
+        local services, names = {}, {}
+        for i = 1, 10 do
+            services[i] = svc(string.format("s%02d", i), i)
+            names[i] = services[i].name
+        end
+        local w = t.world{ services = services, images = { IMG }, latency = { run = 1 } }
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "only", services = names, timeout = 60 } }, {})
+        end)
+        assert.is_true(r.healthy)
+        -- Recover's default cap of 4 would need 3 rounds of 1 s.
+        assert.is_true(w:now() < 1.2, "took " .. w:now())
+        assert.equal(10, #r.stages[1].start.recovered)
+    end)
+
+    it("probes a container as soon as its own run returns, not after the whole stage started", function()
+        local w = t.world{ services = { svc("a", 1), svc("b", 2), svc("c", 3) }, images = { IMG },
+                           latency = { run = 1 } }
+        w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = { "a", "b", "c" } } }, { parallel = 1 })
+        end)
+        local first_a
+        for _, p in ipairs(w.probe_log) do
+            if p.container == "a" then first_a = first_a or p.time end
+        end
+        -- a runs from 0 to 1 s, then b and c: a is probed (and healthy) at 1 s.
+        assert.is_true(first_a >= 1 and first_a < 1.1, "first probe of a at " .. tostring(first_a))
+    end)
+
+    it("probes pinned ports without asking podman, and sees a service healthy within tens of ms", function()
+        local services, names = {}, {}
+        for i = 1, 8 do
+            services[i] = svc("p" .. i, i)
+            names[i] = "p" .. i
+        end
+        local health = {}
+        for i = 1, 8 do health["p" .. i] = { after = 0.5 * i } end
+        local w = t.world{ services = services, images = { IMG }, health = health }
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = names, timeout = 60 } }, {})
+        end)
+        assert.is_true(r.healthy)
+        assert.equal(0, count_ops(w, "inspect"))
+        assert.equal(0, count_ops(w, "image_exists"))
+        -- One list to start the stage, then shared liveness lists (at most ~1 per second).
+        assert.is_true(count_ops(w, "list") <= 1 + 5, count_ops(w, "list") .. " lists")
+        for _, s in ipairs(r.stages[1].services) do
+            local want = 0.5 * tonumber(s.service:sub(2))
+            -- the 50 ms backoff cap and the 10 ms probe
+            assert.is_true(s.time_to_healthy >= want and s.time_to_healthy <= want + 0.07,
+                s.service .. " healthy after " .. s.time_to_healthy .. " (listening at " .. want .. ")")
+        end
+    end)
+
+    it("learns an unpinned host port from one inspect", function()
+        local w = t.world{ services = { { name = "u", image = IMG, ports = { "127.0.0.1::80/tcp" } } },
+                           images = { IMG }, health = { u = { after = 2 } } }
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = { "u" } } }, {})
+        end)
+        assert.is_true(r.healthy)
+        assert.equal(1, count_ops(w, "inspect"))
+        local hp = w.runtime.container("u").ports[1].host_port
+        for _, p in ipairs(w.probe_log) do assert.equal(hp, p.port) end
+    end)
+
+    it("asks whether a container still runs only while probes keep failing, one list for all", function()
+        local services, names = {}, {}
+        for i = 1, 6 do
+            services[i] = svc("n" .. i, i)
+            names[i] = "n" .. i
+        end
+        local w = t.world{ services = services, images = { IMG }, health_default = "never" }
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = { "x" } },
+                                     { name = "late", services = names, timeout = 30 } }, {})
+        end)
+        assert.is_false(r.stages[2].healthy)
+        assert.equal(0, count_ops(w, "inspect"))
+        -- 6 loops over 30 s, checking every second from the first: about 30 lists, not 6 x 30.
+        local lists = count_ops(w, "list")
+        assert.is_true(lists >= 20 and lists <= 35, lists .. " lists")
+    end)
+
+    it("backs off to seconds only in the foundation's retry after its timeout", function()
+        local w = t.world{ services = { svc("db", 1) }, images = { IMG }, health = { db = "never" } }
+        w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = { "db" }, timeout = 10 } }, {})
+        end, { cancel_after = 610 })
+        local early, late = 0, 0
+        for _, p in ipairs(w.probe_log) do
+            if p.time < 10 then early = early + 1 elseif p.time >= 10 then late = late + 1 end
+        end
+        -- Within the timeout: every 10-50 ms (about 25 per second).
+        assert.is_true(early > 150, early .. " probes in the first 10 s")
+        -- After it: 0.25 s growing to 5 s, full jitter (about one per 2.5 s).
+        assert.is_true(late > 100 and late < 600, late .. " probes in the next 600 s")
+        assert.is_true(count_ops(w, "list") < 200, count_ops(w, "list") .. " lists")
+    end)
+
+    it("notices a container that died during a later stage and restarts it", function()
+        local w = t.world{ services = { svc("db", 1), svc("app", 2) }, images = { IMG },
+                           health = { app = { after = 10 } } }
+        w.sched.spawn(function()
+            w.sched.sleep(3)
+            w.runtime.kill("app", 1)
+        end)
+        local r = w:run(function(agent)
+            return boot.run(agent, { { name = "f", services = { "db" } },
+                                     { name = "apps", services = { "app" }, timeout = 40 } }, {})
+        end)
+        assert.is_true(r.healthy)
+        local app = r.stages[2].services[1]
+        assert.equal(1, app.restarts)
+        -- Died at 3 s, seen within ~1 s, healthy 10 s after its restart.
+        assert.is_true(app.time_to_healthy >= 13 and app.time_to_healthy < 14.5, "after " .. app.time_to_healthy)
+    end)
+end)
+
 describe("seed-compatible boot example", function()
     local seed = dofile(root .. "policies/examples/seed-compatible/boot.lua")
 

@@ -147,6 +147,39 @@ describe("mcp.report", function()
     end)
 end)
 
+describe("mcp.health", function()
+    local health = require "mcp.health"
+
+    it("parses podman port specs", function()
+        assert.same({ 18080, 8080, "tcp" }, { health.parse_port_spec("127.0.0.1:18080:8080/tcp") })
+        assert.same({ 18080, 8080, "tcp" }, { health.parse_port_spec("18080:8080") })
+        assert.same({ 53, 53, "udp" }, { health.parse_port_spec("53:53/UDP") })
+        assert.same({ 9000, 80, "tcp" }, { health.parse_port_spec("[::1]:9000:80") })
+        assert.same({ nil, 8080, "tcp" }, { health.parse_port_spec("127.0.0.1::8080") })
+        assert.same({ nil, 8080, "tcp" }, { health.parse_port_spec("8080") })
+        assert.is_nil(health.parse_port_spec(nil))
+        assert.is_nil((health.parse_port_spec("8000-8010:8000-8010")))
+    end)
+
+    it("finds the host port a spec pins for a container port, else nil", function()
+        local c = { ports = { "127.0.0.1:18443:8443/tcp", "127.0.0.1::9000", "53:53/udp" },
+                    routes = { { name = "r", port = 7000, host_port = 10001 },
+                               { name = "p", host_port = 10002 },
+                               { name = "new", port = 7100 } } }
+        assert.equal(18443, health.pinned_host_port(c, 8443))
+        assert.is_nil(health.pinned_host_port(c, 9000))   -- podman picks it
+        assert.is_nil(health.pinned_host_port(c, 53))     -- udp only
+        assert.equal(10001, health.pinned_host_port(c, 7000))
+        assert.equal(10002, health.pinned_host_port(c, 10002)) -- $PORT route, mapped host:host
+        assert.is_nil(health.pinned_host_port(c, 7100))    -- no host port yet
+        assert.is_nil(health.pinned_host_port(c, nil))
+        assert.is_nil(health.pinned_host_port({}, 80))
+        -- The first mapping of a port wins, as in the runtime's record.
+        assert.equal(18443, health.pinned_host_port({ ports = { "127.0.0.1:18443:8443" },
+            routes = { { name = "r", port = 8443, host_port = 10001 } } }, 8443))
+    end)
+end)
+
 describe("backoff", function()
     it("keeps every delay within [0, cap] and grows exponentially without jitter", function()
         local b = backoff.new{ base = 1, cap = 10, jitter = "none" }
