@@ -262,20 +262,28 @@ describe("boot's cost on the runtime", function()
         return n
     end
 
-    it("starts all of a stage's services at once", function()
-        local services, names = {}, {}
-        for i = 1, 10 do
-            services[i] = svc(string.format("s%02d", i), i)
-            names[i] = services[i].name
+    it("starts a stage's services START_PARALLEL at a time (or opts.parallel)", function()
+        local function boot_ten(opts)
+            local services, names = {}, {}
+            for i = 1, 10 do
+                services[i] = svc(string.format("s%02d", i), i)
+                names[i] = services[i].name
+            end
+            local w = t.world{ services = services, images = { IMG }, latency = { run = 1 } }
+            local r = w:run(function(agent)
+                return boot.run(agent, { { name = "only", services = names, timeout = 60 } }, opts)
+            end)
+            assert.is_true(r.healthy)
+            assert.equal(10, #r.stages[1].start.recovered)
+            return w:now(), r
         end
-        local w = t.world{ services = services, images = { IMG }, latency = { run = 1 } }
-        local r = w:run(function(agent)
-            return boot.run(agent, { { name = "only", services = names, timeout = 60 } }, {})
-        end)
-        assert.is_true(r.healthy)
-        -- Recover's default cap of 4 would need 3 rounds of 1 s.
-        assert.is_true(w:now() < 1.2, "took " .. w:now())
-        assert.equal(10, #r.stages[1].start.recovered)
+        assert.equal(4, boot.START_PARALLEL)
+        local t4, r4 = boot_ten({})
+        assert.is_true(t4 >= 3 and t4 < 3.2, "took " .. t4)
+        -- The first four are healthy once their own run returned, not after all ten.
+        assert.is_true(r4.stages[1].services[1].time_to_healthy < 1.1)
+        local t10 = boot_ten({ parallel = 10 })
+        assert.is_true(t10 >= 1 and t10 < 1.2, "took " .. t10)
     end)
 
     it("probes a container as soon as its own run returns, not after the whole stage started", function()
