@@ -73,8 +73,11 @@ int luaopen_mcp_task(lua_State *L);  /* upvalue 1: mcp_host light userdata */
 /* Spawns the function below nargs arguments on h->L as a new task (popping
  * them), from C code outside any task (e.g. a server callback). */
 void mcp_sched_spawn(mcp_host *h, int nargs);
-/* Cancels every live task (the stop path when nobody handles signals). */
+/* Closes every live task at once. */
 void mcp_sched_cancel_all(mcp_host *h);
+/* Asks every live task to stop: their waits return nil, "cancelled" so they
+ * can wind down and report (the stop path when nobody handles signals). */
+void mcp_sched_request_cancel_all(mcp_host *h);
 
 /* --- signals (signals.c) --- */
 /* Installs SIGINT/SIGTERM/SIGHUP handlers that wake the loop. A task waiting

@@ -100,11 +100,16 @@ static void on_async(uv_async_t *async)
         bool first = h->stop_count == 0;
         h->stop_count = stops;
         h->stop_signal = sig;
-        /* A waiting task (the daemon) stops gracefully; a second signal, or
-         * nobody waiting, cancels everything at once. */
-        if (!(first && deliver(h, sig) > 0)) {
+        /* A waiting task (the daemon) stops gracefully; with nobody waiting
+         * every task is asked to wind down; a second signal closes them all. */
+        if (first && deliver(h, sig) > 0)
+            return;
+        if (first) {
             mcp_log(MCP_LOG_WARN, "signal received: cancelling tasks", "signal", sig_name(sig),
                     NULL);
+            mcp_sched_request_cancel_all(h);
+        } else {
+            mcp_log(MCP_LOG_WARN, "second signal: stopping now", "signal", sig_name(sig), NULL);
             mcp_sched_cancel_all(h);
         }
     }

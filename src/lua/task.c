@@ -37,7 +37,14 @@ struct mcp_task {
     mcp_task *prev_live, *next_live;
     wait_op *waiters;  /* tasks waiting for this one to end */
     int nresults;      /* DONE: results at the bottom of co's stack; FAILED: 1 message */
+    bool cancel_requested; /* every wait now returns nil, "cancelled" */
+    bool cancel_pending;   /* a wait was refused while running: answer it after the yield */
+    int refused_waits;     /* how many; past MAX_REFUSED_WAITS the task is closed */
 };
+
+/* A cancelled task gets this many waits answered "cancelled" to wind down
+ * (report, clean up) before it is closed for good. */
+#define MAX_REFUSED_WAITS 100
 
 struct wait_op {
     mcp_op op;
@@ -169,6 +176,8 @@ static void task_fail(mcp_task *t, const char *msg)
     task_finish(t);
 }
 
+static void task_cancel(mcp_task *t);
+
 /* ---- resuming ---- */
 
 static void task_resume(mcp_task *t, int nargs)
@@ -189,6 +198,18 @@ static void task_resume(mcp_task *t, int nargs)
             t->state = TASK_WAITING;
             return;
         }
+        if (t->cancel_pending) {
+            /* the wait it just started was refused (see mcp_task_suspend) */
+            t->cancel_pending = false;
+            if (t->refused_waits > MAX_REFUSED_WAITS) {
+                task_cancel(t);
+                return;
+            }
+            lua_pushnil(t->co);
+            lua_pushliteral(t->co, "cancelled");
+            ready_push(h, t, 2);
+            return;
+        }
         /* A bare coroutine.yield() at task level would park the task for ever. */
         lua_resetthread(t->co);
         task_fail(t, "task yielded outside an agent call (coroutine.yield at task level is not "
@@ -196,7 +217,8 @@ static void task_resume(mcp_task *t, int nargs)
         return;
     }
     if (status == LUA_OK) {
-        t->state = TASK_DONE;
+        /* a cancelled task's results are not its waiters' to see */
+        t->state = t->cancel_requested ? TASK_CANCELLED : TASK_DONE;
         t->nresults = nres;
         task_finish(t);
         return;
@@ -249,6 +271,14 @@ mcp_task *mcp_task_require(lua_State *L, const char *what)
 
 void mcp_task_suspend(mcp_task *t, mcp_op *op)
 {
+    if (t->cancel_requested) {
+        /* refuse the wait at once; task_resume answers it after the yield */
+        op->task = NULL;
+        op->cancel(op);
+        t->cancel_pending = true;
+        t->refused_waits++;
+        return;
+    }
     op->task = t;
     t->op = op;
 }
@@ -281,6 +311,27 @@ static void task_cancel(mcp_task *t)
     lua_resetthread(t->co);
     lua_settop(t->co, 0);
     task_finish(t);
+}
+
+/* Asks t to stop: its pending wait and every later one return nil,
+ * "cancelled", so a policy can wind down and report; waiters of t see
+ * nil, "cancelled" when it ends. A task that keeps waiting regardless is
+ * closed after MAX_REFUSED_WAITS. */
+static void task_request_cancel(mcp_task *t)
+{
+    if (task_finished(t) || t->cancel_requested)
+        return;
+    t->cancel_requested = true;
+    mcp_op *op = t->op;
+    if (op) {
+        t->op = NULL;
+        op->task = NULL;
+        op->cancel(op);
+        t->refused_waits++;
+        lua_pushnil(t->co);
+        lua_pushliteral(t->co, "cancelled");
+        ready_push(t->host, t, 2);
+    }
 }
 
 /* ---- sleep ---- */
@@ -462,8 +513,8 @@ static int l_cancel(lua_State *L)
     mcp_host *h = mcp_host_upvalue(L);
     if (t == h->current)
         return luaL_error(L, "a task cannot cancel itself (return from it instead)");
-    bool was_live = !task_finished(t);
-    task_cancel(t);
+    bool was_live = !task_finished(t) && !t->cancel_requested;
+    task_request_cancel(t);
     lua_pushboolean(L, was_live);
     return 1;
 }
@@ -471,7 +522,8 @@ static int l_cancel(lua_State *L)
 static int l_status(lua_State *L)
 {
     mcp_task *t = check_task(L, 1);
-    lua_pushstring(L, state_names[t->state]);
+    /* a task winding down after cancel already counts as cancelled */
+    lua_pushstring(L, t->cancel_requested && !task_finished(t) ? "cancelled" : state_names[t->state]);
     return 1;
 }
 
@@ -549,6 +601,12 @@ void mcp_sched_cancel_all(mcp_host *h)
 {
     while (h->live)
         task_cancel(h->live);
+}
+
+void mcp_sched_request_cancel_all(mcp_host *h)
+{
+    for (mcp_task *t = h->live; t; t = t->next_live)
+        task_request_cancel(t);
 }
 
 int mcp_sched_init(mcp_host *h)

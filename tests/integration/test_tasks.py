@@ -126,10 +126,15 @@ class SleepAndWait(TaskTestCase):
 class Cancel(TaskTestCase):
     def test_cancel_of_a_sleeping_task_frees_its_timer_and_waiting_gives_cancelled(self):
         # If the cancelled 600 s timer stayed armed the loop would not end:
-        # the 20 s run timeout catches that as a hang.
+        # the 20 s run timeout catches that as a hang. Cancelling is
+        # cooperative: the sleep returns nil, "cancelled" and the task winds down.
         r = self.lua_ok("""
             local reached = false
-            local h = agent.task.spawn(function() agent.clock.sleep(600); reached = true end)
+            local h = agent.task.spawn(function()
+                local ok, why = agent.clock.sleep(600)
+                print("slept", ok, why)
+                reached = ok == true
+            end)
             agent.clock.sleep(0.05)
             print("status", agent.task.status(h))
             print("cancel", agent.task.cancel(h))
@@ -144,6 +149,7 @@ class Cancel(TaskTestCase):
         self.assertEqual(one_line("wait", r.stdout), "nil\tcancelled")
         self.assertEqual(one_line("timed", r.stdout), "nil\tcancelled")
         self.assertEqual(one_line("cancel2", r.stdout), "false")  # already finished
+        self.assertEqual(one_line("slept", r.stdout), "nil\tcancelled")
         self.assertEqual(one_line("reached", r.stdout), "false")
         self.assertLess(r.elapsed, 15)
 
@@ -482,11 +488,17 @@ class Signals(TaskTestCase):
             for i = 1, 200 do hs[i] = agent.task.spawn(function() agent.clock.sleep(600) end) end
             local w = agent.task.spawn(function() return agent.task.wait(hs[1], 500) end)
             io.stdout:write("ready\\n"); io.stdout:flush()
-            agent.task.all(hs)
-            print("after")
+            -- cancelling is cooperative: every wait now answers "cancelled"
+            local cancelled = 0
+            for _, r in ipairs(agent.task.all(hs)) do
+                if r[1] == nil and r[2] == "cancelled" then cancelled = cancelled + 1 end
+            end
+            print("cancelled", cancelled)
+            print("late", agent.clock.sleep(1))
         """)
         self.assertMentions(err, "SIGINT")
-        self.assertNotIn("after", out)
+        self.assertEqual(one_line("cancelled", out), "200")
+        self.assertEqual(one_line("late", out), "nil\tcancelled")
 
     def test_sigterm_during_a_probe_exits_within_2s(self):
         silent = socket.socket()
