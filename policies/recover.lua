@@ -17,10 +17,14 @@
 -- boot.lua reuses recover.component and recover.containers_by_name.
 
 local spec = require "mcp.spec"
+local routes = require "mcp.routes"
+local backoff = require "backoff"
 
 local M = {}
 
 M.DEFAULT_PARALLEL = 4
+M.ROUTE_ATTEMPTS = 3
+M.ROUTE_BACKOFF = { base = 0.2, cap = 2, jitter = "full" }
 
 local function fmt_reason(reason, detail)
     reason = tostring(reason or "failed")
@@ -43,37 +47,14 @@ local function container_of(service, component)
 end
 M.container_of = container_of
 
--- Registers a component's routes with mc-proxy (ensuring certs for L7
--- routes first). Every failure is a warning: the container runs regardless.
+-- Registers a component's routes with mc-proxy (a certificate first for L7
+-- routes), retried with backoff; every failure is a warning: the container
+-- runs regardless, and the next recover tries again.
 local function register_routes(agent, service, component, warn)
-    if not agent.proxy then return end
-    local mcproxy = (agent.config and agent.config.mcproxy) or {}
-    local listener = mcproxy.listener or ":443"
-    for _, route in ipairs(component.routes or {}) do
-        if route.hostname and route.hostname ~= "" and route.host_port and route.host_port ~= 0 then
-            local r = { listener = listener, hostname = route.hostname, mode = route.mode or "l4",
-                        backend = "127.0.0.1:" .. route.host_port, service = service.name }
-            local ok = true
-            if r.mode == "l7" and agent.certs then
-                local cert, reason, detail = agent.certs.ensure(service.name, { route.hostname })
-                if cert then
-                    r.cert_path, r.key_path = cert.cert, cert.key
-                else
-                    ok = false
-                    warn(string.format("%s: cannot ensure TLS certificate for %s: %s",
-                        container_of(service, component), route.hostname, fmt_reason(reason, detail)))
-                end
-            end
-            if ok then
-                local done, reason, detail = agent.proxy.add_route(r)
-                if not done then
-                    warn(string.format("%s: cannot register route %s with mc-proxy: %s",
-                        container_of(service, component), route.hostname, fmt_reason(reason, detail)))
-                end
-            end
-        end
-    end
+    routes.register_retrying(agent, service, component, warn,
+        { attempts = M.ROUTE_ATTEMPTS, delays = backoff.new(M.ROUTE_BACKOFF) })
 end
+M.register_routes = register_routes
 
 --- Brings one component to running (or, dry run, plans it). `existing` is
 --- the runtime record of its container or nil; opts.dry_run plans only,
@@ -96,7 +77,11 @@ function M.component(agent, service, component, existing, opts)
         return result
     end
 
-    if existing and existing.state == "running" then return outcome("already_running") end
+    if existing and existing.state == "running" then
+        -- AddRoute is idempotent: routes missed while mc-proxy was down get in now
+        if not opts.dry_run then register_routes(agent, service, component, warn) end
+        return outcome("already_running")
+    end
 
     local function skip_missing_image()
         warn(string.format("%s: image %s not found, skipped", name, tostring(component.image)))

@@ -25,11 +25,12 @@ local function routable(component)
 end
 
 --- Registers every routable route of a component; warn(msg) gets each failure.
---- Returns the number registered.
+--- Returns the number registered, the number that failed, and whether every
+--- failure was quick (worth retrying at once; a timeout is not).
 function M.register(agent, service, component, warn)
-    if not agent.proxy then return 0 end
+    if not agent.proxy then return 0, 0, true end
     local name = component.container or component.name
-    local n = 0
+    local n, failed, quick = 0, 0, true
     for _, route in ipairs(routable(component)) do
         local r = { listener = listener(agent), hostname = route.hostname, mode = route.mode or "l4",
                     backend = "127.0.0.1:" .. route.host_port, service = service.name }
@@ -37,6 +38,7 @@ function M.register(agent, service, component, warn)
         if r.mode == "l7" then
             if not agent.certs then
                 ok = false
+                failed = failed + 1
                 warn(string.format("%s: l7 route %s needs a certificate, but [metacrypt] is not configured",
                     name, route.hostname))
             else
@@ -45,6 +47,8 @@ function M.register(agent, service, component, warn)
                     r.cert_path, r.key_path = cert.cert, cert.key
                 else
                     ok = false
+                    failed = failed + 1
+                    if reason == "timeout" then quick = false end
                     warn(string.format("%s: cannot ensure TLS certificate for %s: %s", name,
                         route.hostname, reason_text(reason, detail)))
                 end
@@ -55,12 +59,40 @@ function M.register(agent, service, component, warn)
             if done then
                 n = n + 1
             else
+                failed = failed + 1
+                if reason == "timeout" then quick = false end
                 warn(string.format("%s: cannot register route %s with mc-proxy: %s", name,
                     route.hostname, reason_text(reason, detail)))
             end
         end
     end
-    return n
+    return n, failed, quick
+end
+
+--- register, retried with backoff while failures are quick (mc-proxy or
+--- Metacrypt refusing or erroring; a timeout is not retried): warn hears the
+--- failures of the last attempt only. opts: attempts (default 3), delays (a
+--- backoff with .next() -> seconds; default 0.2 s, 0.4 s, …).
+function M.register_retrying(agent, service, component, warn, opts)
+    opts = opts or {}
+    local attempts = opts.attempts or 3
+    local n, failed = 0, 0
+    for attempt = 1, attempts do
+        local heard = {}
+        local quick
+        n, failed, quick = M.register(agent, service, component, function(msg) heard[#heard + 1] = msg end)
+        local last = attempt == attempts or failed == 0 or not quick
+        if last then
+            for _, msg in ipairs(heard) do warn(msg) end
+            return n, failed
+        end
+        local delay = opts.delays and opts.delays.next() or 0.2 * attempt
+        if not agent.clock.sleep(delay) then
+            for _, msg in ipairs(heard) do warn(msg) end
+            return n, failed
+        end
+    end
+    return n, failed
 end
 
 --- Removes a component's routes from mc-proxy; warn(msg) gets each failure.

@@ -380,7 +380,6 @@ hostname = "raw.test.internal"
         self.recover()
         self.assertEqual(self.peers.routes(), self.expected_routes())
 
-    @unittest.expectedFailure
     def test_routes_registered_for_running_containers_once_mcproxy_is_up(self):
         """SPEC §5 + issue #5: routes missed while mc-proxy was down are
         registered by the next recover even though the container is already
