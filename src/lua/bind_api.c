@@ -347,9 +347,15 @@ out:
     free(key);
     free(ca);
     if (rc != 0) {
+        if (s && s->server) {
+            /* close what did open now: open listeners would keep the loop alive */
+            hd->s = NULL;
+            s->orphaned = true;
+            start_shutdown(s, 0);
+        }
         lua_pushnil(L);
         lua_pushstring(L, err.msg);
-        return 2; /* the handle's __gc closes whatever was opened */
+        return 2;
     }
     lua_getfield(L, 1, "handler");
     s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
