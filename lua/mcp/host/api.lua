@@ -86,7 +86,7 @@ function M.new(agent, state)
     end
 
     h[SVC .. "BootStatus"] = function()
-        return { stages = state.boot.stages, boot_done = state.boot_done }
+        return { stages = state.boot.view(), boot_done = state.boot_done }
     end
 
     h[SVC .. "NodeStatus"] = function()

@@ -56,6 +56,7 @@ local function remote_backend(socket)
         end
         return out, list.runtime_error ~= "" and list.runtime_error or nil
     end
+    function b.boot_status() return call("BootStatus", {}, 10) end
     function b.recover(dry_run)
         local report, kind, msg = call("Recover", { dry_run = dry_run })
         if not report then return nil, kind, msg end

@@ -300,6 +300,16 @@ local function print_status(s)
     end
 end
 
+local function print_boot_progress(boot)
+    say("boot in progress:")
+    for _, st in ipairs(boot.stages) do
+        local healthy = 0
+        for _, s in ipairs(st.services) do if s.healthy then healthy = healthy + 1 end end
+        say("  stage %-16s %-10s %d/%d healthy  %.1fs", st.name, st.state, healthy, #st.services,
+            st.elapsed_seconds)
+    end
+end
+
 function M.status(agent, args)
     local flags, pos = parse(args, { json = true })
     if not flags then complain("status: %s", pos); return USAGE end
@@ -317,10 +327,13 @@ function M.status(agent, args)
         if not all then return failed("status", kind, detail) end
         services, err = all, kind
     end
+    -- a daemon that is still booting says how far it got
+    local boot = b.boot_status and b.boot_status()
     if flags.json then
-        io.stdout:write(require("mcp.json").encode({ services = services, runtime_error = err or "" },
-            ARRAY_KEYS), "\n")
+        io.stdout:write(require("mcp.json").encode({ services = services, runtime_error = err or "",
+            boot = boot }, ARRAY_KEYS), "\n")
     else
+        if boot and not boot.boot_done then print_boot_progress(boot) end
         if err then say("warning: cannot list containers: %s", err) end
         for _, s in ipairs(services) do print_status(s) end
     end

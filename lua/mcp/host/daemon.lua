@@ -57,6 +57,16 @@ local function boot_tracker(agent, stages_cfg)
         end
     end
 
+    --- The stages for BootStatus, with the running stage's time so far.
+    function t.view()
+        for _, st in ipairs(t.stages) do
+            if st.state == "running" and started[st.name] then
+                st.elapsed_seconds = agent.clock.now() - started[st.name]
+            end
+        end
+        return t.stages
+    end
+
     --- Folds the policy's final report in (attempts, reasons).
     function t.finish(report)
         for _, sr in ipairs(report and report.stages or {}) do
