@@ -33,7 +33,7 @@
 -- retry_backoff (the foundation's retry after its timeout), progress
 -- (function(event) called on every state change).
 
-local recover = require "recover"
+local recover = require "mcp.recovery"
 local backoff = require "backoff"
 local health = require "mcp.health"
 

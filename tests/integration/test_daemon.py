@@ -779,13 +779,6 @@ class SignalTest(DaemonTestCase):
         self.assertEqual(self.recover_warnings(d), ["policy v2"])
         self.assertEqual(d.stop(), 0, d.log())
 
-    # BUG (an operator recover.lua with only run() breaks boot): policies.lua
-    # requires only recover.run, so `check` and `run` accept such a file, but
-    # the built-in boot.lua calls recover.recover/component/container_of:
-    # the daemon logs "boot policy failed ... boot.lua:429: attempt to call a
-    # nil value (field 'recover')", starts nothing, and still reports
-    # boot_done / SERVING.
-    @unittest.expectedFailure
     def test_boot_works_with_an_operator_recover_policy(self):
         pdir = self.env.path("policies")
         os.makedirs(pdir, mode=0o755)

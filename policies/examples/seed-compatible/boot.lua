@@ -8,7 +8,7 @@
 -- the stage deadline. No backoff, no concurrency, no foundation retry.
 -- Same signature and report shape as boot.lua: run(agent, stages, opts).
 
-local recover = require "recover"
+local recover = require "mcp.recovery"
 local boot = require "mcp.health"
 
 local M = {}
