@@ -81,6 +81,21 @@ static int l_call_reply(lua_State *L)
     return 1;
 }
 
+/* call.reply_packed(bytes): answers with a message packed earlier (by
+ * api.pack for this method): cached answers cost no conversion at all. */
+static int l_call_reply_packed(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    size_t len;
+    const char *bytes = luaL_checklstring(L, 2, &len);
+    if (!c->call)
+        return luaL_error(L, "this call was already answered");
+    mcp_grpc_server_call *call = c->call;
+    c->call = NULL;
+    lua_pushboolean(L, mcp_grpc_server_reply(call, (const uint8_t *)bytes, len) == 0);
+    return 1;
+}
+
 /* call.fail(status, message) */
 static int l_call_fail(lua_State *L)
 {
@@ -466,6 +481,24 @@ static int l_call(lua_State *L)
     return lua_yield(L, 0);
 }
 
+/* core.api.pack(method_path, table) -> the method's response, packed. */
+static int l_pack(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const ProtobufCMethodDescriptor *m = find_method(path);
+    if (!m)
+        return luaL_argerror(L, 1, "not a method of the agent's API");
+    ProtobufCMessage *msg = mcp_pb_check(L, 2, m->output);
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    luaL_Buffer b;
+    uint8_t *buf = (uint8_t *)luaL_buffinitsize(L, &b, len ? len : 1);
+    protobuf_c_message_pack(msg, buf);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    luaL_pushresultsize(&b, len);
+    return 1;
+}
+
 int luaopen_mcp_api(lua_State *L)
 {
     static const luaL_Reg server_methods[] = {{"shutdown", l_server_shutdown},
@@ -474,10 +507,12 @@ int luaopen_mcp_api(lua_State *L)
                                               {NULL, NULL}};
     static const luaL_Reg call_methods[] = {{"reply", l_call_reply},
                                             {"fail", l_call_fail},
+                                            {"reply_packed", l_call_reply_packed},
                                             {"cancelled", l_call_cancelled},
                                             {"peer", l_call_peer},
                                             {NULL, NULL}};
-    static const luaL_Reg fns[] = {{"serve", l_serve}, {"call", l_call}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {
+        {"serve", l_serve}, {"call", l_call}, {"pack", l_pack}, {NULL, NULL}};
     if (luaL_newmetatable(L, SERVER_MT)) {
         lua_newtable(L);
         lua_pushvalue(L, lua_upvalueindex(1));

@@ -1,6 +1,7 @@
 -- mcp.host.api: the daemon's gRPC handlers (proto/mcp/agent/v1/agent.proto
 -- and grpc.health.v1). Each call runs as its own task: handler(request)
 -- returns the response table, or nil, grpc_status, message.
+local core = require "mcp.core"
 local ops = require "mcp.host.ops"
 local policies = require "mcp.host.policies"
 
@@ -15,14 +16,61 @@ local SERVING, NOT_SERVING = 1, 2
 
 local STATUS_OF = { invalid = INVALID_ARGUMENT, ["not found"] = NOT_FOUND, unavailable = UNAVAILABLE }
 
+local MUTATING = {}
+for _, m in ipairs({ "Deploy", "StartService", "StopService", "RestartService", "RemoveService", "Recover" }) do
+    MUTATING[SVC .. m] = true
+end
+
 local function failure(kind, message)
     return nil, STATUS_OF[kind] or INTERNAL, tostring(message or kind)
 end
 
+-- How stale the containers behind ListServices may be: one `podman ps` a
+-- second serves any number of callers.
+M.OBSERVED_TTL = 1.0
+
+--- The runtime's containers by name, refreshed at most every OBSERVED_TTL
+--- seconds; concurrent callers share one refresh. -> cache {by=, err=, version=}
+local function observed_cache(agent)
+    local c = { version = 0, at = -math.huge }
+    local refreshing
+    function c.get()
+        if agent.clock.now() - c.at < M.OBSERVED_TTL then return c end
+        if not refreshing then
+            refreshing = agent.task.spawn(function()
+                local by, err = ops.observed_by_name(agent)
+                c.by, c.err, c.at, c.version = by, err, agent.clock.now(), c.version + 1
+            end)
+        end
+        local mine = refreshing
+        agent.task.wait(mine)
+        if refreshing == mine then refreshing = nil end
+        return c
+    end
+    function c.expire() c.at = -math.huge end
+    return c
+end
+
+--- A registry whose writes bump state.registry_gen (cached answers key on it).
+function M.counting_registry(registry, state)
+    state.registry_gen = state.registry_gen or 0
+    local w = setmetatable({}, { __index = registry })
+    for _, name in ipairs({ "deploy", "set_desired", "set_active", "delete" }) do
+        local f = registry[name]
+        w[name] = function(...)
+            state.registry_gen = state.registry_gen + 1
+            return f(...)
+        end
+    end
+    return w
+end
+
 --- Handlers over the agent and the daemon's state:
---- state = { boot_done=bool, started=seconds, boot=<boot progress>, version= }
+--- state = { boot_done=bool, started=seconds, boot=<boot progress>, registry_gen= }
 function M.new(agent, state)
     local h = {}
+    local observed = observed_cache(agent)
+    local list_cache = {}
 
     -- Writes wait for boot: the boot sequence owns the containers until then.
     local function writable()
@@ -63,8 +111,22 @@ function M.new(agent, state)
         return resp
     end
 
+    -- ListServices is what dashboards poll: answered from packed bytes kept
+    -- until the registry changes or the containers are looked at again.
     h[SVC .. "ListServices"] = function()
-        return ops.list(agent)
+        local function cached(version)
+            return list_cache.gen == (state.registry_gen or 0) and list_cache.version == version
+        end
+        if agent.clock.now() - observed.at < M.OBSERVED_TTL and cached(observed.version) then
+            return list_cache.packed, true
+        end
+        local obs = observed.get() -- may wait for the shared refresh
+        if cached(obs.version) then return list_cache.packed, true end
+        local gen = state.registry_gen or 0
+        local services = agent.registry.services() -- read with gen: no yield between
+        local packed = core.api.pack(SVC .. "ListServices", ops.list_from(services, obs.by, obs.err))
+        list_cache = { gen = gen, version = obs.version, packed = packed }
+        return packed, true
     end
 
     h[SVC .. "GetServiceStatus"] = function(req)
@@ -122,6 +184,11 @@ function M.new(agent, state)
             return
         end
         local ok, resp, status, message = xpcall(handler, debug.traceback, request)
+        if MUTATING[method] then observed.expire() end
+        if ok and type(resp) == "string" and status == true then
+            call:reply_packed(resp)
+            return
+        end
         if not ok then
             agent.log.error("API handler failed", { method = method, error = resp })
             call:fail(INTERNAL, "internal error: " .. tostring(resp):match("^[^\n]*"))

@@ -121,6 +121,7 @@ function M.run(agent, args)
     end
     local cfg = agent.config
     local state = { boot_done = false, started = agent.clock.now() }
+    agent.registry = api.counting_registry(agent.registry, state)
     state.boot = boot_tracker(agent, cfg.boot or {})
     local server, err = core.api.serve {
         socket = cfg.socket, grpc_addr = cfg.grpc_addr,

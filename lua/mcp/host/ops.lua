@@ -167,12 +167,18 @@ end
 
 -- list / status -----------------------------------------------------------------
 
+--- -> ListServicesResponse from services and containers by name (nil: unknown, with err).
+function M.list_from(services, observed, err)
+    local out = {}
+    for i, svc in ipairs(services) do out[i] = service_info(svc, observed) end
+    return { services = out, runtime_error = err or "" }
+end
+
 --- -> ListServicesResponse
 function M.list(agent)
+    local services = agent.registry.services()
     local observed, err = observed_by_name(agent)
-    local services = {}
-    for i, svc in ipairs(agent.registry.services()) do services[i] = service_info(svc, observed) end
-    return { services = services, runtime_error = err or "" }
+    return M.list_from(services, observed, err)
 end
 
 -- proxy: { set = registered routes, listener = } or nil; cert: expiry text or nil
