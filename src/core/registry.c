@@ -23,9 +23,86 @@
 #define MCP_REGISTRY_APPLICATION_ID 0x4d435041
 #define BUSY_TIMEOUT_MS 5000
 
+/* Every statement the registry runs after opening, compiled once per handle
+ * (on first use) and kept until close: compiling SQL costs far more than
+ * running these small queries. */
+enum stmt_id {
+    ST_BEGIN,
+    ST_BEGIN_IMMEDIATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SERVICES_ALL,
+    ST_COMPONENTS_ALL,
+    ST_ROUTES_ALL,
+    ST_SERVICE_ONE,
+    ST_COMPONENTS_OF,
+    ST_ROUTES_OF,
+    ST_KEPT_PORTS,
+    ST_HELD_PORTS,
+    ST_INSERT_SERVICE,
+    ST_INSERT_COMPONENT,
+    ST_INSERT_ROUTE,
+    ST_DELETE_SERVICE,
+    ST_SET_STATE_ONE,
+    ST_SET_STATE_ALL,
+    ST_SET_ACTIVE,
+    ST_ADD_EVENT,
+    ST_EVENTS_ALL,
+    ST_EVENTS_OF,
+    ST_COUNT
+};
+
+/* Component and route queries share their column layout (see component_from_row
+ * and route_from_row): the service (and component) name first, for stitching. */
+#define COMPONENT_COLUMNS                                                                        \
+    "SELECT service, name, image, network, user, restart, ports, volumes, cmd, env, "          \
+    "desired_state, health_check, health_port, health_path "
+#define ROUTE_COLUMNS                                                                            \
+    "SELECT service, component, name, port, mode, hostname, host_port "
+#define EVENT_COLUMNS "SELECT id, time_ms, service, component, kind, message FROM events "
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN",
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SERVICES_ALL] = "SELECT name, active FROM services ORDER BY name",
+    /* Whole tables: a plain scan and one sort beat walking the primary key
+     * index (a second lookup per row) and sorting within it anyway. The
+     * trailing name keys only break ties a hand-edited file could hold. */
+    [ST_COMPONENTS_ALL] =
+        COMPONENT_COLUMNS "FROM components NOT INDEXED ORDER BY service, position, name",
+    [ST_ROUTES_ALL] =
+        ROUTE_COLUMNS "FROM routes NOT INDEXED ORDER BY service, component, position, name",
+    [ST_SERVICE_ONE] = "SELECT name, active FROM services WHERE name = ?",
+    [ST_COMPONENTS_OF] =
+        COMPONENT_COLUMNS "FROM components WHERE service = ? ORDER BY position, name",
+    [ST_ROUTES_OF] =
+        ROUTE_COLUMNS "FROM routes WHERE service = ? ORDER BY component, position, name",
+    [ST_KEPT_PORTS] = "SELECT component, name, host_port FROM routes WHERE service = ?",
+    [ST_HELD_PORTS] = "SELECT host_port FROM routes WHERE host_port BETWEEN ? AND ?",
+    [ST_INSERT_SERVICE] = "INSERT INTO services (name, active, updated_ms) VALUES (?, ?, ?)",
+    [ST_INSERT_COMPONENT] =
+        "INSERT INTO components (service, name, position, image, network, user, restart, ports, "
+        "volumes, cmd, env, desired_state, health_check, health_port, health_path) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_INSERT_ROUTE] = "INSERT INTO routes (service, component, name, position, port, mode, "
+                        "hostname, host_port) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_DELETE_SERVICE] = "DELETE FROM services WHERE name = ?",
+    [ST_SET_STATE_ONE] = "UPDATE components SET desired_state = ? WHERE service = ? AND name = ?",
+    [ST_SET_STATE_ALL] = "UPDATE components SET desired_state = ? WHERE service = ?",
+    [ST_SET_ACTIVE] = "UPDATE services SET active = ? WHERE name = ?",
+    [ST_ADD_EVENT] =
+        "INSERT INTO events (time_ms, service, component, kind, message) VALUES (?, ?, ?, ?, ?)",
+    [ST_EVENTS_ALL] = EVENT_COLUMNS "ORDER BY id DESC LIMIT ?",
+    [ST_EVENTS_OF] = EVENT_COLUMNS "WHERE service = ? ORDER BY id DESC LIMIT ?",
+};
+
+/* One handle serves one thread at a time (its transactions are per connection anyway). */
 struct mcp_registry {
     sqlite3 *db;
     char *path;
+    sqlite3_stmt *stmts[ST_COUNT]; /* NULL until first used */
 };
 
 /* The schema, one step per version; step i brings user_version from i to i+1.
@@ -109,6 +186,48 @@ static sqlite3_stmt *prepare(mcp_registry *reg, const char *sql, mcp_error *err)
     return st;
 }
 
+/* The cached statement id, reset and with no bindings, compiling it on first
+ * use. A statement that failed to compile (say, a table another connection
+ * dropped) is not kept, so the next call tries again. */
+static sqlite3_stmt *stmt_get(mcp_registry *reg, enum stmt_id id, mcp_error *err)
+{
+    sqlite3_stmt *st = reg->stmts[id];
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return st;
+    }
+    if (sqlite3_prepare_v3(reg->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+        SQLITE_OK) {
+        db_fail(reg, err, "prepare");
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    reg->stmts[id] = st;
+    return st;
+}
+
+/* Ends a use of a cached statement. Resetting at once matters: a statement
+ * left mid-result would hold its read snapshot (and block checkpoints) until
+ * its next use. Error messages must be taken before this. */
+static void stmt_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+}
+
+/* Runs a cached statement that returns no rows (BEGIN, COMMIT, …). */
+static int stmt_run(mcp_registry *reg, enum stmt_id id, mcp_error *err)
+{
+    sqlite3_stmt *st = stmt_get(reg, id, err);
+    if (!st)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        db_fail(reg, err, stmt_sql[id]);
+    stmt_done(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
 /* Binds a possibly NULL string. */
 static int bind_text(sqlite3_stmt *st, int idx, const char *s)
 {
@@ -127,10 +246,14 @@ static char *column_text(sqlite3_stmt *st, int col, bool *ok)
     return copy;
 }
 
+/* Ends the current transaction, if any, dropping its changes (or its read snapshot). */
 static void rollback(mcp_registry *reg)
 {
-    if (!sqlite3_get_autocommit(reg->db))
-        sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+    if (sqlite3_get_autocommit(reg->db))
+        return;
+    mcp_error ignored = {{0}};
+    if (stmt_run(reg, ST_ROLLBACK, &ignored) != 0)
+        sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL); /* last resort */
 }
 
 static int64_t wall_ms(void)
@@ -357,6 +480,8 @@ void mcp_registry_close(mcp_registry *reg)
 {
     if (!reg)
         return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(reg->stmts[i]);
     sqlite3_close_v2(reg->db);
     free(reg->path);
     free(reg);
@@ -380,8 +505,60 @@ static char *strv_to_json(const mcp_strv *sv)
     return s;
 }
 
+/* Appends the len bytes at s to out. */
+static int strv_push_n(mcp_strv *out, const char *s, size_t len)
+{
+    char *copy = strndup(s, len);
+    if (!copy)
+        return -1;
+    char **grown = realloc(out->v, (out->n + 1) * sizeof *grown);
+    if (!grown) {
+        free(copy);
+        return -1;
+    }
+    out->v = grown;
+    out->v[out->n++] = copy;
+    return 0;
+}
+
+/* Reads the lists json_dumps writes in the common case without the JSON
+ * parser (a tenth of a listing's time): compact arrays of strings of
+ * printable ASCII with no quote or backslash, which need no decoding.
+ * out must be empty. Returns 1 read, 0 not of that form (out left empty),
+ * -1 out of memory. */
+static int strv_from_plain_json(const char *p, mcp_strv *out)
+{
+    if (*p++ != '[')
+        return 0;
+    if (*p == ']')
+        return p[1] == '\0';
+    for (;;) {
+        if (*p++ != '"')
+            break;
+        const char *start = p;
+        while ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f && *p != '"' && *p != '\\')
+            p++;
+        if (*p != '"')
+            break;
+        if (strv_push_n(out, start, (size_t)(p - start)) != 0) {
+            mcp_strv_free(out);
+            return -1;
+        }
+        p++;
+        if (*p == ']' && p[1] == '\0')
+            return 1;
+        if (*p++ != ',')
+            break;
+    }
+    mcp_strv_free(out);
+    return 0;
+}
+
 static int strv_from_json(const char *text, mcp_strv *out)
 {
+    int plain = strv_from_plain_json(text ? text : "[]", out);
+    if (plain != 0)
+        return plain > 0 ? 0 : -1;
     json_error_t jerr;
     json_t *arr = json_loads(text ? text : "[]", 0, &jerr);
     if (!json_is_array(arr)) {
@@ -420,8 +597,7 @@ static int load_kept_ports(mcp_registry *reg, const char *service, kept_port **o
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st =
-        prepare(reg, "SELECT component, name, host_port FROM routes WHERE service = ?", err);
+    sqlite3_stmt *st = stmt_get(reg, ST_KEPT_PORTS, err);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
@@ -440,12 +616,12 @@ static int load_kept_ports(mcp_registry *reg, const char *service, kept_port **o
         if (!ok || !k->component || !k->route)
             goto oom;
     }
-    sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
-        return db_fail(reg, err, "reading route ports");
-    return 0;
+        db_fail(reg, err, "reading route ports");
+    stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
 oom:
-    sqlite3_finalize(st);
+    stmt_done(st);
     mcp_error_set(err, "registry %s: out of memory", reg->path);
     return -1;
 }
@@ -473,8 +649,7 @@ static int load_held_ports(mcp_registry *reg, port_alloc *pa, mcp_error *err)
         mcp_error_set(err, "registry %s: out of memory", reg->path);
         return -1;
     }
-    sqlite3_stmt *st =
-        prepare(reg, "SELECT host_port FROM routes WHERE host_port BETWEEN ? AND ?", err);
+    sqlite3_stmt *st = stmt_get(reg, ST_HELD_PORTS, err);
     if (!st)
         return -1;
     sqlite3_bind_int(st, 1, pa->min);
@@ -482,10 +657,10 @@ static int load_held_ports(mcp_registry *reg, port_alloc *pa, mcp_error *err)
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         pa->held[sqlite3_column_int(st, 0) - pa->min] = 1;
-    sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
-        return db_fail(reg, err, "reading held ports");
-    return 0;
+        db_fail(reg, err, "reading held ports");
+    stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* The lowest port not held and accepted by port_free, or 0 when the range is exhausted. */
@@ -504,27 +679,23 @@ static int allocate_port(port_alloc *pa)
 
 static int insert_service_row(mcp_registry *reg, const mcp_service *svc, mcp_error *err)
 {
-    sqlite3_stmt *st =
-        prepare(reg, "INSERT INTO services (name, active, updated_ms) VALUES (?, ?, ?)", err);
+    sqlite3_stmt *st = stmt_get(reg, ST_INSERT_SERVICE, err);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, svc->name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 2, svc->active ? 1 : 0);
     sqlite3_bind_int64(st, 3, wall_ms());
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(reg, err, "storing service");
+    if (rc != SQLITE_DONE)
+        db_fail(reg, err, "storing service");
+    stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int insert_component_row(mcp_registry *reg, const char *service, const mcp_component *c,
                                 int position, mcp_error *err)
 {
-    sqlite3_stmt *st = prepare(
-        reg,
-        "INSERT INTO components (service, name, position, image, network, user, restart, ports, "
-        "volumes, cmd, env, desired_state, health_check, health_port, health_path) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        err);
+    sqlite3_stmt *st = stmt_get(reg, ST_INSERT_COMPONENT, err);
     if (!st)
         return -1;
     char *lists[4] = {strv_to_json(&c->ports), strv_to_json(&c->volumes), strv_to_json(&c->cmd),
@@ -554,17 +725,14 @@ static int insert_component_row(mcp_registry *reg, const char *service, const mc
 done:
     for (int i = 0; i < 4; i++)
         free(lists[i]);
-    sqlite3_finalize(st);
+    stmt_done(st);
     return rc;
 }
 
 static int insert_route_row(mcp_registry *reg, const char *service, const char *component,
                             const mcp_route *r, int position, mcp_error *err)
 {
-    sqlite3_stmt *st = prepare(reg,
-                               "INSERT INTO routes (service, component, name, position, port, "
-                               "mode, hostname, host_port) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               err);
+    sqlite3_stmt *st = stmt_get(reg, ST_INSERT_ROUTE, err);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
@@ -576,12 +744,11 @@ static int insert_route_row(mcp_registry *reg, const char *service, const char *
     bind_text(st, 7, r->hostname);
     sqlite3_bind_int(st, 8, r->host_port);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
-        return 0;
-    mcp_error_set(err, "registry %s: storing route '%s/%s/%s' (host port %d): %s", reg->path,
-                  service, component, r->name, r->host_port, sqlite3_errmsg(reg->db));
-    return -1;
+    if (rc != SQLITE_DONE)
+        mcp_error_set(err, "registry %s: storing route '%s/%s/%s' (host port %d): %s", reg->path,
+                      service, component, r->name, r->host_port, sqlite3_errmsg(reg->db));
+    stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Gives each route its kept host port, or a new one from the range. */
@@ -634,14 +801,16 @@ static int insert_definition(mcp_registry *reg, const mcp_service *svc, mcp_erro
 
 static int delete_service_rows(mcp_registry *reg, const char *name, mcp_error *err)
 {
-    sqlite3_stmt *st = prepare(reg, "DELETE FROM services WHERE name = ?", err);
+    sqlite3_stmt *st = stmt_get(reg, ST_DELETE_SERVICE, err);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
-        return db_fail(reg, err, "deleting service");
+        db_fail(reg, err, "deleting service");
+    stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return -1;
     return sqlite3_changes(reg->db) > 0 ? 1 : 0;
 }
 
@@ -684,14 +853,14 @@ int mcp_registry_put_service(mcp_registry *reg, mcp_service *svc, int port_min, 
     kept_port *kept = NULL;
     size_t n_kept = 0;
     port_alloc pa = {.min = port_min, .max = port_max, .port_free = port_free, .ud = ud};
-    if (exec_sql(reg, "BEGIN IMMEDIATE", err) != 0)
+    if (stmt_run(reg, ST_BEGIN_IMMEDIATE, err) != 0)
         return -1;
     /* Old ports are read, the old definition dropped (freeing routes that
      * disappeared), then the new one inserted, all in one transaction. */
     if (load_kept_ports(reg, svc->name, &kept, &n_kept, err) != 0 ||
         delete_service_rows(reg, svc->name, err) < 0 || load_held_ports(reg, &pa, err) != 0 ||
         assign_route_ports(reg, svc, kept, n_kept, &pa, err) != 0 ||
-        insert_definition(reg, svc, err) != 0 || exec_sql(reg, "COMMIT", err) != 0) {
+        insert_definition(reg, svc, err) != 0 || stmt_run(reg, ST_COMMIT, err) != 0) {
         rollback(reg);
         kept_free(kept, n_kept);
         free(pa.held);
@@ -702,122 +871,210 @@ int mcp_registry_put_service(mcp_registry *reg, mcp_service *svc, int port_min, 
     return 0;
 }
 
-/* ---- reading ---- */
+/* ---- reading ----
+ *
+ * A read is one transaction (one consistent snapshot) of three statements:
+ * the services, then all their components, then all their routes, each in
+ * order; the rows are stitched onto their services here. */
 
-static int read_routes(mcp_registry *reg, const char *service, mcp_component *c, mcp_error *err)
+static int out_of_memory(mcp_registry *reg, mcp_error *err)
 {
-    sqlite3_stmt *st = prepare(reg,
-                               "SELECT name, port, mode, hostname, host_port FROM routes WHERE "
-                               "service = ? AND component = ? ORDER BY position",
-                               err);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, c->name, -1, SQLITE_TRANSIENT);
-    int rc;
-    bool ok = true;
-    while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        mcp_route *grown = realloc(c->routes, (c->n_routes + 1) * sizeof *grown);
-        if (!grown) {
-            ok = false;
-            break;
-        }
-        c->routes = grown;
-        mcp_route *r = &grown[c->n_routes++];
-        memset(r, 0, sizeof *r);
-        r->name = column_text(st, 0, &ok);
-        r->port = sqlite3_column_int(st, 1);
-        r->mode = column_text(st, 2, &ok);
-        r->hostname = column_text(st, 3, &ok);
-        r->host_port = sqlite3_column_int(st, 4);
-    }
-    sqlite3_finalize(st);
-    if (!ok) {
-        mcp_error_set(err, "registry %s: out of memory", reg->path);
-        return -1;
-    }
-    return rc == SQLITE_DONE ? 0 : db_fail(reg, err, "reading routes");
+    mcp_error_set(err, "registry %s: out of memory", reg->path);
+    return -1;
 }
 
+/* The service called name in svcs, which is sorted by name. strcmp orders as
+ * SQLite's BINARY collation (bytewise), which sorted them. */
+static mcp_service *find_service(mcp_service *svcs, size_t n, const char *name)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(svcs[mid].name, name);
+        if (c == 0)
+            return &svcs[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static mcp_component *find_component(mcp_service *svc, const char *name)
+{
+    for (size_t i = 0; i < svc->n_components; i++)
+        if (strcmp(svc->components[i].name, name) == 0)
+            return &svc->components[i];
+    return NULL;
+}
+
+/* Fills c from a component row (COMPONENT_COLUMNS; column 0 is the service). */
 static int component_from_row(sqlite3_stmt *st, mcp_component *c)
 {
     bool ok = true;
-    c->name = column_text(st, 0, &ok);
-    c->image = column_text(st, 1, &ok);
-    c->network = column_text(st, 2, &ok);
-    c->user = column_text(st, 3, &ok);
-    c->restart = column_text(st, 4, &ok);
+    c->name = column_text(st, 1, &ok);
+    c->image = column_text(st, 2, &ok);
+    c->network = column_text(st, 3, &ok);
+    c->user = column_text(st, 4, &ok);
+    c->restart = column_text(st, 5, &ok);
     mcp_strv *lists[4] = {&c->ports, &c->volumes, &c->cmd, &c->env};
     for (int i = 0; i < 4; i++)
-        if (strv_from_json((const char *)sqlite3_column_text(st, 5 + i), lists[i]) != 0)
+        if (strv_from_json((const char *)sqlite3_column_text(st, 6 + i), lists[i]) != 0)
             ok = false;
-    c->desired_state = column_text(st, 9, &ok);
-    c->health.check = column_text(st, 10, &ok);
-    c->health.port = sqlite3_column_int(st, 11);
-    c->health.path = column_text(st, 12, &ok);
+    c->desired_state = column_text(st, 10, &ok);
+    c->health.check = column_text(st, 11, &ok);
+    c->health.port = sqlite3_column_int(st, 12);
+    c->health.path = column_text(st, 13, &ok);
     return ok && c->name ? 0 : -1;
 }
 
-static int read_components(mcp_registry *reg, mcp_service *svc, mcp_error *err)
+/* Fills r from a route row (ROUTE_COLUMNS; columns 0 and 1 are service and component). */
+static bool route_from_row(sqlite3_stmt *st, mcp_route *r)
 {
-    sqlite3_stmt *st =
-        prepare(reg,
-                "SELECT name, image, network, user, restart, ports, volumes, cmd, env, "
-                "desired_state, health_check, health_port, health_path FROM components WHERE "
-                "service = ? ORDER BY position",
-                err);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, svc->name, -1, SQLITE_TRANSIENT);
+    bool ok = true;
+    r->name = column_text(st, 2, &ok);
+    r->port = sqlite3_column_int(st, 3);
+    r->mode = column_text(st, 4, &ok);
+    r->hostname = column_text(st, 5, &ok);
+    r->host_port = sqlite3_column_int(st, 6);
+    return ok;
+}
+
+/* Appends each component row of st, in the order they come, to its service
+ * in svcs. Rows of services not in svcs are skipped, as a read per service
+ * never saw them either. Resets st. */
+static int read_components(mcp_registry *reg, sqlite3_stmt *st, mcp_service *svcs, size_t n,
+                           mcp_error *err)
+{
+    mcp_service *svc = NULL;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *service = (const char *)sqlite3_column_text(st, 0);
+        if (!service)
+            continue;
+        /* Rows come grouped by service: look up only when it changes. */
+        if (!svc || strcmp(svc->name, service) != 0)
+            svc = find_service(svcs, n, service);
+        if (!svc)
+            continue;
         mcp_component *grown = realloc(svc->components, (svc->n_components + 1) * sizeof *grown);
         if (!grown) {
-            sqlite3_finalize(st);
-            mcp_error_set(err, "registry %s: out of memory", reg->path);
-            return -1;
+            out_of_memory(reg, err);
+            goto fail;
         }
         svc->components = grown;
         mcp_component *c = &grown[svc->n_components++];
         memset(c, 0, sizeof *c);
         if (component_from_row(st, c) != 0) {
-            sqlite3_finalize(st);
             mcp_error_set(err, "registry %s: unreadable component of service '%s'", reg->path,
                           svc->name);
-            return -1;
+            goto fail;
         }
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(reg, err, "reading components");
-    for (size_t i = 0; i < svc->n_components; i++)
-        if (read_routes(reg, svc->name, &svc->components[i], err) != 0)
-            return -1;
+    if (rc != SQLITE_DONE) {
+        db_fail(reg, err, "reading components");
+        goto fail;
+    }
+    stmt_done(st);
     return 0;
+fail:
+    stmt_done(st);
+    return -1;
 }
 
-/* Reads one service inside the caller's transaction. */
+/* Appends each route row of st, in the order they come, to its component.
+ * Routes of components not in svcs are skipped. Resets st. */
+static int read_routes(mcp_registry *reg, sqlite3_stmt *st, mcp_service *svcs, size_t n,
+                       mcp_error *err)
+{
+    mcp_service *svc = NULL;
+    mcp_component *c = NULL;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *service = (const char *)sqlite3_column_text(st, 0);
+        const char *component = (const char *)sqlite3_column_text(st, 1);
+        if (!service || !component)
+            continue;
+        /* Rows come grouped by service and component: look up only on a change. */
+        if (!svc || strcmp(svc->name, service) != 0) {
+            svc = find_service(svcs, n, service);
+            c = NULL;
+        }
+        if (!svc)
+            continue;
+        if (!c || strcmp(c->name, component) != 0)
+            c = find_component(svc, component);
+        if (!c)
+            continue;
+        mcp_route *grown = realloc(c->routes, (c->n_routes + 1) * sizeof *grown);
+        if (!grown) {
+            out_of_memory(reg, err);
+            goto fail;
+        }
+        c->routes = grown;
+        mcp_route *r = &grown[c->n_routes++];
+        memset(r, 0, sizeof *r);
+        if (!route_from_row(st, r)) {
+            out_of_memory(reg, err);
+            goto fail;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        db_fail(reg, err, "reading routes");
+        goto fail;
+    }
+    stmt_done(st);
+    return 0;
+fail:
+    stmt_done(st);
+    return -1;
+}
+
+/* Reads the components and routes of svcs (sorted by name, with no components
+ * yet) inside the caller's transaction: one statement per table. service,
+ * when not NULL, is bound to the statements' only parameter. */
+static int read_children(mcp_registry *reg, enum stmt_id components, enum stmt_id routes,
+                         const char *service, mcp_service *svcs, size_t n, mcp_error *err)
+{
+    sqlite3_stmt *st = stmt_get(reg, components, err);
+    if (!st)
+        return -1;
+    if (service)
+        sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
+    if (read_components(reg, st, svcs, n, err) != 0)
+        return -1;
+    if (!(st = stmt_get(reg, routes, err)))
+        return -1;
+    if (service)
+        sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
+    return read_routes(reg, st, svcs, n, err);
+}
+
+/* Reads one service inside the caller's transaction: 1 found, 0 absent, -1 error. */
 static int read_service(mcp_registry *reg, const char *name, mcp_service *out, mcp_error *err)
 {
     memset(out, 0, sizeof *out);
-    sqlite3_stmt *st = prepare(reg, "SELECT name, active FROM services WHERE name = ?", err);
+    sqlite3_stmt *st = stmt_get(reg, ST_SERVICE_ONE, err);
     if (!st)
         return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    bind_text(st, 1, name);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? 0 : db_fail(reg, err, "reading service");
+        if (rc != SQLITE_DONE)
+            db_fail(reg, err, "reading service");
+        stmt_done(st);
+        return rc == SQLITE_DONE ? 0 : -1;
     }
     bool ok = true;
     out->name = column_text(st, 0, &ok);
     out->active = sqlite3_column_int(st, 1) != 0;
-    sqlite3_finalize(st);
+    stmt_done(st);
     if (!ok || !out->name) {
-        mcp_error_set(err, "registry %s: out of memory", reg->path);
-        return -1;
+        mcp_service_free(out);
+        return out_of_memory(reg, err);
     }
-    if (read_components(reg, out, err) != 0) {
+    if (read_children(reg, ST_COMPONENTS_OF, ST_ROUTES_OF, out->name, out, 1, err) != 0) {
         mcp_service_free(out);
         return -1;
     }
@@ -826,61 +1083,69 @@ static int read_service(mcp_registry *reg, const char *name, mcp_service *out, m
 
 int mcp_registry_get_service(mcp_registry *reg, const char *name, mcp_service *out, mcp_error *err)
 {
+    memset(out, 0, sizeof *out);
     /* One read transaction: a concurrent put never shows half a service. */
-    if (exec_sql(reg, "BEGIN", err) != 0)
+    if (stmt_run(reg, ST_BEGIN, err) != 0)
         return -1;
     int rc = read_service(reg, name, out, err);
     rollback(reg);
     return rc;
 }
 
-static int read_service_names(mcp_registry *reg, mcp_strv *names, mcp_error *err)
+/* Every service row, sorted by name, without components. */
+static int read_service_rows(mcp_registry *reg, mcp_service **out, size_t *n, mcp_error *err)
 {
-    sqlite3_stmt *st = prepare(reg, "SELECT name FROM services ORDER BY name", err);
+    sqlite3_stmt *st = stmt_get(reg, ST_SERVICES_ALL, err);
     if (!st)
         return -1;
+    size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (mcp_strv_push(names, (const char *)sqlite3_column_text(st, 0)) != 0) {
-            sqlite3_finalize(st);
-            mcp_error_set(err, "registry %s: out of memory", reg->path);
-            return -1;
+        if (*n == cap) {
+            size_t want = cap ? cap * 2 : 16;
+            mcp_service *grown = realloc(*out, want * sizeof *grown);
+            if (!grown) {
+                stmt_done(st);
+                return out_of_memory(reg, err);
+            }
+            *out = grown;
+            cap = want;
         }
+        mcp_service *svc = &(*out)[*n];
+        memset(svc, 0, sizeof *svc);
+        bool ok = true;
+        svc->name = column_text(st, 0, &ok);
+        svc->active = sqlite3_column_int(st, 1) != 0;
+        if (!ok || !svc->name) {
+            stmt_done(st);
+            return out_of_memory(reg, err);
+        }
+        (*n)++;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(reg, err, "listing services");
+    if (rc != SQLITE_DONE)
+        db_fail(reg, err, "listing services");
+    stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int mcp_registry_list_services(mcp_registry *reg, mcp_service **out, size_t *n, mcp_error *err)
 {
     *out = NULL;
     *n = 0;
-    mcp_strv names = {0};
     mcp_service *svcs = NULL;
     size_t count = 0;
-    if (exec_sql(reg, "BEGIN", err) != 0)
+    if (stmt_run(reg, ST_BEGIN, err) != 0)
         return -1;
-    if (read_service_names(reg, &names, err) != 0)
-        goto fail;
-    if (names.n && !(svcs = calloc(names.n, sizeof *svcs))) {
-        mcp_error_set(err, "registry %s: out of memory", reg->path);
-        goto fail;
-    }
-    for (size_t i = 0; i < names.n; i++) {
-        if (read_service(reg, names.v[i], &svcs[count], err) < 0)
-            goto fail;
-        count++;
+    if (read_service_rows(reg, &svcs, &count, err) != 0 ||
+        read_children(reg, ST_COMPONENTS_ALL, ST_ROUTES_ALL, NULL, svcs, count, err) != 0) {
+        rollback(reg);
+        mcp_services_free(svcs, count);
+        return -1;
     }
     rollback(reg);
-    mcp_strv_free(&names);
     *out = svcs;
     *n = count;
     return 0;
-fail:
-    rollback(reg);
-    mcp_strv_free(&names);
-    mcp_services_free(svcs, count);
-    return -1;
 }
 
 int mcp_registry_delete_service(mcp_registry *reg, const char *name, mcp_error *err)
@@ -897,36 +1162,35 @@ int mcp_registry_set_desired_state(mcp_registry *reg, const char *service, const
                       state ? state : "(null)");
         return -1;
     }
-    sqlite3_stmt *st = prepare(reg,
-                               component ? "UPDATE components SET desired_state = ? WHERE "
-                                           "service = ? AND name = ?"
-                                         : "UPDATE components SET desired_state = ? WHERE "
-                                           "service = ?",
-                               err);
+    sqlite3_stmt *st = stmt_get(reg, component ? ST_SET_STATE_ONE : ST_SET_STATE_ALL, err);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, service, -1, SQLITE_TRANSIENT);
+    bind_text(st, 2, service);
     if (component)
         sqlite3_bind_text(st, 3, component, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
-        return db_fail(reg, err, "setting desired state");
+        db_fail(reg, err, "setting desired state");
+    stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return -1;
     return sqlite3_changes(reg->db);
 }
 
 int mcp_registry_set_active(mcp_registry *reg, const char *service, bool active, mcp_error *err)
 {
-    sqlite3_stmt *st = prepare(reg, "UPDATE services SET active = ? WHERE name = ?", err);
+    sqlite3_stmt *st = stmt_get(reg, ST_SET_ACTIVE, err);
     if (!st)
         return -1;
     sqlite3_bind_int(st, 1, active ? 1 : 0);
-    sqlite3_bind_text(st, 2, service, -1, SQLITE_TRANSIENT);
+    bind_text(st, 2, service);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
-        return db_fail(reg, err, "setting active");
+        db_fail(reg, err, "setting active");
+    stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return -1;
     return sqlite3_changes(reg->db) > 0 ? 1 : 0;
 }
 
@@ -935,10 +1199,7 @@ int mcp_registry_set_active(mcp_registry *reg, const char *service, bool active,
 int mcp_registry_add_event(mcp_registry *reg, const char *service, const char *component,
                            const char *kind, const char *message, mcp_error *err)
 {
-    sqlite3_stmt *st = prepare(reg,
-                               "INSERT INTO events (time_ms, service, component, kind, message) "
-                               "VALUES (?, ?, ?, ?, ?)",
-                               err);
+    sqlite3_stmt *st = stmt_get(reg, ST_ADD_EVENT, err);
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, wall_ms());
@@ -947,8 +1208,10 @@ int mcp_registry_add_event(mcp_registry *reg, const char *service, const char *c
     bind_text(st, 4, kind ? kind : "");
     bind_text(st, 5, message ? message : "");
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(reg, err, "adding event");
+    if (rc != SQLITE_DONE)
+        db_fail(reg, err, "adding event");
+    stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int mcp_registry_list_events(mcp_registry *reg, const char *service, int limit, mcp_event **out,
@@ -956,12 +1219,7 @@ int mcp_registry_list_events(mcp_registry *reg, const char *service, int limit, 
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = prepare(reg,
-                               service ? "SELECT id, time_ms, service, component, kind, message "
-                                         "FROM events WHERE service = ? ORDER BY id DESC LIMIT ?"
-                                       : "SELECT id, time_ms, service, component, kind, message "
-                                         "FROM events ORDER BY id DESC LIMIT ?",
-                               err);
+    sqlite3_stmt *st = stmt_get(reg, service ? ST_EVENTS_OF : ST_EVENTS_ALL, err);
     if (!st)
         return -1;
     int idx = 1;
@@ -988,15 +1246,16 @@ int mcp_registry_list_events(mcp_registry *reg, const char *service, int limit, 
         e->kind = column_text(st, 4, &ok);
         e->message = column_text(st, 5, &ok);
     }
-    sqlite3_finalize(st);
     if (!ok || rc != SQLITE_DONE) {
-        mcp_events_free(events, count);
-        if (!ok) {
+        if (!ok)
             mcp_error_set(err, "registry %s: out of memory", reg->path);
-            return -1;
-        }
-        return db_fail(reg, err, "listing events");
+        else
+            db_fail(reg, err, "listing events");
+        stmt_done(st);
+        mcp_events_free(events, count);
+        return -1;
     }
+    stmt_done(st);
     *out = events;
     *n = count;
     return 0;
