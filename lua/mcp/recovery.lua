@@ -24,11 +24,7 @@ local M = {}
 M.DEFAULT_PARALLEL = 4
 M.DEFAULT_ROUTE_ATTEMPTS = 3
 
-local function fmt_reason(reason, detail)
-    reason = tostring(reason or "failed")
-    if detail and detail ~= "" then return reason .. ": " .. tostring(detail) end
-    return reason
-end
+local fmt_reason = require "mcp.reason"
 M.fmt_reason = fmt_reason
 
 --- The runtime's containers as name -> record, or nil, reason.

@@ -4,11 +4,7 @@
 -- the container runs regardless, and the next recover tries again.
 local M = {}
 
-local function reason_text(reason, detail)
-    reason = tostring(reason or "failed")
-    if detail and detail ~= "" then return reason .. ": " .. tostring(detail) end
-    return reason
-end
+local reason_text = require "mcp.reason"
 
 local function listener(agent)
     local mcproxy = (agent.config and agent.config.mcproxy) or {}

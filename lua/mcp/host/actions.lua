@@ -4,11 +4,7 @@ local spec = require "mcp.spec"
 
 local M = {}
 
-local function reason_text(reason, detail)
-    reason = tostring(reason or "failed")
-    if detail and detail ~= "" then return reason .. ": " .. tostring(detail) end
-    return reason
-end
+local reason_text = require "mcp.reason"
 
 --- The component table of a service by name, or nil.
 function M.find_component(service, name)

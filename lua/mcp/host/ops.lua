@@ -7,15 +7,7 @@ local routes = require "mcp.routes"
 
 local M = {}
 
--- "failed" adds nothing in front of podman's own words.
-local function reason_text(reason, detail)
-    reason = tostring(reason or "failed")
-    if detail and detail ~= "" then
-        if reason == "failed" then return tostring(detail) end
-        return reason .. ": " .. tostring(detail)
-    end
-    return reason
-end
+local reason_text = require "mcp.reason"
 
 local function service_info(svc, observed)
     local comps = {}
@@ -29,13 +21,7 @@ local function service_info(svc, observed)
 end
 
 --- Containers by name, or nil, message.
-local function observed_by_name(agent)
-    local list, reason, detail = agent.runtime.list()
-    if not list then return nil, reason_text(reason, detail) end
-    local by = {}
-    for _, c in ipairs(list) do by[c.name] = c end
-    return by
-end
+local observed_by_name = require("mcp.recovery").containers_by_name
 M.observed_by_name = observed_by_name
 
 --- Runs fn(component) on every component concurrently and folds the results
