@@ -74,6 +74,12 @@ function M.new(opts)
     opts = opts or {}
     local now = opts.now or function() return 0 end
     local sleep = opts.sleep or function() return true end
+    -- started_at: RFC 3339 from opts.wallclock() (seconds since the epoch)
+    -- like podman's; without one, the virtual clock's reading as it is
+    local function started()
+        if opts.wallclock then return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(opts.wallclock())) end
+        return now()
+    end
     local latency = opts.latency or 0
     local rt = {}
     local images = {}
@@ -181,7 +187,7 @@ function M.new(opts)
             env = copy_list(spec.env), cmd = copy_list(spec.cmd), volumes = copy_list(spec.volumes),
             user = spec.user, network = spec.network, restart = spec.restart,
         }
-        if c.state == "running" and not c.started_at then c.started_at = now() end
+        if c.state == "running" and not c.started_at then c.started_at = started() end
         containers[c.name] = c
         return c
     end
@@ -250,7 +256,7 @@ function M.new(opts)
         if conflict then
             return fail(entry, "failed", conflict)
         end
-        c.state, c.started_at, c.exit_code = "running", now(), 0
+        c.state, c.started_at, c.exit_code = "running", started(), 0
         entry.id = c.id
         return c.id
     end
@@ -266,7 +272,7 @@ function M.new(opts)
         if c.state ~= "running" then
             local conflict = conflicting_port(c)
             if conflict then return fail(entry, "failed", conflict) end
-            c.state, c.started_at, c.exit_code = "running", now(), 0
+            c.state, c.started_at, c.exit_code = "running", started(), 0
         end
         return true
     end
@@ -331,7 +337,7 @@ function M.new(opts)
         if not c then return nil, "no such container" end
         c.state = state
         if exit_code then c.exit_code = exit_code end
-        if state == "running" then c.started_at = now() end
+        if state == "running" then c.started_at = started() end
         return true
     end
 

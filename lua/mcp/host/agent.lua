@@ -30,7 +30,8 @@ local function build_runtime(config, print_line)
     local runtime
     if config.container_runtime == "fake" then
         runtime = require("mcp.fake_runtime").new {
-            now = core.clock.now, sleep = core.clock.sleep, any_image = true,
+            now = core.clock.now, sleep = core.clock.sleep, wallclock = core.clock.wallclock,
+            any_image = true,
         }
     else
         runtime = core.podman
