@@ -302,7 +302,9 @@ function M.world(opts)
         config = config,
         registry = w.registry,
         runtime = w.runtime,
-        clock = { now = w.sched.now, sleep = w.sched.sleep },
+        -- the virtual world's wall clock starts at 2026-01-01T00:00:00Z
+        clock = { now = w.sched.now, sleep = w.sched.sleep,
+                  wallclock = function() return 1767225600 + w.sched.now() end },
         task = { spawn = w.sched.spawn, wait = w.sched.wait, cancel = w.sched.cancel, all = w.sched.all },
     }
     w.agent = agent
