@@ -383,15 +383,39 @@ hostname = "raw.test.internal"
     def test_routes_registered_for_running_containers_once_mcproxy_is_up(self):
         """SPEC §5 + issue #5: routes missed while mc-proxy was down are
         registered by the next recover even though the container is already
-        running. policies/recover.lua only registers routes of components it
-        recreates, so this fails until it also re-registers routes of running
-        components (not this module's file)."""
+        running (AddRoute is idempotent, so recover registers running ones too)."""
         self.deploy()
         self.pod.wipe_store(keep_storage=True)
         self.recover()  # mc-proxy down: warning
         self.peers.start_proxy()
         self.recover()  # container already running
         self.assertEqual(self.peers.routes(), self.expected_routes())
+
+    def test_deploy_stop_start_rm_drive_the_routes(self):
+        self.peers.start_proxy()
+        self.deploy()
+        self.assertEqual(self.peers.routes(), self.expected_routes(), "deploy registers")
+        status = json.loads(self.run_agent("status", "shop", "--json").stdout)
+        routes = {r["name"]: r for r in status["services"][0]["components"][0]["routes"]}
+        self.assertTrue(routes["https"]["registered"] and routes["raw"]["registered"], routes)
+        _, not_after = cert_info(os.path.join(self.peers.cert_dir, "shop.pem"))
+        self.assertEqual(routes["https"]["cert_expires_at"], not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self.assertEqual(routes["raw"]["cert_expires_at"], "")
+
+        r = self.run_agent("stop", "shop")
+        self.assertEqual(r.rc, 0, r.stdout + r.stderr)
+        self.assertEqual(self.peers.routes(), [], "stop removes the routes")
+        status = json.loads(self.run_agent("status", "shop", "--json").stdout)
+        self.assertFalse(any(r["registered"] for r in status["services"][0]["components"][0]["routes"]))
+
+        r = self.run_agent("start", "shop")
+        self.assertEqual(r.rc, 0, r.stdout + r.stderr)
+        self.assertEqual(self.peers.routes(), self.expected_routes(), "start registers again")
+
+        r = self.run_agent("rm", "shop")
+        self.assertEqual(r.rc, 0, r.stdout + r.stderr)
+        self.assertEqual(self.peers.routes(), [], "rm removes the routes")
+        self.assertIsNone(self.pod.inspect("shop-web"))
 
 
 if __name__ == "__main__":
