@@ -23,28 +23,8 @@ static struct {
     int seq;
 } G;
 
-static int write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    int rc = fputs(text, f) >= 0 ? 0 : -1;
-    return fclose(f) == 0 ? rc : -1;
-}
-
-/* Runs argv (no shell); 0 when it exited 0. */
-static int run(char *const argv[])
-{
-    mcp_proc_result res = {0};
-    mcp_error err = {{0}};
-    int rc = mcp_proc_run(argv, 30000, &res, &err);
-    if (rc == 0 && (res.exit_status != 0 || res.term_signal != 0)) {
-        fprintf(stderr, "%s: %s\n", argv[0], res.err ? res.err : "");
-        rc = -1;
-    }
-    mcp_proc_result_free(&res);
-    return rc;
-}
+/* openssl gets this long for each certificate, rm -rf for the scratch dir. */
+#define RUN_TIMEOUT_MS 30000
 
 /* A self-signed certificate dir/name.pem + dir/name.key: subject CN=cn,
  * subjectAltName san (NULL: none), valid for days. */
@@ -52,32 +32,9 @@ static void make_cert(const char *name, const char *cn, const char *san, const c
 {
     char *cert = mcp_sprintf("%s/%s.pem", G.dir, name),
          *key = mcp_sprintf("%s/%s.key", G.dir, name);
-    char *subj = mcp_sprintf("/CN=%s", cn),
-         *ext = san ? mcp_sprintf("subjectAltName=%s", san) : NULL;
-    char *argv[] = {"openssl",
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-keyout",
-                    key,
-                    "-out",
-                    cert,
-                    "-days",
-                    (char *)days,
-                    "-subj",
-                    subj,
-                    ext ? "-addext" : NULL,
-                    ext,
-                    NULL};
-    assert_int_equal(run(argv), 0);
+    assert_int_equal(make_cert_at(cert, key, cn, san, days, RUN_TIMEOUT_MS), 0);
     free(cert);
     free(key);
-    free(subj);
-    free(ext);
 }
 
 static char *path_in(const char *name)
@@ -87,8 +44,7 @@ static char *path_in(const char *name)
 
 static int group_setup(void **state)
 {
-    snprintf(G.dir, sizeof G.dir, "/tmp/mcp-test-certs-%ld", (long)getpid());
-    if (mkdir(G.dir, 0700) != 0 && errno != EEXIST)
+    if (test_dir_make(G.dir, sizeof G.dir, "certs") != 0)
         return -1;
     snprintf(G.ca_dir, sizeof G.ca_dir, "%s/ca", G.dir);
     snprintf(G.record, sizeof G.record, "%s/record.json", G.dir);
@@ -105,10 +61,8 @@ static int group_setup(void **state)
                           "--record",  G.record,
                           "--control", G.control,
                           NULL};
-    if (peer_spawn(&G.ca, argv) != 0 || peer_wait_ready(&G.ca) != 0) {
-        peer_stop(&G.ca);
+    if (peer_start(&G.ca, argv) != 0)
         return -1;
-    }
     snprintf(G.url, sizeof G.url, "https://127.0.0.1:%d/", G.ca.port);
     return 0;
 }
@@ -117,7 +71,7 @@ static int group_teardown(void **state)
 {
     peer_stop(&G.ca);
     char *const argv[] = {"rm", "-rf", G.dir, NULL};
-    run(argv);
+    run_argv(argv, RUN_TIMEOUT_MS);
     return 0;
 }
 
@@ -131,11 +85,7 @@ typedef struct ctx {
 static int setup(void **state)
 {
     ctx *c = calloc(1, sizeof *c);
-    mcp_error err = {{0}};
-    if (!c || uv_loop_init(&c->loop) != 0)
-        return -1;
-    c->http = mcp_http_new(&c->loop, &err);
-    if (!c->http)
+    if (!c || http_loop_init(&c->loop, &c->http) != 0)
         return -1;
     /* a fresh, not yet existing cert dir per test: the client creates it */
     snprintf(c->cert_dir, sizeof c->cert_dir, "%s/certs-%d", G.dir, ++G.seq);
@@ -151,12 +101,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     ctx *c = *state;
-    mcp_http_destroy(c->http);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(&c->loop);
+    int rc = http_loop_close(&c->loop, c->http);
     free(c);
     unlink(G.control);
-    return rc == 0 ? 0 : -1;
+    return rc;
 }
 
 /* ---- checks of certificates on disk --------------------------------------- */

@@ -26,8 +26,7 @@ static int group_teardown(void **state);
 
 static int group_setup_peers(void **state)
 {
-    snprintf(G.dir, sizeof G.dir, "/tmp/mcp-test-http-%ld", (long)getpid());
-    if (mkdir(G.dir, 0700) != 0 && errno != EEXIST)
+    if (test_dir_make(G.dir, sizeof G.dir, "http") != 0)
         return -1;
     snprintf(G.cert, sizeof G.cert, "%s/cert.pem", G.dir);
     snprintf(G.key, sizeof G.key, "%s/key.pem", G.dir);
@@ -60,10 +59,7 @@ static int group_setup_peers(void **state)
 static int group_setup(void **state)
 {
     G.silent_fd = -1;
-    if (group_setup_peers(state) == 0)
-        return 0;
-    group_teardown(state);
-    return -1;
+    return setup_or_undo(group_setup_peers, group_teardown, state);
 }
 
 static int group_teardown(void **state)
@@ -81,33 +77,7 @@ static int group_teardown(void **state)
 }
 
 /* One loop and one client per test; teardown proves everything closes. */
-typedef struct ctx {
-    uv_loop_t loop;
-    mcp_http *http;
-} ctx;
-
-static int setup(void **state)
-{
-    ctx *c = calloc(1, sizeof *c);
-    mcp_error err = {{0}};
-    if (!c || uv_loop_init(&c->loop) != 0)
-        return -1;
-    c->http = mcp_http_new(&c->loop, &err);
-    if (!c->http)
-        return -1;
-    *state = c;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    ctx *c = *state;
-    mcp_http_destroy(c->http);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(&c->loop);
-    free(c);
-    return rc == 0 ? 0 : -1;
-}
+typedef http_loop ctx;
 
 /* ---- http: capture a response ------------------------------------------- */
 
@@ -804,27 +774,26 @@ static void test_grpc_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_get_status_body_headers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_post_binary_body_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_binary_response_and_request_headers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_http_error_status_is_a_completed_transfer, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_https_with_ca_and_client_cert, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_response_cap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeout_against_silent_server, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_calls_back_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_destroy_with_requests_in_flight, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_requests_are_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_h2_trailers_and_trailers_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_echo_tcp_unix_tls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_error_status_and_message, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_deadline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_size_cap_and_transport_failures, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_200_concurrent_cleartext_h2, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_bad_requests, setup, teardown),
+        http_loop_test(test_get_status_body_headers),
+        http_loop_test(test_post_binary_body_round_trip),
+        http_loop_test(test_binary_response_and_request_headers),
+        http_loop_test(test_http_error_status_is_a_completed_transfer),
+        http_loop_test(test_https_with_ca_and_client_cert),
+        http_loop_test(test_unix_socket),
+        http_loop_test(test_response_cap),
+        http_loop_test(test_timeout_against_silent_server),
+        http_loop_test(test_refused),
+        http_loop_test(test_cancel_calls_back_once),
+        http_loop_test(test_destroy_with_requests_in_flight),
+        http_loop_test(test_bad_requests_are_refused),
+        http_loop_test(test_h2_trailers_and_trailers_only),
+        http_loop_test(test_grpc_echo_tcp_unix_tls),
+        http_loop_test(test_grpc_error_status_and_message),
+        http_loop_test(test_grpc_deadline),
+        http_loop_test(test_grpc_size_cap_and_transport_failures),
+        http_loop_test(test_grpc_cancel),
+        http_loop_test(test_grpc_200_concurrent_cleartext_h2),
+        http_loop_test(test_grpc_bad_requests),
         cmocka_unit_test(test_grpc_helpers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -19,19 +19,9 @@ static struct {
     peer proxy;
 } G;
 
-static int write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    int rc = fputs(text, f) >= 0 ? 0 : -1;
-    return fclose(f) == 0 ? rc : -1;
-}
-
 static int group_setup(void **state)
 {
-    snprintf(G.dir, sizeof G.dir, "/tmp/mcp-test-mcproxy-%ld", (long)getpid());
-    if (mkdir(G.dir, 0700) != 0 && errno != EEXIST)
+    if (test_dir_make(G.dir, sizeof G.dir, "mcproxy") != 0)
         return -1;
     snprintf(G.sock, sizeof G.sock, "%s/mc-proxy.sock", G.dir);
     snprintf(G.record, sizeof G.record, "%s/record.json", G.dir);
@@ -41,11 +31,7 @@ static int group_setup(void **state)
                           "--record",  G.record,
                           "--control", G.control,
                           NULL};
-    if (peer_spawn(&G.proxy, argv) != 0 || peer_wait_ready(&G.proxy) != 0) {
-        peer_stop(&G.proxy);
-        return -1;
-    }
-    return 0;
+    return peer_start(&G.proxy, argv);
 }
 
 static int group_teardown(void **state)
@@ -58,34 +44,19 @@ static int group_teardown(void **state)
     return 0;
 }
 
-typedef struct ctx {
-    uv_loop_t loop;
-    mcp_http *http;
-} ctx;
+typedef http_loop ctx;
 
 static int setup(void **state)
 {
-    ctx *c = calloc(1, sizeof *c);
-    mcp_error err = {{0}};
-    if (!c || uv_loop_init(&c->loop) != 0)
-        return -1;
-    c->http = mcp_http_new(&c->loop, &err);
-    if (!c->http)
-        return -1;
     unlink(G.control); /* well-behaved unless a test says otherwise */
-    *state = c;
-    return 0;
+    return http_loop_setup(state);
 }
 
 static int teardown(void **state)
 {
-    ctx *c = *state;
-    mcp_http_destroy(c->http);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(&c->loop);
-    free(c);
+    int rc = http_loop_teardown(state);
     unlink(G.control);
-    return rc == 0 ? 0 : -1;
+    return rc;
 }
 
 /* ---- capture a result --------------------------------------------------- */

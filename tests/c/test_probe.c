@@ -38,24 +38,14 @@ static int wait_listening(int port, int64_t limit_ms)
     return -1;
 }
 
-static int write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    int rc = fputs(text, f) >= 0 ? 0 : -1;
-    return fclose(f) == 0 ? rc : -1;
-}
-
 static int group_teardown(void **state);
 
 static int group_setup_peers(void **state)
 {
-    snprintf(G.dir, sizeof G.dir, "/tmp/mcp-test-probe-%ld", (long)getpid());
-    if (mkdir(G.dir, 0700) != 0 && errno != EEXIST)
+    if (test_dir_make(G.dir, sizeof G.dir, "probe") != 0)
         return -1;
     char *healthz = mcp_sprintf("%s/healthz", G.dir), *index = mcp_sprintf("%s/index.html", G.dir);
-    int rc = write_file(healthz, "ok\n") | write_file(index, "<p>hi</p>\n");
+    int rc = write_text(healthz, "ok\n") | write_text(index, "<p>hi</p>\n");
     free(healthz);
     free(index);
     if (rc != 0)
@@ -79,10 +69,7 @@ static int group_setup_peers(void **state)
 static int group_setup(void **state)
 {
     G.silent_fd = -1;
-    if (group_setup_peers(state) == 0)
-        return 0;
-    group_teardown(state);
-    return -1;
+    return setup_or_undo(group_setup_peers, group_teardown, state);
 }
 
 static int group_teardown(void **state)
@@ -101,33 +88,7 @@ static int group_teardown(void **state)
     return 0;
 }
 
-typedef struct ctx {
-    uv_loop_t loop;
-    mcp_http *http;
-} ctx;
-
-static int setup(void **state)
-{
-    ctx *c = calloc(1, sizeof *c);
-    mcp_error err = {{0}};
-    if (!c || uv_loop_init(&c->loop) != 0)
-        return -1;
-    c->http = mcp_http_new(&c->loop, &err);
-    if (!c->http)
-        return -1;
-    *state = c;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    ctx *c = *state;
-    mcp_http_destroy(c->http);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(&c->loop);
-    free(c);
-    return rc == 0 ? 0 : -1;
-}
+typedef http_loop ctx;
 
 /* ---- capture a result --------------------------------------------------- */
 
@@ -427,16 +388,16 @@ static void test_health_response_decoding(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_tcp_listener_up, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_accept_never_answer_is_healthy, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_cancel_and_bad_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_http_busybox_ok_and_404, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_http_refused_timeout_and_bad_path, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_health_statuses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_grpc_not_running_and_silent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_http_and_grpc_probes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_destroying_the_client_cancels_probes, setup, teardown),
+        http_loop_test(test_tcp_listener_up),
+        http_loop_test(test_tcp_refused),
+        http_loop_test(test_tcp_accept_never_answer_is_healthy),
+        http_loop_test(test_tcp_cancel_and_bad_input),
+        http_loop_test(test_http_busybox_ok_and_404),
+        http_loop_test(test_http_refused_timeout_and_bad_path),
+        http_loop_test(test_grpc_health_statuses),
+        http_loop_test(test_grpc_not_running_and_silent),
+        http_loop_test(test_cancel_http_and_grpc_probes),
+        http_loop_test(test_destroying_the_client_cancels_probes),
         cmocka_unit_test(test_health_request_encoding),
         cmocka_unit_test(test_health_response_decoding),
     };
