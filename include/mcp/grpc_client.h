@@ -14,17 +14,26 @@
 #define MCP_GRPC_DEFAULT_TIMEOUT_MS 10000
 #define MCP_GRPC_DEFAULT_MAX_MSG ((size_t)4 << 20)
 
-/* gRPC status codes used by this module. */
+/* All gRPC status codes (grpc/grpc doc/statuscodes.md), for the client and
+ * the server (grpc_server.h includes this header). */
 enum {
     MCP_GRPC_OK = 0,
     MCP_GRPC_CANCELLED = 1,
     MCP_GRPC_UNKNOWN = 2,
+    MCP_GRPC_INVALID_ARGUMENT = 3,
     MCP_GRPC_DEADLINE_EXCEEDED = 4,
     MCP_GRPC_NOT_FOUND = 5,
+    MCP_GRPC_ALREADY_EXISTS = 6,
+    MCP_GRPC_PERMISSION_DENIED = 7,
     MCP_GRPC_RESOURCE_EXHAUSTED = 8,
+    MCP_GRPC_FAILED_PRECONDITION = 9,
+    MCP_GRPC_ABORTED = 10,
+    MCP_GRPC_OUT_OF_RANGE = 11,
     MCP_GRPC_UNIMPLEMENTED = 12,
     MCP_GRPC_INTERNAL = 13,
     MCP_GRPC_UNAVAILABLE = 14,
+    MCP_GRPC_DATA_LOSS = 15,
+    MCP_GRPC_UNAUTHENTICATED = 16,
 };
 
 /* Where and what to call. Copied: nothing needs to outlive the call. */

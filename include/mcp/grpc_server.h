@@ -25,20 +25,6 @@
 #include "mcp/error.h"
 #include "mcp/grpc_client.h" /* status codes, mcp_grpc_percent_decode, framing helpers */
 
-/* gRPC status codes (grpc/grpc doc/statuscodes.md): grpc_client.h defines the
- * ones the client needs (OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, NOT_FOUND,
- * RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE), the rest are here. */
-enum {
-    MCP_GRPC_INVALID_ARGUMENT = 3,
-    MCP_GRPC_ALREADY_EXISTS = 6,
-    MCP_GRPC_PERMISSION_DENIED = 7,
-    MCP_GRPC_FAILED_PRECONDITION = 9,
-    MCP_GRPC_ABORTED = 10,
-    MCP_GRPC_OUT_OF_RANGE = 11,
-    MCP_GRPC_DATA_LOSS = 15,
-    MCP_GRPC_UNAUTHENTICATED = 16,
-};
-
 typedef struct mcp_grpc_server mcp_grpc_server;
 typedef struct mcp_grpc_server_call mcp_grpc_server_call;
 
