@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +27,8 @@ import unittest
 import grpc
 
 import agent_env
-from agent_env import AGENT_BIN, FAKE_PODMAN, SOURCE_DIR, AgentEnv, toml_str
+import grpc_env
+from agent_env import AGENT_BIN, FAKE_PODMAN, AgentEnv, toml_str
 
 PYTHON = "/usr/bin/python3"
 AGENT = "/mcp.agent.v1.AgentService/"
@@ -50,62 +50,21 @@ def shared_tmp():
 
 
 def stubs():
-    """(agent_pb2, agent_pb2_grpc, health_pb2, health_pb2_grpc) generated from proto/.
-    health.proto is compiled under another package path ('hc'): a generated
-    'grpc' package would shadow grpcio itself."""
-    if "stubs" in _shared:
-        return _shared["stubs"]
-    tmp = shared_tmp()
-    out, src = os.path.join(tmp, "py"), os.path.join(tmp, "protosrc")
-    os.makedirs(os.path.join(src, "hc"))
-    os.makedirs(out)
-    shutil.copy(os.path.join(SOURCE_DIR, "proto", "grpc", "health", "v1", "health.proto"),
-                os.path.join(src, "hc", "health.proto"))
-    for inc, proto in ((src, "hc/health.proto"),
-                       (os.path.join(SOURCE_DIR, "proto"), "mcp/agent/v1/agent.proto")):
-        subprocess.run([PYTHON, "-m", "grpc_tools.protoc", "-I" + inc, "--python_out=" + out,
-                        "--grpc_python_out=" + out, proto], check=True, timeout=60)
-    sys.path.insert(0, out)
-    from hc import health_pb2, health_pb2_grpc
-    from mcp.agent.v1 import agent_pb2, agent_pb2_grpc
-    _shared["stubs"] = (agent_pb2, agent_pb2_grpc, health_pb2, health_pb2_grpc)
+    """(agent_pb2, agent_pb2_grpc, health_pb2, health_pb2_grpc) generated from proto/
+    (grpc_env.gen_stubs), once per process."""
+    if "stubs" not in _shared:
+        _shared["stubs"] = grpc_env.gen_stubs(shared_tmp())
     return _shared["stubs"]
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, timeout=30,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _make_ca(d, name):
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", name + ".key", "-out", name + ".pem", "-days", "2",
-             "-subj", "/CN=" + name, cwd=d)
-
-
-def _make_leaf(d, name, ca, ext):
-    with open(os.path.join(d, name + ".ext"), "w") as f:
-        f.write(ext)
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name, cwd=d)
-    _openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
-             "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext",
-             cwd=d)
 
 
 def certs():
     """A directory with ca, server (127.0.0.1/localhost), client (by ca) and
-    stranger (a client certificate from another CA)."""
+    stranger (a client certificate from another CA), made once per process."""
     if "certs" in _shared:
         return _shared["certs"]
     d = os.path.join(shared_tmp(), "certs")
     os.makedirs(d)
-    _make_ca(d, "ca")
-    _make_ca(d, "otherca")
-    _make_leaf(d, "server", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-               "extendedKeyUsage=serverAuth\n")
-    _make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
-    _make_leaf(d, "stranger", "otherca", "extendedKeyUsage=clientAuth\n")
+    grpc_env.make_certs(d)
     _shared["certs"] = d
     return d
 

@@ -19,9 +19,9 @@ import grpc
 import agent_env
 import test_daemon as td
 from agent_env import AGENT_BIN, AgentEnv
+from grpc_env import CUT_HEADERS, OVERSIZED_FRAME, PREFACE, TRUNCATED_SETTINGS
 
 AGENT = td.AGENT
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 N_SERVICES = 10
 SLOW_RECOVER_S = 1.5
 MAX_MESSAGE = 4 * 1024 * 1024
@@ -216,12 +216,11 @@ class DaemonEdgesTest(unittest.TestCase):
     def test_truncated_frames(self):
         # a SETTINGS frame announcing 60 bytes, 6 sent, then close
         s = self.raw_connect()
-        s.sendall(PREFACE + struct.pack(">I", 60)[1:] + b"\x04\x00\x00\x00\x00\x00" + b"\0" * 6)
+        s.sendall(TRUNCATED_SETTINGS)
         s.close()
         # a HEADERS frame cut inside its header block, then close
         s = self.raw_connect()
-        s.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" +
-                  struct.pack(">I", 200)[1:] + b"\x01\x04\x00\x00\x00\x01" + b"\x82\x86")
+        s.sendall(CUT_HEADERS)
         s.close()
         # half a preface, then close
         s = self.raw_connect()
@@ -229,7 +228,7 @@ class DaemonEdgesTest(unittest.TestCase):
         s.close()
         # a frame longer than SETTINGS_MAX_FRAME_SIZE: the daemon hangs up
         s = self.raw_connect()
-        s.sendall(PREFACE + b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"x" * 100)
+        s.sendall(OVERSIZED_FRAME)
         self.assert_closed_by_server(s)
         s.close()
         self.assert_still_serves()

@@ -11,15 +11,15 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import unittest
 
 import grpc
+
+from grpc_env import CUT_HEADERS, OVERSIZED_FRAME, TRUNCATED_SETTINGS, gen_stubs, make_certs
 
 SOURCE_DIR = os.environ.get(
     "MCP_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -34,55 +34,6 @@ SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSani
 AGENT = "/mcp.agent.v1.AgentService/"
 SLOW_MS = 1000
 N_SERVICES = 5
-
-# HTTP/2 client connection preface.
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def gen_stubs(tmp):
-    """Python stubs from proto/ (health under another module path: 'grpc' is taken)."""
-    out = os.path.join(tmp, "py")
-    src = os.path.join(tmp, "protosrc")
-    os.makedirs(os.path.join(src, "hc"))
-    os.makedirs(out)
-    shutil.copy(os.path.join(SOURCE_DIR, "proto", "grpc", "health", "v1", "health.proto"),
-                os.path.join(src, "hc", "health.proto"))
-    for inc, proto in ((src, "hc/health.proto"),
-                       (os.path.join(SOURCE_DIR, "proto"), "mcp/agent/v1/agent.proto")):
-        subprocess.run([PYTHON, "-m", "grpc_tools.protoc", "-I" + inc, "--python_out=" + out,
-                        "--grpc_python_out=" + out, proto], check=True, timeout=60)
-    sys.path.insert(0, out)
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, timeout=30,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def make_ca(d, name):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", name + ".key", "-out", name + ".pem", "-days", "2",
-            "-subj", "/CN=" + name, cwd=d)
-
-
-def make_leaf(d, name, ca, ext):
-    with open(os.path.join(d, name + ".ext"), "w") as f:
-        f.write(ext)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name, cwd=d)
-    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
-            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext",
-            cwd=d)
-
-
-def make_certs(d):
-    make_ca(d, "ca")
-    make_ca(d, "otherca")
-    make_leaf(d, "server", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-              "extendedKeyUsage=serverAuth\n")
-    make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
-    make_leaf(d, "stranger", "otherca", "extendedKeyUsage=clientAuth\n")
-
 
 def read(d, name):
     with open(os.path.join(d, name), "rb") as f:
@@ -158,10 +109,8 @@ class GrpcServerTest(unittest.TestCase):
         if not os.access(SERVER_BIN, os.X_OK):
             raise unittest.SkipTest(f"{SERVER_BIN} not built")
         cls.tmp = tempfile.mkdtemp(prefix="grpc-it-")
-        gen_stubs(cls.tmp)
         global health_pb2, health_pb2_grpc, agent_pb2, agent_pb2_grpc
-        from hc import health_pb2, health_pb2_grpc  # noqa: F401
-        from mcp.agent.v1 import agent_pb2, agent_pb2_grpc  # noqa: F401
+        agent_pb2, agent_pb2_grpc, health_pb2, health_pb2_grpc = gen_stubs(cls.tmp)
         cls.certs = os.path.join(cls.tmp, "certs")
         os.mkdir(cls.certs)
         make_certs(cls.certs)
@@ -365,16 +314,15 @@ class GrpcServerTest(unittest.TestCase):
     def test_truncated_frames_then_close(self):
         # a SETTINGS frame announcing 60 bytes, only 6 sent
         s = self.raw_connect()
-        s.sendall(PREFACE + struct.pack(">I", 60)[1:] + b"\x04\x00\x00\x00\x00\x00" + b"\0" * 6)
+        s.sendall(TRUNCATED_SETTINGS)
         s.close()
         # a HEADERS frame cut inside its header block, then close
         s = self.raw_connect()
-        s.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" +
-                  struct.pack(">I", 200)[1:] + b"\x01\x04\x00\x00\x00\x01" + b"\x82\x86")
+        s.sendall(CUT_HEADERS)
         s.close()
         # a frame of an absurd length (bigger than SETTINGS_MAX_FRAME_SIZE)
         s = self.raw_connect()
-        s.sendall(PREFACE + b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"x" * 100)
+        s.sendall(OVERSIZED_FRAME)
         self.assert_closed_by_server(s)
         s.close()
         self.assert_still_serves()
