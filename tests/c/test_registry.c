@@ -594,6 +594,390 @@ static void test_snapshot_is_an_openable_copy(void **state)
     mcp_registry_close(reg);
 }
 
+/* ---- reads: list against get, the statement cache ---- */
+
+/* A deterministic pseudo-random sequence (no libc rand state shared with others). */
+static unsigned next_rand(unsigned *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return (*seed >> 16) & 0x7fff;
+}
+
+/* A service whose component and route names are out of alphabetical order,
+ * so only the stored positions give the order back. variant changes the shape. */
+static void churn_service(mcp_service *svc, const char *name, unsigned variant)
+{
+    static const char *const comp_names[] = {"zeta", "alpha", "mid", "beta"};
+    static const char *const route_names[] = {"z", "a", "m"};
+    memset(svc, 0, sizeof *svc);
+    svc->name = mcp_strdup(name);
+    assert_non_null(svc->name);
+    svc->active = variant % 2 == 0;
+    size_t n_comps = variant % 4; /* 0..3 components, some services have none */
+    for (size_t i = 0; i < n_comps; i++) {
+        char image[64];
+        snprintf(image, sizeof image, "localhost/%s-%zu:v%u", name, i, variant);
+        mcp_component *c = add_component(svc, comp_names[(i + variant) % 4], image);
+        if (variant % 3 == 0) {
+            push(&c->ports, "9000");
+            push(&c->ports, "127.0.0.1:18443:8443/tcp");
+        }
+        if (variant % 5 == 1)
+            push(&c->cmd, "say \"hi\", then ünïcode");
+        push(&c->env, "B=2");
+        push(&c->env, "A=1");
+        if (i == 1)
+            c->network = mcp_strdup("mcpnet");
+        size_t n_routes = (variant + i) % 4;
+        for (size_t j = 0; j < n_routes; j++)
+            add_route(c, route_names[j], (int)(8000 + j), j % 2 ? "l7" : "l4",
+                      j % 2 ? "host.example.net" : NULL);
+    }
+}
+
+static void assert_list_matches_gets(mcp_registry *reg, mcp_service *model, bool *live,
+                                     size_t n_names)
+{
+    mcp_service *all = NULL;
+    size_t n = 0;
+    mcp_error err = {{0}};
+    assert_int_equal(mcp_registry_list_services(reg, &all, &n, &err), 0);
+    size_t expected = 0;
+    for (size_t i = 0; i < n_names; i++)
+        expected += live[i];
+    assert_int_equal(n, expected);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            assert_true(strcmp(all[i - 1].name, all[i].name) < 0);
+        mcp_service got;
+        assert_int_equal(mcp_registry_get_service(reg, all[i].name, &got, &err), 1);
+        assert_service_equal(&got, &all[i]);
+        mcp_service_free(&got);
+        /* And both are what was stored last, host ports included. */
+        size_t k = 0;
+        while (k < n_names && strcmp(model[k].name, all[i].name) != 0)
+            k++;
+        assert_true(k < n_names);
+        assert_true(live[k]);
+        assert_service_equal(&model[k], &all[i]);
+    }
+    mcp_services_free(all, n);
+}
+
+static void test_list_matches_gets_after_churn(void **state)
+{
+    enum { N_NAMES = 40, ROUNDS = 300 };
+    mcp_registry *reg = open_reg(state);
+    mcp_service model[N_NAMES];
+    bool live[N_NAMES] = {false};
+    unsigned seed = 12345;
+    /* Names inserted in scrambled order, a mix of lengths and prefixes. */
+    for (size_t i = 0; i < N_NAMES; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%c%zu-svc", "qbzam"[i % 5], (i * 7) % N_NAMES);
+        churn_service(&model[i], name, 0);
+    }
+    mcp_error err = {{0}};
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t k = next_rand(&seed) % N_NAMES;
+        if (live[k] && next_rand(&seed) % 3 == 0) {
+            assert_int_equal(mcp_registry_delete_service(reg, model[k].name, &err), 1);
+            live[k] = false;
+        } else {
+            char *name = mcp_strdup(model[k].name);
+            assert_non_null(name);
+            mcp_service_free(&model[k]);
+            churn_service(&model[k], name, next_rand(&seed));
+            free(name);
+            put(reg, &model[k], 20000, 21000);
+            live[k] = true;
+        }
+        if (round % 50 == 49)
+            assert_list_matches_gets(reg, model, live, N_NAMES);
+    }
+    /* Desired state and active changes show in both reads too. */
+    for (size_t i = 0; i < N_NAMES; i++) {
+        if (!live[i] || model[i].n_components == 0)
+            continue;
+        assert_int_equal(mcp_registry_set_desired_state(reg, model[i].name,
+                                                        model[i].components[0].name, "stopped",
+                                                        &err),
+                         1);
+        free(model[i].components[0].desired_state);
+        model[i].components[0].desired_state = mcp_strdup("stopped");
+        assert_int_equal(mcp_registry_set_active(reg, model[i].name, !model[i].active, &err), 1);
+        model[i].active = !model[i].active;
+    }
+    assert_list_matches_gets(reg, model, live, N_NAMES);
+    /* A second handle (fresh statement cache) reads the same. */
+    mcp_registry *other = open_reg(state);
+    assert_list_matches_gets(other, model, live, N_NAMES);
+    mcp_registry_close(other);
+    for (size_t i = 0; i < N_NAMES; i++)
+        mcp_service_free(&model[i]);
+    mcp_registry_close(reg);
+}
+
+/* Lists are stored as JSON; plain ones are read without the JSON parser, the
+ * rest with it: both must give back exactly what was stored. */
+static void test_lists_round_trip_odd_strings(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_service svc = {0};
+    svc.name = mcp_strdup("odd");
+    add_component(&svc, "odd", "img"); /* components[0]; later adds move the array */
+    const char *odd[] = {"a,b", "]", "[", "\",\"", "x\"y", "back\\slash", "tab\there",
+                         "", "ünïcode", "[\"x\"]", "line\nbreak", "~del\x7f"};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        push(&svc.components[0].cmd, odd[i]);
+        /* Alone in a list too, so no other string sends the list to the parser. */
+        char name[16];
+        snprintf(name, sizeof name, "c%zu", i);
+        mcp_component *alone = add_component(&svc, name, "img");
+        push(&alone->volumes, odd[i]); /* the registry does not validate specs */
+        push(&alone->ports, "80");
+        push(&alone->ports, odd[i]);
+    }
+    push(&svc.components[0].env, ""); /* a list holding one empty string is not an empty list */
+    mcp_component *plain = add_component(&svc, "plain", "img");
+    push(&plain->cmd, "only");
+    push(&plain->cmd, "plain ascii, with spaces [and] {braces}");
+    put(reg, &svc, 10000, 10010);
+
+    mcp_service got;
+    mcp_error err = {{0}};
+    assert_int_equal(mcp_registry_get_service(reg, "odd", &got, &err), 1);
+    assert_service_equal(&svc, &got);
+    assert_int_equal(got.components[0].env.n, 1);
+    assert_string_equal(got.components[0].env.v[0], "");
+    assert_int_equal(got.components[0].ports.n, 0);
+    mcp_service_free(&got);
+    mcp_service *all = NULL;
+    size_t n = 0;
+    assert_int_equal(mcp_registry_list_services(reg, &all, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_service_equal(&svc, &all[0]);
+    mcp_services_free(all, n);
+    mcp_service_free(&svc);
+    mcp_registry_close(reg);
+}
+
+static sqlite3 *raw_open(void **state);
+static void raw_exec(sqlite3 *db, const char *sql);
+
+/* A list column edited by hand into something that is not a JSON array of
+ * valid strings makes the service unreadable, for get and list alike. */
+static void test_unreadable_lists_refused(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_service svc = one_route_service("svc", "r");
+    put(reg, &svc, 10000, 10010);
+    sqlite3 *db = raw_open(state);
+    const char *bad[] = {
+        "UPDATE components SET cmd = '[\"a\tb\"]'",       /* raw control character */
+        "UPDATE components SET cmd = '[\"\xff\xfe\"]'",   /* not UTF-8 */
+        "UPDATE components SET cmd = '[\"a\",]'",         /* trailing comma */
+        "UPDATE components SET cmd = '[\"a\" \"b\"]'",    /* no comma */
+        "UPDATE components SET cmd = '[1]'",              /* not a string */
+        "UPDATE components SET cmd = '{}'",               /* not an array */
+        "UPDATE components SET cmd = '[\"a\"] x'",        /* trailing garbage */
+        "UPDATE components SET cmd = '[\"unterminated]'", /* no closing quote */
+    };
+    mcp_error err = {{0}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        raw_exec(db, bad[i]);
+        mcp_service got;
+        if (mcp_registry_get_service(reg, "svc", &got, &err) != -1)
+            fail_msg("accepted: %s", bad[i]);
+        assert_non_null(strstr(err.msg, "unreadable component of service 'svc'"));
+        mcp_service *all = NULL;
+        size_t n = 0;
+        assert_int_equal(mcp_registry_list_services(reg, &all, &n, &err), -1);
+        assert_null(all);
+        assert_non_null(strstr(err.msg, "unreadable component of service 'svc'"));
+    }
+    /* Whitespace is valid JSON: the full parser reads it. */
+    raw_exec(db, "UPDATE components SET cmd = ' [ \"a\" , \"b\" ] '");
+    mcp_service got;
+    assert_int_equal(mcp_registry_get_service(reg, "svc", &got, &err), 1);
+    assert_int_equal(got.components[0].cmd.n, 2);
+    assert_string_equal(got.components[0].cmd.v[1], "b");
+    mcp_service_free(&got);
+    sqlite3_close(db);
+    mcp_service_free(&svc);
+    mcp_registry_close(reg);
+}
+
+static sqlite3 *raw_open(void **state)
+{
+    char *p = path_in(state, "reg.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    free(p);
+    return db;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+}
+
+static size_t count_services(mcp_registry *reg)
+{
+    mcp_service *all = NULL;
+    size_t n = 0;
+    mcp_error err = {{0}};
+    if (mcp_registry_list_services(reg, &all, &n, &err) != 0)
+        fail_msg("list: %s", err.msg);
+    mcp_services_free(all, n);
+    return n;
+}
+
+/* Another connection holds the write lock: writes fail with SQLITE_BUSY after
+ * the busy timeout, reads go on (WAL) and see only committed data, and the
+ * handle (its cached statements, its transaction state) works once the lock
+ * is gone. Takes the busy timeout (5 s). */
+static void test_survives_busy_from_other_connection(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_service a = one_route_service("a", "r");
+    put(reg, &a, 10000, 10010);
+    mcp_error err = {{0}};
+    assert_int_equal(mcp_registry_add_event(reg, "a", NULL, "deployed", "v1", &err), 0);
+
+    sqlite3 *db = raw_open(state);
+    raw_exec(db, "BEGIN IMMEDIATE;"
+                 "INSERT INTO events (time_ms, service, kind, message) VALUES (1, 'a', 'x', 'y');"
+                 "DELETE FROM services WHERE name = 'a';");
+    assert_int_equal(count_services(reg), 1); /* uncommitted delete unseen */
+    mcp_service got;
+    assert_int_equal(mcp_registry_get_service(reg, "a", &got, &err), 1);
+    mcp_service_free(&got);
+
+    mcp_service b = one_route_service("b", "r");
+    assert_int_equal(mcp_registry_put_service(reg, &b, 10000, 10010, NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "locked"));
+    assert_int_equal(mcp_registry_add_event(reg, "a", NULL, "x", "z", &err), -1);
+    assert_non_null(strstr(err.msg, "locked"));
+    mcp_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(mcp_registry_list_events(reg, NULL, 10, &ev, &n, &err), 0);
+    assert_int_equal(n, 1);
+    mcp_events_free(ev, n);
+
+    raw_exec(db, "ROLLBACK");
+    put(reg, &b, 10000, 10010);
+    assert_int_equal(b.components[0].routes[0].host_port, 10001);
+    assert_int_equal(count_services(reg), 2);
+    assert_int_equal(mcp_registry_get_service(reg, "b", &got, &err), 1);
+    assert_service_equal(&b, &got);
+    mcp_service_free(&got);
+    assert_int_equal(mcp_registry_add_event(reg, "b", NULL, "deployed", "v1", &err), 0);
+    assert_int_equal(mcp_registry_list_events(reg, NULL, 10, &ev, &n, &err), 0);
+    assert_int_equal(n, 2);
+    mcp_events_free(ev, n);
+
+    /* A committed change by the other connection is seen by the next read. */
+    raw_exec(db, "DELETE FROM services WHERE name = 'a'");
+    assert_int_equal(count_services(reg), 1);
+    assert_int_equal(mcp_registry_get_service(reg, "a", &got, &err), 0);
+    sqlite3_close(db);
+    mcp_service_free(&a);
+    mcp_service_free(&b);
+    mcp_registry_close(reg);
+}
+
+/* A statement that fails (a trigger refusing a row mid-put, a table dropped
+ * under the handle) is reported, and the cached statements work afterwards. */
+static void test_survives_failed_statements(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_service a = one_route_service("a", "r");
+    put(reg, &a, 10000, 10010);
+    mcp_error err = {{0}};
+    mcp_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(mcp_registry_list_events(reg, NULL, 10, &ev, &n, &err), 0);
+    mcp_events_free(ev, n);
+
+    sqlite3 *db = raw_open(state);
+    raw_exec(db, "CREATE TRIGGER refuse_bad BEFORE INSERT ON routes WHEN NEW.name = 'bad' "
+                 "BEGIN SELECT RAISE(ABORT, 'refused by test'); END");
+    mcp_service a2 = one_route_service("a", "r");
+    add_route(&a2.components[0], "bad", 81, "l4", NULL);
+    free(a2.components[0].image);
+    a2.components[0].image = mcp_strdup("img:v2");
+    assert_int_equal(mcp_registry_put_service(reg, &a2, 10000, 10010, NULL, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "refused by test"));
+    assert_non_null(strstr(err.msg, "a/a/bad"));
+    /* Rolled back whole: the old definition is intact, the next put works. */
+    mcp_service got;
+    assert_int_equal(mcp_registry_get_service(reg, "a", &got, &err), 1);
+    assert_service_equal(&a, &got);
+    mcp_service_free(&got);
+    free(a2.components[0].routes[1].name);
+    a2.components[0].routes[1].name = mcp_strdup("good");
+    put(reg, &a2, 10000, 10010);
+    assert_int_equal(a2.components[0].routes[0].host_port, a.components[0].routes[0].host_port);
+    assert_int_equal(mcp_registry_get_service(reg, "a", &got, &err), 1);
+    assert_service_equal(&a2, &got);
+    mcp_service_free(&got);
+
+    /* The events table goes away and comes back under the handle. */
+    raw_exec(db, "DROP TABLE events");
+    assert_int_equal(mcp_registry_list_events(reg, NULL, 10, &ev, &n, &err), -1);
+    assert_non_null(strstr(err.msg, "events"));
+    assert_int_equal(mcp_registry_add_event(reg, "a", NULL, "x", "y", &err), -1);
+    assert_int_equal(count_services(reg), 1);
+    raw_exec(db, "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER "
+                 "NOT NULL, service TEXT NOT NULL, component TEXT, kind TEXT NOT NULL, message "
+                 "TEXT NOT NULL)");
+    assert_int_equal(mcp_registry_add_event(reg, "a", "a", "deployed", "back", &err), 0);
+    assert_int_equal(mcp_registry_list_events(reg, "a", 10, &ev, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].message, "back");
+    mcp_events_free(ev, n);
+    sqlite3_close(db);
+    mcp_service_free(&a);
+    mcp_service_free(&a2);
+    mcp_registry_close(reg);
+}
+
+/* Cached statements are reset after each call: an idle handle holds no read
+ * snapshot, so another connection can checkpoint and truncate the WAL. */
+static void test_idle_handle_holds_no_snapshot(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_service svc;
+    full_service(&svc);
+    put(reg, &svc, 10000, 10100);
+    mcp_error err = {{0}};
+    assert_int_equal(mcp_registry_add_event(reg, "metacrypt", NULL, "deployed", "v1", &err), 0);
+    assert_int_equal(mcp_registry_add_event(reg, "metacrypt", NULL, "started", "v1", &err), 0);
+    mcp_service got;
+    assert_int_equal(mcp_registry_get_service(reg, "metacrypt", &got, &err), 1);
+    mcp_service_free(&got);
+    assert_int_equal(count_services(reg), 1);
+    mcp_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(mcp_registry_list_events(reg, NULL, 1, &ev, &n, &err), 0);
+    mcp_events_free(ev, n);
+
+    sqlite3 *db = raw_open(state);
+    raw_exec(db, "SELECT count(*) FROM services"); /* opens the WAL on this connection */
+    int log_frames = -1, checkpointed = -1;
+    assert_int_equal(
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, &checkpointed),
+        SQLITE_OK);
+    assert_int_equal(log_frames, 0); /* truncated: no reader was in the way */
+    sqlite3_close(db);
+    assert_int_equal(count_services(reg), 1);
+    mcp_service_free(&svc);
+    mcp_registry_close(reg);
+}
+
 /* ---- refusals: the file stays byte-identical ---- */
 
 static void write_bytes(const char *path, const void *data, size_t len)
@@ -751,6 +1135,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_desired_state_and_active, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_events_newest_first, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_snapshot_is_an_openable_copy, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_list_matches_gets_after_churn, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_lists_round_trip_odd_strings, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_unreadable_lists_refused, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_survives_busy_from_other_connection, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_survives_failed_statements, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_idle_handle_holds_no_snapshot, setup_tmp,
+                                        teardown_tmp),
         cmocka_unit_test_setup_teardown(test_refuses_garbage_file, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_refuses_truncated_database, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_refuses_foreign_database, setup_tmp, teardown_tmp),
