@@ -97,6 +97,11 @@ class Server:
         for marker in SANITIZER_MARKERS:
             testcase.assertNotIn(marker, err, f"sanitizer report in server stderr:\n{err}")
 
+    def assert_stops_clean(self, testcase):
+        """stop() exits 0 and stderr holds no sanitizer report."""
+        testcase.assertEqual(self.stop(), 0, self.stderr())
+        self.assert_clean(testcase)
+
 
 def run_refused(args):
     proc = subprocess.run([SERVER_BIN, *args], capture_output=True, text=True, timeout=20)
@@ -151,6 +156,12 @@ class GrpcServerTest(unittest.TestCase):
     def check_health(self, channel, service=""):
         stub = health_pb2_grpc.HealthStub(channel)
         return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+
+    def assert_tcp_serves(self, srv):
+        """srv answers Health.Check SERVING over plaintext TCP."""
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+            self.assertEqual(self.check_health(ch).status,
+                             health_pb2.HealthCheckResponse.SERVING)
 
     def assert_still_serves(self):
         with self.unix_channel() as ch:
@@ -257,12 +268,9 @@ class GrpcServerTest(unittest.TestCase):
     def test_plaintext_loopback_tcp_works(self):
         srv = Server(self.tmp, "plain", ["--tcp", "127.0.0.1:0", "--insecure"]).wait_ready()
         try:
-            with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
-                self.assertEqual(self.check_health(ch).status,
-                                 health_pb2.HealthCheckResponse.SERVING)
+            self.assert_tcp_serves(srv)
         finally:
-            self.assertEqual(srv.stop(), 0, srv.stderr())
-            srv.assert_clean(self)
+            srv.assert_stops_clean(self)
 
     def test_unix_socket_path_rules(self):
         # a regular file is never removed
@@ -288,8 +296,7 @@ class GrpcServerTest(unittest.TestCase):
                 self.assertEqual(self.check_health(ch).status,
                                  health_pb2.HealthCheckResponse.SERVING)
         finally:
-            self.assertEqual(srv.stop(), 0, srv.stderr())
-            srv.assert_clean(self)
+            srv.assert_stops_clean(self)
         self.assertFalse(os.path.exists(stale), "socket file left behind at shutdown")
         self.assert_still_serves()
 
@@ -461,12 +468,9 @@ class GrpcServerTest(unittest.TestCase):
             out = self.nghttp(srv.port, AGENT + "ListServices", b"\0" * 5, [grpc_ct])
             self.assertIn(":status: 200", out)
             self.assertIn("grpc-status: 0", out)
-            with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
-                self.assertEqual(self.check_health(ch).status,
-                                 health_pb2.HealthCheckResponse.SERVING)
+            self.assert_tcp_serves(srv)
         finally:
-            self.assertEqual(srv.stop(), 0, srv.stderr())
-            srv.assert_clean(self)
+            srv.assert_stops_clean(self)
 
     # ---- graceful shutdown ----
 
@@ -480,8 +484,7 @@ class GrpcServerTest(unittest.TestCase):
             time.sleep(0.3)
             srv.terminate()
             self.assertEqual(fut.result().name, "inflight")
-        self.assertEqual(srv.stop(), 0, srv.stderr())
-        srv.assert_clean(self)
+        srv.assert_stops_clean(self)
         self.assertFalse(os.path.exists(sock), "socket file left behind")
         self.assertIn("server stopped", srv.stderr())
 
