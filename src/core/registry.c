@@ -54,11 +54,10 @@ enum stmt_id {
 
 /* Component and route queries share their column layout (see component_from_row
  * and route_from_row): the service (and component) name first, for stitching. */
-#define COMPONENT_COLUMNS                                                                        \
-    "SELECT service, name, image, network, user, restart, ports, volumes, cmd, env, "          \
+#define COMPONENT_COLUMNS                                                                          \
+    "SELECT service, name, image, network, user, restart, ports, volumes, cmd, env, "              \
     "desired_state, health_check, health_port, health_path "
-#define ROUTE_COLUMNS                                                                            \
-    "SELECT service, component, name, port, mode, hostname, host_port "
+#define ROUTE_COLUMNS "SELECT service, component, name, port, mode, hostname, host_port "
 #define EVENT_COLUMNS "SELECT id, time_ms, service, component, kind, message FROM events "
 
 static const char *const stmt_sql[ST_COUNT] = {

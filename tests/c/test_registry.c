@@ -699,9 +699,8 @@ static void test_list_matches_gets_after_churn(void **state)
     for (size_t i = 0; i < N_NAMES; i++) {
         if (!live[i] || model[i].n_components == 0)
             continue;
-        assert_int_equal(mcp_registry_set_desired_state(reg, model[i].name,
-                                                        model[i].components[0].name, "stopped",
-                                                        &err),
+        assert_int_equal(mcp_registry_set_desired_state(
+                             reg, model[i].name, model[i].components[0].name, "stopped", &err),
                          1);
         free(model[i].components[0].desired_state);
         model[i].components[0].desired_state = mcp_strdup("stopped");
@@ -726,8 +725,8 @@ static void test_lists_round_trip_odd_strings(void **state)
     mcp_service svc = {0};
     svc.name = mcp_strdup("odd");
     add_component(&svc, "odd", "img"); /* components[0]; later adds move the array */
-    const char *odd[] = {"a,b", "]", "[", "\",\"", "x\"y", "back\\slash", "tab\there",
-                         "", "ünïcode", "[\"x\"]", "line\nbreak", "~del\x7f"};
+    const char *odd[] = {"a,b",       "]", "[",       "\",\"",   "x\"y",        "back\\slash",
+                         "tab\there", "",  "ünïcode", "[\"x\"]", "line\nbreak", "~del\x7f"};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
         push(&svc.components[0].cmd, odd[i]);
         /* Alone in a list too, so no other string sends the list to the parser. */
@@ -1137,8 +1136,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_is_an_openable_copy, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_list_matches_gets_after_churn, setup_tmp,
                                         teardown_tmp),
-        cmocka_unit_test_setup_teardown(test_lists_round_trip_odd_strings, setup_tmp,
-                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_lists_round_trip_odd_strings, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_unreadable_lists_refused, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_survives_busy_from_other_connection, setup_tmp,
                                         teardown_tmp),
