@@ -163,13 +163,18 @@ class GrpcServerTest(unittest.TestCase):
             self.assertEqual(self.check_health(ch).status,
                              health_pb2.HealthCheckResponse.SERVING)
 
+    def assert_serves(self, ch):
+        """Health.Check is SERVING and ListServices lists all N_SERVICES on ch;
+        returns an AgentService stub on ch."""
+        self.assertEqual(self.check_health(ch).status, health_pb2.HealthCheckResponse.SERVING)
+        stub = agent_pb2_grpc.AgentServiceStub(ch)
+        reply = stub.ListServices(agent_pb2.ListServicesRequest(), timeout=5)
+        self.assertEqual(len(reply.services), N_SERVICES)
+        return stub
+
     def assert_still_serves(self):
         with self.unix_channel() as ch:
-            self.assertEqual(self.check_health(ch).status,
-                             health_pb2.HealthCheckResponse.SERVING)
-            stub = agent_pb2_grpc.AgentServiceStub(ch)
-            reply = stub.ListServices(agent_pb2.ListServicesRequest(), timeout=5)
-            self.assertEqual(len(reply.services), N_SERVICES)
+            self.assert_serves(ch)
 
     def raw_call(self, channel, method, payload, timeout=5, **kw):
         fn = channel.unary_unary(method)  # no serializers: bytes in, bytes out
@@ -215,11 +220,7 @@ class GrpcServerTest(unittest.TestCase):
 
     def test_health_and_list_over_mtls(self):
         with self.tls_channel() as ch:
-            self.assertEqual(self.check_health(ch).status,
-                             health_pb2.HealthCheckResponse.SERVING)
-            stub = agent_pb2_grpc.AgentServiceStub(ch)
-            reply = stub.ListServices(agent_pb2.ListServicesRequest(), timeout=5)
-            self.assertEqual(len(reply.services), N_SERVICES)
+            stub = self.assert_serves(ch)
             status = stub.GetServiceStatus(agent_pb2.ServiceRequest(service="web"), timeout=10)
             self.assertEqual(status.name, "web")
 
