@@ -229,10 +229,14 @@ void mcp_host_free(mcp_host *h)
 {
     if (!h)
         return;
+    /* Order matters: tasks first (their operations are cancelled and only
+     * free themselves from here on), then the http client, then the Lua
+     * state (collecting a server handle starts its close), and last the loop
+     * runs until every handle has closed and every child has been reaped. */
     if (h->loop_ready)
         mcp_sched_close(h);
     if (h->http) {
-        mcp_http_destroy(h->http); /* after the tasks: their probes are cancelled by now */
+        mcp_http_destroy(h->http);
         h->http = NULL;
     }
     if (h->L)

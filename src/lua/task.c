@@ -628,8 +628,8 @@ void mcp_sched_close(mcp_host *h)
         task_cancel(h->live);
     uv_close((uv_handle_t *)&h->idle, noop_close);
     mcp_signals_close(h);
-    /* Let cancelled operations close their handles and reap their children. */
-    uv_run(&h->loop, UV_RUN_DEFAULT);
+    /* The caller runs the loop to its end once the Lua state is closed too:
+     * servers close when their handles are collected. */
 }
 
 int mcp_sched_run_main(mcp_host *h, int nargs, int *nres)
