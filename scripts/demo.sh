@@ -33,6 +33,17 @@ cleanup() {
 }
 trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# What a service answers on a host port (retried for a few seconds: the
+# container's httpd may still be starting); the demo fails if nothing does.
+answer() {
+    local out
+    for _ in $(seq 30); do
+        out=$(curl -s -m 2 "http://127.0.0.1:$1/index.html") && [ -n "$out" ] && { echo "$out"; return; }
+        sleep 0.2
+    done
+    echo "demo: nothing answers on 127.0.0.1:$1" >&2
+    exit 1
+}
 
 cat > "$demo/agent.toml" <<CONF
 [agent]
@@ -55,8 +66,8 @@ step "mcp-agent status"
 "$agent" -c "$demo/agent.toml" status || true
 web_port=$("$agent" -c "$demo/agent.toml" status web --json |
     /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["services"][0]["components"][0]["routes"][0]["host_port"])')
-echo "web answers on its route port $web_port: $(curl -s -m 2 "http://127.0.0.1:$web_port/index.html")"
-echo "api answers on 18081: $(curl -s -m 2 http://127.0.0.1:18081/index.html)"
+out=$(answer "$web_port"); echo "web answers on its route port $web_port: $out"
+out=$(answer 18081); echo "api answers on 18081: $out"
 
 step "podman loses its state: stop everything, delete its container database"
 pod stop -a -t 1 >/dev/null
@@ -73,6 +84,6 @@ echo "recover took $(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo '?'
 sleep 1
 step "mcp-agent status"
 "$agent" -c "$demo/agent.toml" status
-echo "web answers on the same route port $web_port: $(curl -s -m 2 "http://127.0.0.1:$web_port/index.html")"
+out=$(answer "$web_port"); echo "web answers on the same route port $web_port: $out"
 step "mcp-agent recover (again: nothing to do)"
 "$agent" -c "$demo/agent.toml" recover
