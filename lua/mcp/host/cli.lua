@@ -141,6 +141,14 @@ function M.boot(agent, args)
     if #pos > 0 then complain("boot: unexpected argument %s", pos[1]); return USAGE end
     local boot, err = policies.get("boot")
     if not boot then complain("%s", err); return USAGE end
+    -- two boot sequences at once would fight over the same containers
+    local b = backend_for(agent, "boot")
+    if not b then return USAGE end
+    if b.remote then
+        complain("boot: a daemon is running on %s and runs the boot sequence itself; "
+            .. "see `mcp-agent status`", b.socket)
+        return USAGE
+    end
     local stages = agent.config.boot or {}
     local ok, report = xpcall(boot.run, traceback, agent, stages, { dry_run = flags["dry-run"] or false })
     if not ok then
