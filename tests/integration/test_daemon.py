@@ -13,6 +13,7 @@ Each daemon's stderr goes to a file that is checked for sanitizer reports
 when the daemon is stopped (run the file against the ASan build by pointing
 MCP_AGENT_BIN at it). test_daemon_edges.py imports the helpers from here.
 """
+import json
 import os
 import re
 import shutil
@@ -655,6 +656,21 @@ class BootLifecycleTest(DaemonTestCase):
         self.assertIn("signal=SIGTERM", d.log())
         self.assertNotIn("boot finished healthy=true", d.log())
         self.assertFalse(os.path.exists(self.env.socket), "socket file left behind")
+
+    def test_cli_shows_boot_progress_and_refuses_a_second_boot(self):
+        d = self.daemon()
+        self.assertTrue(d.wait_log("boot stage foundation starting"), d.log())
+        r = self.env.run("status")
+        self.assertIn("boot in progress:", r.stdout)
+        self.assertRegex(r.stdout, r"stage foundation\s+running\s+0/1 healthy")
+        doc = json.loads(self.env.run("status", "--json").stdout)
+        self.assertFalse(doc["boot"]["boot_done"])
+        self.assertEqual(doc["boot"]["stages"][0]["name"], "foundation")
+        # a second boot sequence beside the daemon's would fight over the containers
+        r = self.env.run("boot")
+        self.assertEqual(r.rc, 2, r.stdout + r.stderr)
+        self.assertIn("a daemon is running", r.stderr)
+        self.assertEqual(d.stop(timeout=15), 0, d.log())
 
     def test_boot_completes_when_the_foundation_turns_healthy(self):
         d = self.daemon()
