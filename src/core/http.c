@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
+#include "curl_shim.h" /* curl, loaded on first use */
 
 #include "mcp/util.h"
 
@@ -491,6 +491,11 @@ mcp_http *mcp_http_new(uv_loop_t *loop, mcp_error *err)
 {
     static bool curl_ready;
     if (!curl_ready) {
+        char why[256];
+        if (mcp_curl_load(why, sizeof why) != 0) {
+            mcp_error_set(err, "http: cannot load libcurl: %s", why);
+            return NULL;
+        }
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             mcp_error_set(err, "http: curl_global_init failed");
             return NULL;

@@ -80,6 +80,11 @@ function M.connect(agent)
     if not socket or socket == "" or os.getenv("MCP_AGENT_LOCAL") == "1" then
         return local_backend(agent)
     end
+    -- No socket file, no daemon: say so without loading the gRPC client.
+    -- (Opening a unix socket as a file fails with ENXIO; a missing one with ENOENT.)
+    local f, _, code = io.open(socket, "r")
+    if f then f:close() end
+    if code == 2 then return local_backend(agent) end
     local resp, reason = core.api.call(socket, SERVICE .. "NodeStatus", {}, 5)
     if resp then return remote_backend(socket) end
     if reason == "refused" or reason == "failed" then return local_backend(agent) end
