@@ -6,6 +6,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "internal.h"
 #include "mcp/log.h"
@@ -110,6 +113,17 @@ static void push_config(lua_State *L, const mcp_host *h)
     lua_setfield(L, -2, "boot");
 }
 
+/* core.release_memory(): a full Lua collection, then the C heap's free
+ * pages back to the system — for a daemon that has just gone idle. */
+static int l_release_memory(lua_State *L)
+{
+    lua_gc(L, LUA_GCCOLLECT);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    return 0;
+}
+
 /* Opens one binding area with the host as upvalue and stores it in the table on top. */
 static void add_area(lua_State *L, mcp_host *h, const char *name, lua_CFunction opener)
 {
@@ -136,6 +150,8 @@ static int open_core(lua_State *L)
     add_area(L, h, "api", luaopen_mcp_api);
     push_config(L, h);
     lua_setfield(L, -2, "config");
+    lua_pushcfunction(L, l_release_memory);
+    lua_setfield(L, -2, "release_memory");
     lua_createtable(L, 0, 2);
     mcp_set_string(L, "lua", h->lua_dir);
     mcp_set_string(L, "builtin_policies", h->builtin_policy_dir);

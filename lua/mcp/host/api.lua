@@ -51,6 +51,31 @@ local function observed_cache(agent)
     return c
 end
 
+-- After this many seconds without a call the daemon gives back the memory
+-- a burst of calls left behind (garbage, free heap pages).
+M.IDLE_RELEASE = 2.0
+
+--- touch() after every call; once calls stop for IDLE_RELEASE seconds, one
+--- task releases memory. No timer runs while the daemon stays idle.
+local function idle_releaser(agent)
+    local r = { last = 0 }
+    local pending
+    function r.touch()
+        r.last = agent.clock.now()
+        if pending then return end
+        pending = agent.task.spawn(function()
+            while true do
+                local left = r.last + M.IDLE_RELEASE - agent.clock.now()
+                if left <= 0 then break end
+                if not agent.clock.sleep(left) then pending = nil; return end
+            end
+            pending = nil
+            core.release_memory()
+        end)
+    end
+    return r
+end
+
 --- A registry whose writes bump state.registry_gen (cached answers key on it).
 function M.counting_registry(registry, state)
     state.registry_gen = state.registry_gen or 0
@@ -71,6 +96,7 @@ function M.new(agent, state)
     local h = {}
     local observed = observed_cache(agent)
     local list_cache = {}
+    local idle = idle_releaser(agent)
 
     -- Writes wait for boot: the boot sequence owns the containers until then.
     local function writable()
@@ -178,6 +204,7 @@ function M.new(agent, state)
     -- raises or the task is cancelled (its __close fails it).
     return function(call, method, request)
         local guard <close> = call -- luacheck: ignore 211
+        idle.touch()
         local handler = h[method]
         if not handler then
             call:fail(UNIMPLEMENTED, "unknown method " .. tostring(method))
