@@ -30,8 +30,4 @@ void mcp_host_free(mcp_host *h);
  * 0 done, 1 goal not reached, 2 usage/config/definition/policy error. */
 int mcp_host_command(mcp_host *h, const char *name, int argc, char **argv);
 
-/* The directory of the built-in Lua library and policies (for messages). */
-const char *mcp_host_lua_dir(const mcp_host *h);
-const char *mcp_host_builtin_policy_dir(const mcp_host *h);
-
 #endif

@@ -311,13 +311,3 @@ int mcp_host_command(mcp_host *h, const char *name, int argc, char **argv)
     lua_settop(L, 0);
     return rc;
 }
-
-const char *mcp_host_lua_dir(const mcp_host *h)
-{
-    return h->lua_dir;
-}
-
-const char *mcp_host_builtin_policy_dir(const mcp_host *h)
-{
-    return h->builtin_policy_dir;
-}
