@@ -414,7 +414,7 @@ class ApiTest(DaemonTestCase):
         self.assertIn((route.host_port, 9000), [(p.host_port, p.container_port) for p in main.ports])
         self.assertIn(("127.0.0.1", "tcp"), [(p.host_ip, p.protocol) for p in main.ports])
         self.assertIn("deployed", [e.kind for e in st.events])
-        self.assertGreater(st.events[0].time, 1.6e9)
+        self.assertGreater(st.events[0].time_unix_ms, 1.6e12)
 
         node = stub.NodeStatus(agent_pb2.NodeStatusRequest(), timeout=t)
         self.assertEqual(node.node_name, "test-node")

@@ -303,7 +303,7 @@ local function print_status(s)
         end
     end
     for _, e in ipairs(s.events) do
-        say("    %s %s%s: %s", os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(e.time)), e.kind,
+        say("    %s %s%s: %s", os.date("!%Y-%m-%dT%H:%M:%SZ", e.time_unix_ms // 1000), e.kind,
             (e.component and e.component ~= "") and ("/" .. e.component) or "", e.message)
     end
 end

@@ -211,7 +211,9 @@ function M.service_status(agent, svc, observed, err, proxy)
     for i, comp in ipairs(svc.components) do comps[i] = component_status(comp, observed, proxy, expiry) end
     local events = {}
     for i, e in ipairs(agent.registry.events(svc.name, 5) or {}) do
-        events[i] = { time = e.time, component = e.component or "", kind = e.kind, message = e.message }
+        events[i] = { time_unix_ms = math.floor(e.time * 1000 + 0.5), service = svc.name,
+                      component = e.component or "", kind = e.kind, message = e.message,
+                      exit_code = e.exit_code or 0 }
     end
     return { name = svc.name, active = svc.active, components = comps, events = events,
              runtime_error = err or "" }
