@@ -1,6 +1,6 @@
 -- backoff.lua: exponential backoff with jitter, for retries and health polls.
 --
---   local backoff = require "backoff"
+--   local backoff = require "policy.backoff"
 --   local b = backoff.new{ base = 0.5, cap = 10, jitter = "full" }
 --   local d = b.next()                      -- seconds to wait before the next try
 --   for d in backoff.delays{ base = 1, cap = 30, tries = 5 } do ... end

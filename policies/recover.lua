@@ -9,7 +9,7 @@
 -- opts = { dry_run = bool }.
 
 local recovery = require "mcp.recovery"
-local backoff = require "backoff"
+local backoff = require "policy.backoff"
 
 -- The helpers of mcp.recovery (component, recover, …) read through.
 local M = setmetatable({}, { __index = recovery })

@@ -57,10 +57,35 @@ local function copy(list)
     return out
 end
 
+-- FNV-1a, 64 bits (Lua integers wrap): a stable fingerprint, not a
+-- security measure — it only has to notice that a spec changed, and it
+-- must give the same answer in the daemon and in pure-Lua tests.
+local function fnv1a64(text)
+    local h = -3750763034362895579 -- 0xcbf29ce484222325
+    for i = 1, #text do
+        h = (h ~ text:byte(i)) * 1099511628211
+    end
+    return string.format("%016x", h)
+end
+
+--- The mcp.spec-hash of a run spec: what podman is asked to create (name,
+--- image, network, user, ports, volumes, cmd, env); labels and the restart
+--- policy, which the agent applies itself, are not part of it.
+function M.hash(run_spec)
+    local parts = { "v1", tostring(run_spec.name), tostring(run_spec.image),
+                    tostring(run_spec.network or ""), tostring(run_spec.user or "") }
+    for _, list in ipairs({ "ports", "volumes", "cmd", "env" }) do
+        parts[#parts + 1] = list .. "=" .. #(run_spec[list] or {})
+        for _, v in ipairs(run_spec[list] or {}) do parts[#parts + 1] = tostring(v) end
+    end
+    return fnv1a64(table.concat(parts, "\0"))
+end
+
 --- The runtime spec for one component of a service: name, image, network,
 --- user, restart, volumes, cmd as stored; ports = the component's ports plus
 --- one per route with a host port; env = the component's env plus the route
---- variables (which replace a component entry of the same key).
+--- variables (which replace a component entry of the same key); labels
+--- mcp.service, mcp.component and mcp.spec-hash (SPEC §10).
 function M.container(service, component)
     if type(service) ~= "table" or type(component) ~= "table" then
         error("spec.container: expected (service, component) tables", 2)
@@ -83,7 +108,7 @@ function M.container(service, component)
         if not overridden[e:match("^([^=]*)=") or e] then env[#env + 1] = e end
     end
     for _, e in ipairs(route_env) do env[#env + 1] = e end
-    return {
+    local run_spec = {
         name = component.container or M.container_name(service.name, component.name),
         image = component.image,
         network = component.network,
@@ -94,6 +119,9 @@ function M.container(service, component)
         cmd = copy(component.cmd),
         env = env,
     }
+    run_spec.labels = { ["mcp.service"] = service.name, ["mcp.component"] = component.name,
+                        ["mcp.spec-hash"] = M.hash(run_spec) }
+    return run_spec
 end
 
 return M

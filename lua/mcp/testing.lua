@@ -19,6 +19,9 @@ local sched_mod = require "mcp.sched"
 local fake_runtime = require "mcp.fake_runtime"
 local spec = require "mcp.spec"
 
+-- `require "policy.NAME"` resolves here as in the daemon (mcp.policy_path).
+require("mcp.policy_path").install()
+
 local M = {}
 
 local function deep_copy(v)
@@ -108,11 +111,45 @@ local function new_registry(services, now)
         return n
     end
 
-    function reg.event(service, component, kind, message)
+    function reg.event(service, component, kind, message, exit_code)
         check_name("event", service)
         if type(kind) ~= "string" then error("event: kind must be a string", 2) end
-        events[#events + 1] = { time = now(), service = service, component = component,
-                                kind = kind, message = message and tostring(message) or "" }
+        events[#events + 1] = { id = #events + 1, time = now(), service = service, component = component,
+                                kind = kind, message = message and tostring(message) or "",
+                                exit_code = exit_code }
+        return true
+    end
+
+    -- Supervisor state per component, as the real registry keeps it:
+    -- fields missing from `fields` keep their value, false clears one.
+    local supervision = {}
+    function reg.set_supervision(service, component, fields)
+        check_name("set_supervision", service)
+        local key = service .. "/" .. component
+        local row = supervision[key] or { service = service, component = component, restarts = 0 }
+        for k, v in pairs(fields) do
+            if v == false then row[k] = nil else row[k] = v end
+        end
+        row.updated_at = now()
+        supervision[key] = row
+        return true
+    end
+    function reg.supervision(service, component)
+        return deep_copy(supervision[service .. "/" .. component])
+    end
+    function reg.supervisions()
+        local keys, out = {}, {}
+        for k in pairs(supervision) do keys[#keys + 1] = k end
+        table.sort(keys)
+        for i, k in ipairs(keys) do out[i] = deep_copy(supervision[k]) end
+        return out
+    end
+    function reg.clear_supervision(service, component)
+        for k, row in pairs(supervision) do
+            if row.service == service and (component == nil or row.component == component) then
+                supervision[k] = nil
+            end
+        end
         return true
     end
 

@@ -1,7 +1,12 @@
-/* Loading policy scripts: from the operator's [policy] dir first, then the
- * built-in policies; refused when writable by group or others (sshd's
- * StrictModes); text chunks only; each in its own environment; and an
- * instruction budget so a script that loops at load time cannot hang us. */
+/* Loading policy scripts (SPEC §11): `require "policy.NAME"` finds NAME.lua
+ * in the operator's [policy] dir first, then among the built-in policies;
+ * `require "policy.builtin.NAME"` only the built-in one, so an operator's
+ * policy can wrap it. Nothing else is searched here: a file in the policy
+ * dir never shadows a library or C module. Files are refused when writable
+ * by group or others (sshd's StrictModes); text chunks only; each in its own
+ * environment; an instruction budget so a script that loops at load time
+ * cannot hang us; and a policy that requires itself is an error naming it
+ * (Lua's require would recurse until the C stack overflows). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,6 +73,37 @@ static int env_newindex(lua_State *L)
     return 0;
 }
 
+/* Registry key of the set of policy modules being loaded right now. */
+static const char LOADING_KEY[] = "mcp.policy.loading";
+
+/* Marks name as loading (value true) or done (nil) in the loading set. */
+static void set_loading(lua_State *L, const char *name, bool loading)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LOADING_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, LOADING_KEY);
+    }
+    if (loading)
+        lua_pushboolean(L, 1);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+static bool is_loading(lua_State *L, const char *name)
+{
+    bool yes = false;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LOADING_KEY) == LUA_TTABLE) {
+        yes = lua_getfield(L, -1, name) != LUA_TNIL;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return yes;
+}
+
 /* Loader returned by the searcher: runs the chunk in its own _ENV under the budget. */
 static int policy_loader(lua_State *L)
 {
@@ -96,7 +132,9 @@ static int policy_loader(lua_State *L)
     lua_Hook old_hook = lua_gethook(L);
     int old_mask = lua_gethookmask(L), old_count = lua_gethookcount(L);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, LOAD_BUDGET_STEPS);
+    set_loading(L, name, true);
     int status = lua_pcall(L, 1, 1, 0);
+    set_loading(L, name, false);
     lua_sethook(L, old_hook, old_mask, old_count);
     g_budget_path = NULL;
     if (status != LUA_OK)
@@ -112,16 +150,37 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* package.searchers entry: a module name without dots is a policy. */
+/* A policy's own name: letters, digits, '_' and '-', no dots or slashes. */
+static bool valid_policy_name(const char *name)
+{
+    if (!*name)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+/* package.searchers entry for "policy.NAME" and "policy.builtin.NAME". */
 static int policy_searcher(lua_State *L)
 {
     mcp_host *h = mcp_host_upvalue(L);
-    const char *name = luaL_checkstring(L, 1);
-    if (strchr(name, '.') || strchr(name, '/') || !*name) {
-        lua_pushfstring(L, "\n\tno policy '%s' (policy names have no dots)", name);
+    const char *module = luaL_checkstring(L, 1);
+    static const char prefix[] = "policy.", builtin[] = "builtin.";
+    if (strncmp(module, prefix, sizeof prefix - 1) != 0)
+        return 0; /* not ours: the other searchers look */
+    const char *name = module + sizeof prefix - 1;
+    bool only_builtin = strncmp(name, builtin, sizeof builtin - 1) == 0;
+    if (only_builtin)
+        name += sizeof builtin - 1;
+    if (!valid_policy_name(name)) {
+        lua_pushfstring(L, "\n\tno policy '%s' (a policy name has letters, digits, '_' and '-')",
+                        module);
         return 1;
     }
-    const char *dirs[2] = {h->cfg ? h->cfg->policy_dir : NULL, h->builtin_policy_dir};
+    const char *dirs[2] = {only_builtin ? NULL : (h->cfg ? h->cfg->policy_dir : NULL),
+                           h->builtin_policy_dir};
     luaL_Buffer tried;
     luaL_buffinit(L, &tried);
     for (int i = 0; i < 2; i++) {
@@ -137,6 +196,11 @@ static int policy_searcher(lua_State *L)
             luaL_addstring(&tried, "'");
             continue;
         }
+        if (is_loading(L, module))
+            return luaL_error(L,
+                              "%s: policy %s requires itself; to build on the built-in policy, "
+                              "require \"policy.builtin.%s\"",
+                              path, module, name);
         char why[PATH_MAX + 256];
         if (mcp_policy_check_file(path, why, sizeof why) != 0)
             return luaL_error(L, "%s", why);

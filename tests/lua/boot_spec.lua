@@ -1,10 +1,10 @@
 -- policies/boot.lua on the virtual clock (SPEC §6).
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
-package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. root .. "policies/?.lua;" .. package.path
+package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
 local t = require "mcp.testing"
-local boot = require "boot"
-local backoff = require "backoff"
+local boot = require "policy.boot"
+local backoff = require "policy.backoff"
 
 local IMG = "localhost/app:1"
 

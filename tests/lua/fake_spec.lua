@@ -1,6 +1,6 @@
 -- mcp.fake_runtime and mcp.testing (registry, probes, clock, log).
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
-package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. root .. "policies/?.lua;" .. package.path
+package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
 local fake_runtime = require "mcp.fake_runtime"
 local t = require "mcp.testing"

@@ -1,11 +1,11 @@
 -- mcp.spec, mcp.dryrun, mcp.report and policies/backoff.lua.
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
-package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. root .. "policies/?.lua;" .. package.path
+package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
 local spec = require "mcp.spec"
 local dryrun = require "mcp.dryrun"
 local report = require "mcp.report"
-local backoff = require "backoff"
+local backoff = require "policy.backoff"
 local fake_runtime = require "mcp.fake_runtime"
 local cjson = require "cjson"
 

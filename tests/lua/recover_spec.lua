@@ -1,9 +1,9 @@
 -- policies/recover.lua on mcp.testing (SPEC §5).
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
-package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. root .. "policies/?.lua;" .. package.path
+package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
 local t = require "mcp.testing"
-local recover = require "recover"
+local recover = require "policy.recover"
 
 local IMG = "localhost/app:1"
 

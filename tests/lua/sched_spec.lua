@@ -1,7 +1,7 @@
 -- mcp.sched: virtual clock, ordering, wait/timeout, cancel, errors.
 -- Find the source tree from this file's location, so the spec runs with or without busted --lpath.
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
-package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. root .. "policies/?.lua;" .. package.path
+package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 local sched_mod = require "mcp.sched"
 
 describe("mcp.sched", function()

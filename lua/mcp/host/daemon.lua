@@ -5,6 +5,7 @@
 local core = require "mcp.core"
 local api = require "mcp.host.api"
 local policies = require "mcp.host.policies"
+local supervisor = require "mcp.supervisor"
 
 local M = {}
 
@@ -90,16 +91,25 @@ local function boot_tracker(agent, stages_cfg)
     return t
 end
 
+-- Runs the boot policy; any error or a report that is not a table ends
+-- boot as failed (logged, and said by BootStatus): writes are allowed then.
 local function run_boot(agent, state)
     local boot, err = policies.get("boot")
     if not boot then
         agent.log.error("cannot load the boot policy; serving without booting", { error = err })
+        state.boot_error = tostring(err)
         return
     end
     local ok, report = xpcall(boot.run, debug.traceback, agent, agent.config.boot or {},
         { progress = state.boot.progress })
     if not ok then
         agent.log.error("boot policy failed", { error = report })
+        state.boot_error = tostring(report):match("^[^\n]*")
+        return
+    end
+    if type(report) ~= "table" then
+        agent.log.error("boot policy returned no report", { got = type(report) })
+        state.boot_error = "the boot policy returned " .. type(report) .. ", not a report"
         return
     end
     state.boot.finish(report)
@@ -137,9 +147,25 @@ function M.run(agent, args)
     agent.log.info("serving", { socket = cfg.socket, grpc_addr = cfg.grpc_addr or "",
                                 tcp_port = server:tcp_port() })
 
+    -- After boot the node is supervised (SPEC §10).
+    local sup = supervisor.new(agent, {
+        policy = function() return (policies.get("supervise")) end,
+        builtin = function() return require "policy.builtin.supervise" end,
+        interval = cfg.monitor_interval,
+        recover = function(a)
+            local recover = assert(policies.get("recover"))
+            return recover.run(a, {})
+        end,
+    })
+    agent.supervisor = sup
     local boot_task = agent.task.spawn(function()
-        run_boot(agent, state)
+        local ok, err = pcall(run_boot, agent, state)
+        if not ok then
+            agent.log.error("boot failed", { error = tostring(err) })
+            state.boot_error = tostring(err)
+        end
         state.boot_done = true
+        sup.start()
     end)
 
     local sig
@@ -157,6 +183,7 @@ function M.run(agent, args)
 
     agent.log.info("stopping", { signal = sig, in_flight_grace = M.SHUTDOWN_GRACE })
     agent.task.cancel(boot_task)
+    sup.stop()
     server:shutdown(M.SHUTDOWN_GRACE)
     agent.log.info("stopped")
     return 0

@@ -2,41 +2,102 @@
 -- API's messages (proto/mcp/agent/v1/agent.proto). The daemon returns them
 -- as they are; the CLI renders them, whether it computed them itself or got
 -- them from a running daemon, so both paths print the same thing.
-local actions = require "mcp.host.actions"
+local lifecycle = require "mcp.lifecycle"
+local parallel = require "mcp.parallel"
 local routes = require "mcp.routes"
+local supervisor = require "mcp.supervisor"
 
 local M = {}
 
-local reason_text = require "mcp.reason"
+-- At most this many components of one command are worked on at once.
+M.PARALLEL = parallel.DEFAULT_LIMIT
 
-local function service_info(svc, observed)
+--- The component table of a service by name, or nil.
+local function find_component(service, name)
+    for _, c in ipairs(service.components) do
+        if c.name == name then return c end
+    end
+end
+
+--- The service and the components a command names (component nil/"" = all):
+--- service, components, component name | nil, message.
+local function resolve(agent, sname, cname)
+    local svc = agent.registry.service(sname)
+    if not svc then return nil, "no such service: " .. sname end
+    if cname and cname ~= "" then
+        local c = find_component(svc, cname)
+        if not c then return nil, string.format("service %s has no component %s", sname, cname) end
+        return svc, { c }, cname
+    end
+    return svc, svc.components, nil
+end
+
+-- The supervisor's rows by "service/component" (empty when the registry has none).
+local function supervision_rows(agent)
+    local by = {}
+    for _, row in ipairs(agent.registry.supervisions and agent.registry.supervisions() or {}) do
+        by[row.service .. "/" .. row.component] = row
+    end
+    return by
+end
+
+-- What status says a component is doing: the supervisor's state when it
+-- has one, else what the runtime shows.
+local function state_text(row, observed_state)
+    local s = supervisor.describe(row)
+    if s ~= "" and not (row.state == "running" and observed_state ~= "running") then return s end
+    return observed_state
+end
+
+local function service_info(svc, observed, rows)
     local comps = {}
     for i, c in ipairs(svc.components) do
         local o = observed and observed[c.container]
+        local row = rows and rows[svc.name .. "/" .. c.name] or {}
+        local obs = observed and (o and o.state or "missing") or "unknown"
         comps[i] = { name = c.name, image = c.image, desired_state = c.desired_state,
-                     observed_state = observed and (o and o.state or "missing") or "unknown",
-                     container = c.container }
+                     observed_state = obs, container = c.container,
+                     restarts = row.restarts or 0, last_exit_code = row.last_exit_code or 0,
+                     state = state_text(row, obs) }
     end
     return { name = svc.name, active = svc.active, components = comps }
+end
+
+-- The operator acted on a component: a pending restart is dropped and a
+-- given-up state cleared (SPEC §10).
+local function operator_acted(agent, service, component)
+    if agent.supervisor then
+        agent.supervisor.forget(service, component)
+    elseif agent.registry.clear_supervision then
+        agent.registry.clear_supervision(service, component)
+    end
 end
 
 --- Containers by name, or nil, message.
 local observed_by_name = require("mcp.recovery").containers_by_name
 M.observed_by_name = observed_by_name
 
---- Runs fn(component) on every component concurrently and folds the results
---- into ComponentResult entries. fn returns a value (ok) or nil, error.
+--- Runs fn(component) on the components (M.PARALLEL at a time) and folds
+--- the results into ComponentResult entries. fn returns a value (ok) or nil, error.
 local function each_result(agent, comps, fn)
-    local results, all_ok = {}, true
-    for i, r in ipairs(actions.each(agent, comps, fn)) do
-        local c = comps[i]
-        local ok = r.ok
-        results[i] = { component = c.name, container = c.container, ok = ok,
-                       error = ok and "" or tostring(r.err),
-                       detail = ok and type(r.value) == "string" and r.value or nil }
+    local out, all_ok = {}, true
+    local results, cancelled = parallel.each(agent, comps, M.PARALLEL, fn)
+    for i, c in ipairs(comps) do
+        local r = results[i] or { n = 0, error = cancelled and "cancelled" or "not done" }
+        local ok = r[1] ~= nil and not r.error
+        out[i] = { component = c.name, container = c.container, ok = ok,
+                   error = ok and "" or tostring(r.error or r[2]),
+                   detail = ok and type(r[1]) == "string" and r[1] or nil }
         if not ok then all_ok = false end
     end
-    return results, all_ok
+    return out, all_ok
+end
+
+-- lifecycle.up's outcome as a command's result: detail | nil, reason
+local function up_result(r, detail)
+    if r.outcome == "failed" or r.outcome == "skipped" then return nil, r.entry.reason end
+    if detail then return detail end
+    return (r.outcome:gsub("_", " "))
 end
 
 -- deploy -------------------------------------------------------------------
@@ -46,6 +107,7 @@ end
 function M.deploy(agent, text, source)
     local svc, reason, detail = agent.registry.deploy(text, source)
     if not svc then return nil, reason, detail end
+    operator_acted(agent, svc.name, nil)
     agent.registry.event(svc.name, nil, "deployed", "definition stored from " .. source)
     local resp = { service = service_info(svc), messages = {}, ok = true, results = {} }
     if not svc.active then
@@ -58,13 +120,11 @@ function M.deploy(agent, text, source)
     end
     resp.results, resp.ok = each_result(agent, svc.components, function(comp)
         if comp.desired_state == "running" then
-            local id, err = actions.run_component(agent, svc, comp)
-            if not id then return nil, err end
-            routes.register(agent, svc, comp, warn)
-            return "started"
+            local r = lifecycle.up(agent, svc, comp, { recreate = true, why = "deploy" })
+            for _, w in ipairs(r.warnings) do warn(w) end
+            return up_result(r, "started")
         end
-        routes.unregister(agent, comp, warn)
-        local ok, err = actions.stop_component(agent, comp)
+        local ok, err = lifecycle.down(agent, svc, comp, warn)
         if not ok then return nil, err end
         return "stopped"
     end)
@@ -81,21 +141,28 @@ end
 
 -- start / stop / restart / remove ----------------------------------------------
 
+-- What each verb does to one component; warn(msg) hears route failures.
+local function start(agent, svc, c, warn)
+    local r = lifecycle.up(agent, svc, c, { reuse = true, why = "start" })
+    for _, w in ipairs(r.warnings) do warn(w) end
+    return up_result(r)
+end
+
+local function stop(agent, svc, c, warn)
+    local ok, err = lifecycle.down(agent, svc, c, warn)
+    if not ok then return nil, err end
+    return "stopped"
+end
+
 local VERBS = {
-    start = { state = "running", past = "started",
-              work = function(agent, svc, c) return actions.start_component(agent, svc, c) end },
-    stop = { state = "stopped", past = "stopped",
-             work = function(agent, _, c)
-                 local ok, err = actions.stop_component(agent, c)
-                 if not ok then return nil, err end
-                 return "stopped"
-             end },
+    start = { state = "running", past = "started", work = start },
+    stop = { state = "stopped", past = "stopped", work = stop },
     restart = { state = "running", past = "restarted",
-                work = function(agent, svc, c)
-                    local ok, err = actions.stop_component(agent, c)
+                work = function(agent, svc, c, warn)
+                    local ok, err = stop(agent, svc, c, warn)
                     if not ok then return nil, err end
-                    local how, why = actions.start_component(agent, svc, c)
-                    if not how then return nil, why end
+                    ok, err = start(agent, svc, c, warn)
+                    if not ok then return nil, err end
                     return "restarted"
                 end },
 }
@@ -104,22 +171,17 @@ local VERBS = {
 --- -> ServiceResponse | nil, "not found", message
 function M.service_action(agent, verb, service, component)
     local v = assert(VERBS[verb], "unknown verb")
-    local target = service .. ((component and component ~= "") and ("/" .. component) or "")
-    local svc, comps, cname = actions.resolve(agent, target)
+    local svc, comps, cname = resolve(agent, service, component)
     if not svc then return nil, "not found", comps end
     agent.registry.set_desired(svc.name, cname, v.state)
+    operator_acted(agent, svc.name, cname)
     if v.state == "running" and not svc.active then agent.registry.set_active(svc.name, true) end
     local warnings = {}
     local function warn(msg)
         warnings[#warnings + 1] = msg
         agent.log.warn(msg, { service = svc.name })
     end
-    local results, ok = each_result(agent, comps, function(c)
-        if v.state == "stopped" then routes.unregister(agent, c, warn) end
-        local done, why = v.work(agent, svc, c)
-        if done and v.state == "running" then routes.register(agent, svc, c, warn) end
-        return done, why
-    end)
+    local results, ok = each_result(agent, comps, function(c) return v.work(agent, svc, c, warn) end)
     for _, r in ipairs(results) do
         if r.ok then
             r.detail = r.detail or v.past
@@ -139,12 +201,12 @@ function M.remove(agent, service)
     if not svc then return nil, "not found", "no such service: " .. service end
     local function warn(msg) agent.log.warn(msg, { service = svc.name }) end
     local results, ok = each_result(agent, svc.components, function(c)
-        routes.unregister(agent, c, warn)
-        local done, reason, detail = agent.runtime.remove(c.container)
-        if not done then return nil, reason_text(reason, detail) end
+        local done, err = lifecycle.remove(agent, svc, c, warn)
+        if not done then return nil, err end
         return "removed"
     end)
     if ok then
+        operator_acted(agent, svc.name, nil)
         agent.registry.delete(svc.name)
         agent.registry.event(svc.name, nil, "removed", "service removed by operator")
     end
@@ -154,9 +216,9 @@ end
 -- list / status -----------------------------------------------------------------
 
 --- -> ListServicesResponse from services and containers by name (nil: unknown, with err).
-function M.list_from(services, observed, err)
+function M.list_from(services, observed, err, rows)
     local out = {}
-    for i, svc in ipairs(services) do out[i] = service_info(svc, observed) end
+    for i, svc in ipairs(services) do out[i] = service_info(svc, observed, rows) end
     return { services = out, runtime_error = err or "" }
 end
 
@@ -164,11 +226,11 @@ end
 function M.list(agent)
     local services = agent.registry.services()
     local observed, err = observed_by_name(agent)
-    return M.list_from(services, observed, err)
+    return M.list_from(services, observed, err, supervision_rows(agent))
 end
 
 -- proxy: { set = registered routes, listener = } or nil; cert: expiry text or nil
-local function component_status(comp, observed, proxy, cert_expiry)
+local function component_status(comp, observed, proxy, cert_expiry, row)
     local c = observed and observed[comp.container]
     local rts = {}
     for i, r in ipairs(comp.routes or {}) do
@@ -184,9 +246,16 @@ local function component_status(comp, observed, proxy, cert_expiry)
                      container_port = p.container_port or 0, protocol = p.protocol or "tcp" }
     end
     local running = c ~= nil and c.state == "running"
+    local obs = observed and (c and c.state or "missing") or "unknown"
+    row = row or {}
     return {
+        restarts = row.restarts or 0, last_exit_code = row.last_exit_code or 0,
+        state = state_text(row, obs),
+        backoff_until = (row.state == "backoff" and row.backoff_until)
+            and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(row.backoff_until)) or "",
+        last_error = row.reason or "",
         name = comp.name, image = comp.image, desired_state = comp.desired_state,
-        observed_state = observed and (c and c.state or "missing") or "unknown",
+        observed_state = obs,
         container = comp.container, ports = ports, routes = rts,
         exit_code = c and c.exit_code or 0, started_at = c and c.started_at or "",
         ok = observed ~= nil and ((comp.desired_state == "running") == running),
@@ -208,7 +277,10 @@ function M.service_status(agent, svc, observed, err, proxy)
         expiry = info and info.expires_at
     end
     local comps = {}
-    for i, comp in ipairs(svc.components) do comps[i] = component_status(comp, observed, proxy, expiry) end
+    local rows = supervision_rows(agent)
+    for i, comp in ipairs(svc.components) do
+        comps[i] = component_status(comp, observed, proxy, expiry, rows[svc.name .. "/" .. comp.name])
+    end
     local events = {}
     for i, e in ipairs(agent.registry.events(svc.name, 5) or {}) do
         events[i] = { time_unix_ms = math.floor(e.time * 1000 + 0.5), service = svc.name,

@@ -8,8 +8,9 @@
 -- the stage deadline. No backoff, no concurrency, no foundation retry.
 -- Same signature and report shape as boot.lua: run(agent, stages, opts).
 
-local recover = require "mcp.recovery"
-local boot = require "mcp.health"
+local recovery = require "mcp.recovery"
+local lifecycle = require "mcp.lifecycle"
+local health = require "mcp.health"
 
 local M = {}
 
@@ -19,13 +20,13 @@ M.POLL_INTERVAL = 2
 local function service_healthy(agent, svc, stage, timeout)
     for _, c in ipairs(svc.components or {}) do
         if (c.desired_state or "running") == "running" then
-            local name = recover.container_of(svc, c)
+            local name = lifecycle.container_of(svc, c)
             local rec = agent.runtime.inspect(name)
             if not rec or rec.state ~= "running" then return false end
-            local target = boot.probe_spec(c, stage)
+            local target = health.probe_spec(c, stage)
             if target then
-                local hp = boot.host_port(rec, target.port)
-                if hp and not boot.probe(agent, target.check, hp, target.path, timeout) then
+                local hp = health.host_port(rec, target.port)
+                if hp and not health.probe(agent, target.check, hp, target.path, timeout) then
                     return false
                 end
             end
@@ -43,7 +44,7 @@ function M.run(agent, stages, opts)
         local started = agent.clock.now()
         local deadline = started + (stage.timeout or 60)
         local sr = { name = stage.name, services = {}, unknown = {}, healthy = true, timed_out = false }
-        sr.start = recover.recover(agent, { dry_run = opts.dry_run, parallel = 1 })
+        sr.start = recovery.recover(agent, { dry_run = opts.dry_run, parallel = 1 })
         for _, name in ipairs(stage.services or {}) do
             local svc = agent.registry.service(name)
             local res = { service = name, healthy = false, attempts = 0, restarts = 0, components = {} }

@@ -1,0 +1,401 @@
+-- mcp.supervisor: the mechanics of keeping a node converged while `run`
+-- serves (SPEC §10), under policies/supervise.lua, which decides whether
+-- and when a component that died is restarted.
+--
+-- Inputs: podman's event stream (agent.runtime.events(), a long-lived
+-- child; restarted with backoff when it ends, each start followed by a full
+-- list) and a full list every [monitor] interval as a safety net.
+-- Per component it keeps: restarts since it was last stable, the last exit
+-- code, the state ("running", "backoff", "given up", "exited"), when a
+-- pending restart is due, and when it was last started — in memory and in
+-- the registry (agent.registry.set_supervision), so a crash loop does not
+-- start again from "restart at once" when the agent restarts.
+--
+-- Rules: desired state "stopped" and inactive services are never
+-- restarted; a container mcp.lifecycle is working on is not "died" (a
+-- death seen just after such work is checked with an inspect first); the
+-- component's `restart` (no | on-failure | always | unless-stopped, unset =
+-- unless-stopped) applies; a restart goes through mcp.lifecycle (the same
+-- container started again when its spec-hash matches, else recreated).
+-- When most supervised containers vanish at once (podman lost its state),
+-- one recover pass runs instead of a restart each.
+local lifecycle = require "mcp.lifecycle"
+local spec = require "mcp.spec"
+
+local M = {}
+
+M.MAX_DELAY = 86400 -- s: a longer delay from a policy is nonsense, not a plan
+M.FALLBACK_DELAY = 60 -- s: when even the built-in policy cannot answer
+M.RECENT = 2 -- s: a death this soon after lifecycle work is verified first
+M.STREAM_BACKOFF = { base = 0.5, cap = 30 } -- restarting the events child
+M.MANY_AT_ONCE = 0.5 -- this share (and at least 2) missing at one list: recover
+
+local function rfc3339(wall)
+    return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(wall))
+end
+
+--- The state text `status` shows for a supervision row (or nil).
+function M.describe(row)
+    if not row or not row.state then return "" end
+    if row.state == "backoff" and row.backoff_until then
+        return "backoff until " .. rfc3339(row.backoff_until)
+    end
+    return row.state
+end
+
+-- A delay a policy returned: a finite number in [0, MAX_DELAY], or nil.
+local function sane_delay(d)
+    if math.type(d) == nil then return nil end
+    if d ~= d or d < 0 or d > M.MAX_DELAY then return nil end
+    return d
+end
+
+--- A supervisor over `agent`. opts: policy (function returning the
+--- supervise policy table: called at every decision, so a reload takes
+--- effect), builtin (function returning the built-in one, the fallback for
+--- a policy that fails), interval (s between full lists), stream (false: no
+--- event stream, lists only), recover (function(agent) -> report: the
+--- many-at-once pass).
+function M.new(agent, opts)
+    opts = opts or {}
+    local sup = {}
+    local states = {}   -- container name -> state
+    local running = false
+    local tasks = {}
+
+    local function log_fields(st, extra)
+        local f = { service = st.service, component = st.component }
+        for k, v in pairs(extra or {}) do f[k] = v end
+        return f
+    end
+
+    local function persist(st)
+        if not agent.registry.set_supervision then return end
+        local ok, err = agent.registry.set_supervision(st.service, st.component, {
+            restarts = st.restarts, last_exit_code = st.last_exit_code or false, state = st.state or false,
+            backoff_until = st.backoff_until or false, reason = st.reason or false,
+            started_at = st.started_at or false,
+        })
+        if not ok then agent.log.warn("cannot store supervisor state", log_fields(st, { error = err })) end
+    end
+
+    local function event(st, kind, message, exit_code)
+        agent.registry.event(st.service, st.component, kind, message, exit_code)
+    end
+
+    -- The registry's view: container name -> service, component (active
+    -- services only), read afresh (a deploy may have changed it).
+    local function supervised()
+        local by = {}
+        for _, svc in ipairs(agent.registry.services()) do
+            if svc.active then
+                for _, c in ipairs(svc.components or {}) do
+                    by[lifecycle.container_of(svc, c)] = { service = svc, component = c }
+                end
+            end
+        end
+        return by
+    end
+
+    local function state_of(name, svc, comp)
+        local st = states[name]
+        if not st then
+            st = { name = name, service = svc.name, component = comp.name, restarts = 0 }
+            states[name] = st
+        end
+        return st
+    end
+
+    local function builtin_delay(comp, info)
+        local ok, b = pcall(opts.builtin or function() return nil end)
+        if ok and b and b.on_exit then
+            local fine, d = pcall(b.on_exit, agent, comp, info)
+            if fine and sane_delay(d) then return d end
+        end
+        return M.FALLBACK_DELAY
+    end
+
+    -- Asks the policy: seconds to wait, or false, reason. A policy that
+    -- raises or answers nonsense is logged and the built-in delay used.
+    local function decide(st, comp, info)
+        local ok, policy = pcall(opts.policy or function() return nil end)
+        local fn = ok and policy and (info.reason == "unhealthy" and policy.on_unhealthy or policy.on_exit)
+        if not fn then return builtin_delay(comp, info) end
+        local res = table.pack(xpcall(fn, debug.traceback, agent, comp, info))
+        if not res[1] then
+            agent.log.error("supervise policy failed; using the built-in delay",
+                log_fields(st, { error = tostring(res[2]) }))
+            return builtin_delay(comp, info)
+        end
+        if res[2] == false then return false, tostring(res[3] or "the policy gave up") end
+        local d = sane_delay(res[2])
+        if not d then
+            agent.log.error("supervise policy returned no usable delay; using the built-in delay",
+                log_fields(st, { got = tostring(res[2]) }))
+            return builtin_delay(comp, info)
+        end
+        return d
+    end
+
+    local restart_after
+
+    -- Restarts a component now through the lifecycle; a failure counts as
+    -- one more death, so the backoff grows.
+    local function restart_now(st, exit_code)
+        local svc = agent.registry.service(st.service)
+        local comp
+        for _, c in ipairs(svc and svc.components or {}) do
+            if c.name == st.component then comp = c end
+        end
+        if not svc or not svc.active or not comp or comp.desired_state ~= "running" then
+            st.state, st.backoff_until = nil, nil
+            persist(st)
+            return
+        end
+        local r = lifecycle.up(agent, svc, comp, { reuse = true, event = "restarted", why = "supervisor",
+                                                    exit_code = exit_code, quiet = st.restarts > 0 })
+        st.restarts = st.restarts + 1
+        st.backoff_until = nil
+        if r.outcome == "failed" or r.outcome == "skipped" then
+            st.reason = r.entry.reason
+            local info = { service = svc.name, component = comp.name, container = st.name, exit_code = nil,
+                           oom = false, restarts = st.restarts, running_for = 0, reason = "died",
+                           error = r.entry.reason }
+            restart_after(st, comp, info)
+            return
+        end
+        st.state, st.reason, st.started_at = "running", nil, agent.clock.wallclock()
+        persist(st)
+    end
+
+    -- Decides and schedules (or gives up) for a component that is down.
+    function restart_after(st, comp, info)
+        local delay, why = decide(st, comp, info)
+        if delay == false then
+            st.state, st.reason, st.backoff_until = "given up", why, nil
+            persist(st)
+            event(st, "gave-up", string.format("gave up on %s after %d restarts: %s", st.name, st.restarts, why),
+                info.exit_code)
+            agent.log.warn("supervisor gave up on " .. st.name, log_fields(st, { reason = why }))
+            return
+        end
+        st.state = "backoff"
+        st.backoff_until = agent.clock.wallclock() + delay
+        persist(st)
+        if delay > 0 then
+            event(st, "backoff", string.format("restarting %s in %.1fs (restart %d)", st.name, delay, st.restarts + 1),
+                info.exit_code)
+        end
+        st.timer = agent.task.spawn(function()
+            if delay > 0 and not agent.clock.sleep(delay) then return end
+            st.timer = nil
+            restart_now(st, info.exit_code)
+        end)
+    end
+
+    --- The policy's stable period (s): up this long, the restart count resets.
+    local function stable_after()
+        local ok, policy = pcall(opts.policy or function() return nil end)
+        local v = ok and policy and policy.STABLE_AFTER
+        return (type(v) == "number" and v > 0) and v or 600
+    end
+
+    -- A container of ours is down (reason "died" or "missing"). rec: what
+    -- the runtime said of it, when known.
+    local function handle_down(name, entry, reason, exit_code, rec)
+        local svc, comp = entry.service, entry.component
+        if comp.desired_state ~= "running" then return end
+        local st = state_of(name, svc, comp)
+        if st.timer or st.state == "given up" or st.state == "exited" then return end
+        local busy, done = lifecycle.activity(agent, name)
+        if busy then return end
+        if done and agent.clock.now() - done < M.RECENT then
+            -- the agent itself just stopped or replaced it: look before acting
+            local now_rec, ireason = agent.runtime.inspect(name)
+            if now_rec and now_rec.state == "running" then return end
+            if not now_rec and ireason ~= "no such container" then return end
+            rec = now_rec or nil
+            if not now_rec then reason = "missing" end
+        end
+        local wall = agent.clock.wallclock()
+        local running_for = st.started_at and math.max(0, wall - st.started_at) or nil
+        if running_for and running_for >= stable_after() then st.restarts = 0 end
+        st.last_exit_code = exit_code
+        local what = reason == "missing" and "vanished" or ("died (exit code " .. tostring(exit_code) .. ")")
+        event(st, "died", string.format("%s %s", name, what), exit_code)
+        agent.log.warn(name .. " " .. what, log_fields(st, { exit_code = exit_code }))
+        local mode = comp.restart or "unless-stopped"
+        if mode == "no" or (mode == "on-failure" and exit_code == 0) then
+            st.state, st.backoff_until = "exited", nil
+            persist(st)
+            return
+        end
+        restart_after(st, comp, {
+            service = svc.name, component = comp.name, container = name, exit_code = exit_code,
+            oom = rec and rec.oom or false, restarts = st.restarts, running_for = running_for or 0,
+            reason = reason,
+        })
+    end
+
+    --- One full list: every supervised component that is down is handled;
+    --- most of them gone at once is one recover pass.
+    function sup.reconcile()
+        local list, reason = agent.runtime.list()
+        if not list then
+            agent.log.warn("supervisor: cannot list containers", { error = tostring(reason) })
+            return nil, reason
+        end
+        sup.last_list = agent.clock.wallclock()
+        local by = {}
+        for _, c in ipairs(list) do by[c.name] = c end
+        local want, missing, total = supervised(), {}, 0
+        for name, e in pairs(want) do
+            if e.component.desired_state == "running" then
+                total = total + 1
+                local rec = by[name]
+                if not rec then missing[#missing + 1] = name end
+            end
+        end
+        table.sort(missing)
+        if #missing >= 2 and #missing >= total * M.MANY_AT_ONCE and opts.recover then
+            return sup.recover_all(missing)
+        end
+        for _, name in ipairs(missing) do handle_down(name, want[name], "missing", nil, nil) end
+        for name, e in pairs(want) do
+            local rec = by[name]
+            if rec and rec.state ~= "running" then handle_down(name, e, "died", rec.exit_code, rec) end
+        end
+        return true
+    end
+
+    --- Podman lost (most of) its state: one recover pass, one event.
+    function sup.recover_all(missing)
+        agent.log.warn(string.format("supervisor: %d containers vanished at once; running one recover pass",
+            #missing))
+        local ok, report = pcall(opts.recover, agent)
+        local recovered = ok and type(report) == "table" and #(report.recovered or {}) or 0
+        agent.registry.event("", nil, "recovered", string.format(
+            "%d containers vanished at once (%s); one recover pass recreated %d", #missing,
+            table.concat(missing, ", "), recovered))
+        local wall = agent.clock.wallclock()
+        for _, name in ipairs(missing) do
+            local st = states[name]
+            if st then st.state, st.started_at = "running", wall; persist(st) end
+        end
+        return true
+    end
+
+    --- One event from the runtime's stream.
+    function sup.on_event(ev)
+        if ev.status ~= "died" then
+            if ev.status == "start" then
+                local st = states[ev.name]
+                if st and st.state == "exited" then st.state = "running"; persist(st) end
+            end
+            return
+        end
+        local e = supervised()[ev.name]
+        if e then handle_down(ev.name, e, "died", ev.exit_code, nil) end
+    end
+
+    local function read_events()
+        local backoff = require("policy.backoff").new(M.STREAM_BACKOFF)
+        while running do
+            local stream, err = agent.runtime.events()
+            if stream then
+                sup.reconcile() -- what happened while no stream listened
+                while true do
+                    local ev, why, detail = stream:next(3600)
+                    if ev then
+                        backoff.reset()
+                        sup.on_event(ev)
+                    elseif why == "cancelled" then
+                        stream:close()
+                        return
+                    elseif why ~= "timeout" then
+                        agent.log.warn("supervisor: podman's event stream ended; restarting it",
+                            { reason = tostring(why), detail = detail })
+                        break
+                    end
+                end
+                stream:close()
+            else
+                agent.log.warn("supervisor: cannot follow podman's events", { error = tostring(err) })
+            end
+            if not agent.clock.sleep(backoff.next()) then return end
+        end
+    end
+
+    local function list_periodically()
+        local interval = opts.interval or 10
+        while running do
+            if not agent.clock.sleep(interval) then return end
+            sup.reconcile()
+        end
+    end
+
+    -- Restart state from before a daemon restart: pending restarts resume.
+    local function load()
+        if not agent.registry.supervisions then return end
+        local by = supervised()
+        local wall = agent.clock.wallclock()
+        for _, row in ipairs(agent.registry.supervisions() or {}) do
+            local name = spec.container_name(row.service, row.component)
+            local e = by[name]
+            if e then
+                local st = state_of(name, e.service, e.component)
+                st.restarts, st.last_exit_code = row.restarts or 0, row.last_exit_code
+                st.state, st.reason, st.started_at = row.state, row.reason, row.started_at
+                if row.state == "backoff" then
+                    local left = math.max(0, (row.backoff_until or wall) - wall)
+                    st.backoff_until = wall + left
+                    st.timer = agent.task.spawn(function()
+                        if left > 0 and not agent.clock.sleep(left) then return end
+                        st.timer = nil
+                        restart_now(st, st.last_exit_code)
+                    end)
+                end
+            end
+        end
+    end
+
+    function sup.start()
+        if running then return end
+        running = true
+        load()
+        if opts.stream ~= false and agent.runtime.events then
+            tasks[#tasks + 1] = agent.task.spawn(read_events)
+        else
+            tasks[#tasks + 1] = agent.task.spawn(sup.reconcile)
+        end
+        tasks[#tasks + 1] = agent.task.spawn(list_periodically)
+    end
+
+    function sup.stop()
+        running = false
+        for _, h in ipairs(tasks) do agent.task.cancel(h) end
+        for _, st in pairs(states) do
+            if st.timer then agent.task.cancel(st.timer); st.timer = nil end
+        end
+        tasks = {}
+    end
+
+    --- The operator acted on a component (start, restart, deploy, stop, rm):
+    --- a pending restart is dropped and a given-up state cleared.
+    function sup.forget(service, component)
+        for name, st in pairs(states) do
+            if st.service == service and (component == nil or st.component == component) then
+                if st.timer then agent.task.cancel(st.timer) end
+                states[name] = nil
+            end
+        end
+        if agent.registry.clear_supervision then agent.registry.clear_supervision(service, component) end
+    end
+
+    --- The in-memory state of a container (tests, status).
+    function sup.state(name) return states[name] end
+
+    return sup
+end
+
+return M
