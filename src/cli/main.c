@@ -47,9 +47,14 @@ static void unknown_option(const char *a)
 {
     static const char *const options[] = {"--config", "--help", "--version"};
     const char *near = NULL;
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
-        if (edit_distance(a, options[i]) <= 2)
+    size_t best = 3; /* two edits at most */
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        size_t d = edit_distance(a, options[i]);
+        if (d < best) {
+            best = d;
             near = options[i];
+        }
+    }
     if (near)
         fprintf(stderr, "mcp-agent: unknown option '%s' (did you mean '%s'?)\n\n", a, near);
     else
