@@ -68,6 +68,17 @@ def option_values(argv, flag):
     return out
 
 
+def create_empty_registry(case):
+    """An empty registry, made the way an operator would: deploy, then rm
+    (with the in-memory runtime, so no podman call is made)."""
+    cfg = case.env.write_config(name="create-registry.toml")
+    svc = case.env.write("create-registry.toml.d/zeta.toml", SIMPLE_SERVICE.replace('"beta"', '"zeta"'))
+    for args in (["deploy", svc], ["rm", "zeta"]):
+        r = case.env.run(*args, config=cfg)
+        case.assertEqual(r.rc, 0, r.stderr)
+    case.assertTrue(os.path.exists(case.env.db))
+
+
 class HelpAndVersion(AgentTestCase):
     def test_help_lists_every_command(self):
         for args in (["help"], ["--help"], ["-h"]):
@@ -114,7 +125,7 @@ class HelpAndVersion(AgentTestCase):
     def test_unknown_command_and_option_are_usage_errors(self):
         r = self.env.run("frobnicate", config=None)
         self.assertEqual(r.rc, 2)
-        self.assertIn('"frobnicate"', r.stderr)
+        self.assertIn("'frobnicate'", r.stderr)
         r = self.env.run("--frob", "ls", config=None)
         self.assertEqual(r.rc, 2)
         self.assertIn("--frob", r.stderr)
@@ -229,6 +240,7 @@ class DeployStatusFakeRuntime(AgentTestCase):
         self.assertIn("nosuch", r.stderr)
 
     def test_status_json_of_an_empty_registry(self):
+        create_empty_registry(self)
         r = self.env.run("status", "--json")
         self.assertEqual(r.rc, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["services"], [])
@@ -362,6 +374,7 @@ class Eval(AgentTestCase):
         self.assertEqual(r.stdout.strip(), "true")
 
     def test_eval_dry_run_does_not_call_podman_run(self):
+        create_empty_registry(self)  # a dry run only reads it
         self.env.fake_podman_config()
         code = ('print(#agent.runtime.list()); '
                 'print(agent.runtime.run{name="x", image="y"}); '
@@ -545,6 +558,162 @@ class RecoverThroughFakePodman(AgentTestCase):
             self.assertEqual(r.rc, 2, "%s: %s" % (cmd, r.stderr))
             self.assertIn(cmd[0], r.stderr)
         self.assertFalse(MUTATING & set(podman_subcommands(self.env.podman_calls())))
+
+
+# Each command's flags (besides -h, --help, which every command takes).
+FLAGS = {"recover": ["--dry-run", "--json"], "boot": ["--dry-run", "--json"],
+         "eval": ["--dry-run", "-e CODE"], "status": ["--json"], "ls": ["--json"],
+         "events": ["--since DURATION", "--follow", "--json"]}
+
+
+def help_flags(text):
+    """{flag synopsis: description} from the "flags:" block of COMMAND --help."""
+    block = text.split("\nflags:\n", 1)[1].split("\n\n", 1)[0]
+    out = {}
+    for line in block.splitlines():
+        m = re.match(r"^  (\S.*?)\s{2,}(\S.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+class CommandTable(AgentTestCase):
+    """One table drives parsing and help: flags with their meaning, suggestions."""
+
+    def test_command_help_lists_every_flag_with_its_meaning(self):
+        for cmd in COMMANDS + ["run", "events"]:
+            r = self.env.run(cmd, "--help", config=None)
+            self.assertEqual(r.rc, 0, r.stderr)
+            flags = help_flags(r.stdout)
+            want = FLAGS.get(cmd, []) + ["-h, --help"]
+            self.assertEqual(sorted(flags), sorted(want), "%s --help:\n%s" % (cmd, r.stdout))
+            for flag, meaning in flags.items():
+                self.assertGreaterEqual(len(meaning.split()), 2, "%s %s: %r" % (cmd, flag, meaning))
+            usage = r.stdout.splitlines()[0]
+            for flag in FLAGS.get(cmd, []):
+                if flag.startswith("--"):
+                    self.assertIn("[%s]" % flag, usage)
+
+    def test_help_command_and_flag_help_agree(self):
+        for cmd in ("recover", "events", "eval"):
+            self.assertEqual(self.env.run("help", cmd, config=None).stdout,
+                             self.env.run(cmd, "-h", config=None).stdout)
+
+    def test_misspelt_command_suggests_the_nearest(self):
+        for args in (["stauts"], ["help", "stauts"]):
+            r = self.env.run(*args, config=None)
+            self.assertEqual(r.rc, 2, r.stderr)
+            self.assertIn("unknown command 'stauts' (did you mean 'status'?)", r.stderr)
+        r = self.env.run("revocer", config=None)
+        self.assertEqual(r.rc, 2, r.stderr)
+        self.assertIn("did you mean 'recover'?", r.stderr)
+        r = self.env.run("frobnicate", config=None)
+        self.assertEqual(r.rc, 2, r.stderr)
+        self.assertNotIn("did you mean", r.stderr)
+        r = self.env.run("--confg", "x", "ls", config=None)
+        self.assertEqual(r.rc, 2, r.stderr)
+        self.assertIn("did you mean '--config'?", r.stderr)
+
+    def test_misspelt_flag_suggests_the_nearest(self):
+        self.env.write_config()
+        for args, near in ((["status", "--jsn"], "--json"), (["recover", "--dry-rn"], "--dry-run"),
+                           (["events", "--folow"], "--follow"), (["ls", "--hlep"], "--help")):
+            r = self.env.run(*args)
+            self.assertEqual(r.rc, 2, "%s: %s" % (args, r.stderr))
+            self.assertIn("unknown flag '%s' (did you mean '%s'?)" % (args[1], near), r.stderr)
+        # nothing near: the command's flags are listed instead
+        r = self.env.run("deploy", "--bogus", self.env.write("x.toml", SIMPLE_SERVICE))
+        self.assertEqual(r.rc, 2, r.stderr)
+        self.assertMentions(r.stderr, "deploy", "unknown flag '--bogus'", "deploy takes: --help")
+        self.assertFalse(os.path.exists(self.env.db), "a refused command opened the registry")
+
+    def test_flag_values_and_argument_counts(self):
+        self.env.write_config()
+        # --since takes a value, spelt either way: "5m" is not taken for a second SERVICE
+        for args in (["events", "web", "--since", "5m"], ["events", "--since=5m", "web", "--follow"]):
+            r = self.env.run(*args)
+            self.assertEqual(r.rc, 2, r.stderr)
+            self.assertMentions(r.stderr, "no registry at", self.env.db)
+        r = self.env.run("events", "web", "db")
+        self.assertMentions(r.stderr, "unexpected argument 'db'")
+        r = self.env.run("events", "--since")
+        self.assertEqual(r.rc, 2, r.stderr)
+        self.assertIn("--since needs DURATION", r.stderr)
+        r = self.env.run("status", "--json=yes")
+        self.assertEqual(r.rc, 2, r.stderr)
+        self.assertIn("--json takes no value", r.stderr)
+        for args, needle in ((["restart"], "missing SERVICE[/COMPONENT]"),
+                             (["deploy"], "missing FILE.toml"), (["ls", "x"], "unexpected argument 'x'")):
+            r = self.env.run(*args)
+            self.assertEqual(r.rc, 2, r.stderr)
+            self.assertMentions(r.stderr, needle, "usage: mcp-agent " + args[0])
+
+    def test_eval_flags_stop_at_the_script(self):
+        self.env.write_config()
+        create_empty_registry(self)
+        r = self.env.run("eval", "-e", "print(table.concat(arg, ' '))", "--json", "--help", "--", "x")
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "--json --help -- x")
+        script = self.env.write("args.lua", "print(#arg, ...)\n")
+        r = self.env.run("eval", "--dry-run", script, "--dry-run", "-e")
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["2", "--dry-run", "-e"])
+
+
+class ReadOnlyCommandsCreateNothing(AgentTestCase):
+    """Readers on a registry that does not exist: exit 2 naming it, no file made."""
+
+    READERS = (["status"], ["status", "web", "--json"], ["ls"], ["ls", "--json"], ["snapshot"],
+               ["snapshot", "copy.db"], ["recover", "--dry-run"], ["recover", "--dry-run", "--json"],
+               ["boot", "--dry-run"], ["eval", "--dry-run", "-e", "return 0"], ["events"])
+
+    def assert_readers_refused(self, db):
+        listing = sorted(os.listdir(self.env.dir))
+        for cmd in self.READERS:
+            r = self.env.run(*cmd, timeout=10)
+            self.assertEqual(r.rc, 2, "%s: %s%s" % (cmd, r.stdout, r.stderr))
+            self.assertMentions(r.stderr, "no registry at " + db, "deploy")
+            self.assertEqual(sorted(os.listdir(self.env.dir)), listing, "%s created a file" % cmd)
+            self.assertFalse(os.path.exists(db))
+        self.assertEqual(self.env.podman_calls(), [])
+
+    def test_missing_registry_file(self):
+        self.env.fake_podman_config()
+        self.assert_readers_refused(self.env.db)
+
+    def test_missing_registry_directory(self):
+        db = self.env.path("var", "lib", "mcp", "registry.db")
+        self.env.fake_podman_config(db=db)
+        self.assert_readers_refused(db)
+        self.assertFalse(os.path.exists(self.env.path("var")))
+
+    def test_default_registry_in_the_working_directory(self):
+        # no config at all: ./mcp-agent.db, which status must not create
+        listing = sorted(os.listdir(self.env.dir))
+        r = self.env.run("status", config=None, env={"MCP_AGENT_CONFIG": ""})
+        self.assertEqual(r.rc, 2, r.stderr)
+        self.assertMentions(r.stderr, "no registry at ./mcp-agent.db", "deploy")
+        self.assertEqual(sorted(os.listdir(self.env.dir)), listing)
+
+    def test_writers_still_create_it(self):
+        self.env.write_config()
+        for cmd in (["recover"], ["boot"], ["eval", "-e", "return 0"]):
+            if os.path.exists(self.env.db):
+                os.unlink(self.env.db)
+            r = self.env.run(*cmd)
+            self.assertEqual(r.rc, 0, "%s: %s" % (cmd, r.stderr))
+            self.assertTrue(os.path.exists(self.env.db), cmd)
+            r = self.env.run("ls", "--json")
+            self.assertEqual(r.rc, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["services"], [])
+
+    def test_check_on_a_fresh_install(self):
+        db = self.env.path("srv", "mcp", "mcp.db")
+        cfg = self.env.write_config(db=db)
+        r = self.env.run("check")
+        self.assertEqual(r.rc, 0, r.stderr)
+        self.assertMentions(r.stdout, cfg, "test is successful")
+        self.assertFalse(os.path.exists(self.env.path("srv")), "check created the registry's directory")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 -- mcp.host.api: the daemon's gRPC handlers (proto/mcp/agent/v1/agent.proto
 -- and grpc.health.v1). Each call runs as its own task: handler(request)
 -- returns the response table, or nil, grpc_status, message.
-local core = require "mcp.core"
+local idle = require "mcp.host.idle"
+local listing = require "mcp.host.listing"
 local ops = require "mcp.host.ops"
 local policies = require "mcp.host.policies"
 
@@ -25,78 +26,12 @@ local function failure(kind, message)
     return nil, STATUS_OF[kind] or INTERNAL, tostring(message or kind)
 end
 
--- How stale the containers behind ListServices may be: one `podman ps` a
--- second serves any number of callers.
-M.OBSERVED_TTL = 1.0
-
---- The runtime's containers by name, refreshed at most every OBSERVED_TTL
---- seconds; concurrent callers share one refresh. -> cache {by=, err=, version=}
-local function observed_cache(agent)
-    local c = { version = 0, at = -math.huge }
-    local refreshing
-    function c.get()
-        if agent.clock.now() - c.at < M.OBSERVED_TTL then return c end
-        if not refreshing then
-            refreshing = agent.task.spawn(function()
-                local by, err = ops.observed_by_name(agent)
-                c.by, c.err, c.at, c.version = by, err, agent.clock.now(), c.version + 1
-            end)
-        end
-        local mine = refreshing
-        agent.task.wait(mine)
-        if refreshing == mine then refreshing = nil end
-        return c
-    end
-    function c.expire() c.at = -math.huge end
-    return c
-end
-
--- After this many seconds without a call the daemon gives back the memory
--- a burst of calls left behind (garbage, free heap pages).
-M.IDLE_RELEASE = 2.0
-
---- touch() after every call; once calls stop for IDLE_RELEASE seconds, one
---- task releases memory. No timer runs while the daemon stays idle.
-local function idle_releaser(agent)
-    local r = { last = 0 }
-    local pending
-    function r.touch()
-        r.last = agent.clock.now()
-        if pending then return end
-        pending = agent.task.spawn(function()
-            while true do
-                local left = r.last + M.IDLE_RELEASE - agent.clock.now()
-                if left <= 0 then break end
-                if not agent.clock.sleep(left) then pending = nil; return end
-            end
-            pending = nil
-            core.release_memory()
-        end)
-    end
-    return r
-end
-
---- A registry whose writes bump state.registry_gen (cached answers key on it).
-function M.counting_registry(registry, state)
-    state.registry_gen = state.registry_gen or 0
-    local w = setmetatable({}, { __index = registry })
-    for _, name in ipairs({ "deploy", "set_desired", "set_active", "delete" }) do
-        local f = registry[name]
-        w[name] = function(...)
-            state.registry_gen = state.registry_gen + 1
-            return f(...)
-        end
-    end
-    return w
-end
-
 --- Handlers over the agent and the daemon's state:
 --- state = { boot_done=bool, started=seconds, boot=<boot progress>, registry_gen= }
 function M.new(agent, state)
     local h = {}
-    local observed = observed_cache(agent)
-    local list_cache = {}
-    local idle = idle_releaser(agent)
+    local lister = listing.new(agent, state)
+    local releaser = idle.releaser(agent)
 
     -- Writes wait for boot: the boot sequence owns the containers until then.
     local function writable()
@@ -137,22 +72,9 @@ function M.new(agent, state)
         return resp
     end
 
-    -- ListServices is what dashboards poll: answered from packed bytes kept
-    -- until the registry changes or the containers are looked at again.
+    -- what dashboards poll: packed bytes kept while nothing changed
     h[SVC .. "ListServices"] = function()
-        local function cached(version)
-            return list_cache.gen == (state.registry_gen or 0) and list_cache.version == version
-        end
-        if agent.clock.now() - observed.at < M.OBSERVED_TTL and cached(observed.version) then
-            return list_cache.packed, true
-        end
-        local obs = observed.get() -- may wait for the shared refresh
-        if cached(obs.version) then return list_cache.packed, true end
-        local gen = state.registry_gen or 0
-        local services = agent.registry.services() -- read with gen: no yield between
-        local packed = core.api.pack(SVC .. "ListServices", ops.list_from(services, obs.by, obs.err))
-        list_cache = { gen = gen, version = obs.version, packed = packed }
-        return packed, true
+        return lister.packed(), true
     end
 
     h[SVC .. "GetServiceStatus"] = function(req)
@@ -204,14 +126,14 @@ function M.new(agent, state)
     -- raises or the task is cancelled (its __close fails it).
     return function(call, method, request)
         local guard <close> = call -- luacheck: ignore 211
-        idle.touch()
+        releaser.touch()
         local handler = h[method]
         if not handler then
             call:fail(UNIMPLEMENTED, "unknown method " .. tostring(method))
             return
         end
         local ok, resp, status, message = xpcall(handler, debug.traceback, request)
-        if MUTATING[method] then observed.expire() end
+        if MUTATING[method] then lister.expire() end
         if ok and type(resp) == "string" and status == true then
             call:reply_packed(resp)
             return

@@ -1,6 +1,10 @@
 -- mcp.host.cli: the commands of `mcp-agent` (SPEC §2), run by the C host as
--- the main task. Each returns the exit code: 0 done, 1 goal not reached,
--- 2 usage, config, definition or policy error.
+-- the main task. The command table (names, flags, argument counts, registry
+-- use) is src/cli/commands.c: C parses the arguments by it once and calls
+-- main(name, args) with them already checked, so a handler here is
+-- M.NAME(agent, cmd) with cmd = { name=, flags = { json = true,
+-- since = "5m", ... }, args = { positional... } } and returns the exit code:
+-- 0 done, 1 goal not reached, 2 usage, config, definition or policy error.
 local agentlib = require "mcp.host.agent"
 local policies = require "mcp.host.policies"
 
@@ -21,23 +25,25 @@ local function complain(fmt, ...)
     io.stderr:write("mcp-agent: ", string.format(fmt, ...), "\n")
 end
 
---- Splits args into flags (from `allowed`) and positional arguments.
---- Returns flags, positional | nil, message.
-local function parse(args, allowed)
-    local flags, pos = {}, {}
-    local only_pos = false
-    for _, a in ipairs(args) do
-        if only_pos or a:sub(1, 2) ~= "--" then
-            pos[#pos + 1] = a
-        elseif a == "--" then
-            only_pos = true
-        else
-            local name = a:sub(3)
-            if not allowed[name] then return nil, "unknown option " .. a end
-            flags[name] = true
-        end
+--- The arguments as src/cli/args.c hands them over: each flag given as
+--- "--name" or "--name=value", then "--", then the positional ones.
+--- (Already checked against the command table: nothing to refuse here.)
+local function decode(list)
+    local flags, args = {}, {}
+    local i = 1
+    while i <= #list and list[i] ~= "--" do
+        local name, value = list[i]:match("^%-%-([^=]+)=(.*)$")
+        if name then flags[name] = value else flags[list[i]:sub(3)] = true end
+        i = i + 1
     end
-    return flags, pos
+    for j = i + 1, #list do args[#args + 1] = list[j] end
+    return flags, args
+end
+
+--- "web/api" -> "web", "api"; "web" -> "web", nil.
+local function split_target(arg)
+    local service, component = arg:match("^([^/]+)/(.+)$")
+    return service or arg, component
 end
 
 -- Service definitions and eval scripts are small; a bound keeps a wrong
@@ -73,19 +79,20 @@ local function backend_for(agent, what)
     return b
 end
 
+-- What an operation's failure kind means for the exit code; any other kind
+-- (runtime, registry, unavailable, ...) is a goal not reached.
+local EXIT_OF_KIND = { invalid = USAGE, ["not found"] = USAGE, policy = USAGE }
+
 --- Exit code for a failed backend call, after saying why.
 local function failed(what, kind, message)
     complain("%s: %s", what, tostring(message or kind))
-    if kind == "invalid" or kind == "not found" or kind == "policy" then return USAGE end
-    return GOAL
+    return EXIT_OF_KIND[kind] or GOAL
 end
 
 -- recover ------------------------------------------------------------------
 
-function M.recover(agent, args)
-    local flags, pos = parse(args, { ["dry-run"] = true, json = true })
-    if not flags then complain("recover: %s", pos); return USAGE end
-    if #pos > 0 then complain("recover: unexpected argument %s", pos[1]); return USAGE end
+function M.recover(agent, cmd)
+    local flags = cmd.flags
     local b = backend_for(agent, "recover")
     if not b then return USAGE end
     local report, kind, detail = b.recover(flags["dry-run"] or false)
@@ -135,10 +142,8 @@ local function boot_text(report)
     say("boot %s", report.cancelled and "cancelled" or (report.healthy and "healthy" or "finished, NOT healthy"))
 end
 
-function M.boot(agent, args)
-    local flags, pos = parse(args, { ["dry-run"] = true, json = true })
-    if not flags then complain("boot: %s", pos); return USAGE end
-    if #pos > 0 then complain("boot: unexpected argument %s", pos[1]); return USAGE end
+function M.boot(agent, cmd)
+    local flags = cmd.flags
     local boot, err = policies.get("boot")
     if not boot then complain("%s", err); return USAGE end
     -- two boot sequences at once would fight over the same containers
@@ -169,24 +174,20 @@ end
 
 -- eval ---------------------------------------------------------------------
 
-function M.eval(agent, args)
-    local i = 1
-    if args[i] == "--dry-run" then i = i + 1 end
+function M.eval(agent, cmd)
+    local args, i = cmd.args, 1
     local chunk, chunkname, err
-    if args[i] == "-e" then
-        local code = args[i + 1]
-        if not code then complain("eval: -e needs code"); return USAGE end
-        chunk, err = load(code, "=(eval -e)", "t")
+    if cmd.flags.e then
+        chunk, err = load(cmd.flags.e, "=(eval -e)", "t")
         chunkname = "(eval -e)"
-        i = i + 2
     else
-        local path = args[i]
+        local path = args[1]
         if not path then complain("eval: need SCRIPT.lua or -e CODE"); return USAGE end
         local text, ferr = read_file(path)
         if not text then complain("eval: %s", ferr); return USAGE end
         chunk, err = load(text, "@" .. path, "t")
         chunkname = path
-        i = i + 1
+        i = 2
     end
     if not chunk then complain("eval: %s", err); return USAGE end
     local script_args = { [0] = chunkname }
@@ -205,10 +206,8 @@ end
 
 -- deploy -------------------------------------------------------------------
 
-function M.deploy(agent, args)
-    local flags, files = parse(args, {})
-    if not flags then complain("deploy: %s", files); return USAGE end
-    if #files == 0 then complain("deploy: need at least one FILE.toml"); return USAGE end
+function M.deploy(agent, cmd)
+    local files = cmd.args
     -- Validate every file before storing any: a bad file changes nothing.
     local texts = {}
     for i, path in ipairs(files) do
@@ -233,12 +232,8 @@ end
 -- start / stop / restart / rm ---------------------------------------------------
 
 local function target_command(verb)
-    return function(agent, args)
-        local flags, pos = parse(args, {})
-        if not flags then complain("%s: %s", verb, pos); return USAGE end
-        if #pos ~= 1 then complain("%s: need exactly one SERVICE[/COMPONENT]", verb); return USAGE end
-        local service, component = pos[1]:match("^([^/]+)/(.+)$")
-        service = service or pos[1]
+    return function(agent, cmd)
+        local service, component = split_target(cmd.args[1])
         local b = backend_for(agent, verb)
         if not b then return USAGE end
         local resp, kind, detail = b.service_action(verb, service, component)
@@ -259,13 +254,12 @@ M.start = target_command("start")
 M.stop = target_command("stop")
 M.restart = target_command("restart")
 
-function M.rm(agent, args)
-    local flags, pos = parse(args, {})
-    if not flags then complain("rm: %s", pos); return USAGE end
-    if #pos ~= 1 or pos[1]:find("/") then complain("rm: need exactly one SERVICE"); return USAGE end
+function M.rm(agent, cmd)
+    local service, component = split_target(cmd.args[1])
+    if component then complain("rm: takes a whole SERVICE, not %s", cmd.args[1]); return USAGE end
     local b = backend_for(agent, "rm")
     if not b then return USAGE end
-    local resp, kind, detail = b.remove(pos[1])
+    local resp, kind, detail = b.remove(service)
     if not resp then return failed("rm", kind, detail) end
     if not resp.ok then
         for _, r in ipairs(resp.results) do
@@ -318,10 +312,8 @@ local function print_boot_progress(boot)
     end
 end
 
-function M.status(agent, args)
-    local flags, pos = parse(args, { json = true })
-    if not flags then complain("status: %s", pos); return USAGE end
-    if #pos > 1 then complain("status: at most one SERVICE"); return USAGE end
+function M.status(agent, cmd)
+    local flags, pos = cmd.flags, cmd.args
     local b = backend_for(agent, "status")
     if not b then return USAGE end
     local services, err
@@ -353,10 +345,8 @@ function M.status(agent, args)
     return OK
 end
 
-function M.ls(agent, args)
-    local flags, pos = parse(args, { json = true })
-    if not flags then complain("ls: %s", pos); return USAGE end
-    if #pos > 0 then complain("ls: unexpected argument %s", pos[1]); return USAGE end
+function M.ls(agent, cmd)
+    local flags = cmd.flags
     local b = backend_for(agent, "ls")
     if not b then return USAGE end
     local resp, kind, detail = b.list()
@@ -379,16 +369,14 @@ end
 
 -- run ---------------------------------------------------------------------------
 
-function M.run(agent, args)
-    return require("mcp.host.daemon").run(agent, args)
+function M.run(agent, cmd)
+    return require("mcp.host.daemon").run(agent, cmd.args)
 end
 
 -- snapshot / check ----------------------------------------------------------------
 
-function M.snapshot(agent, args)
-    local flags, pos = parse(args, {})
-    if not flags then complain("snapshot: %s", pos); return USAGE end
-    local dest = pos[1]
+function M.snapshot(agent, cmd)
+    local dest = cmd.args[1]
     if not dest then
         dest = string.format("%s.snapshot-%s", agent.config.db_path or "mcp-agent.db",
             os.date("!%Y%m%dT%H%M%SZ"))
@@ -399,9 +387,7 @@ function M.snapshot(agent, args)
     return OK
 end
 
-function M.check(agent, args)
-    local flags, pos = parse(args, {})
-    if not flags then complain("check: %s", pos); return USAGE end
+function M.check(agent)
     local rc = OK
     for _, name in ipairs(policies.NAMES) do
         local mod, err = policies.get(name)
@@ -423,14 +409,17 @@ end
 
 -- dispatch ------------------------------------------------------------------------
 
+--- Called by the C host: name is a command of the table, args as decode()
+--- reads them.
 function M.main(name, args)
     local handler = M[name]
     if type(handler) ~= "function" or name == "main" then
-        complain("unknown command %s", tostring(name))
+        complain("%s: not available in this build", tostring(name))
         return USAGE
     end
+    local flags, positional = decode(args)
     local agent = agentlib.build()
-    return handler(agent, args)
+    return handler(agent, { name = name, flags = flags, args = positional })
 end
 
 return M

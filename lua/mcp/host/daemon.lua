@@ -4,6 +4,7 @@
 -- policies, keeping the old ones when the new ones do not load.
 local core = require "mcp.core"
 local api = require "mcp.host.api"
+local listing = require "mcp.host.listing"
 local policies = require "mcp.host.policies"
 local supervisor = require "mcp.supervisor"
 
@@ -131,7 +132,7 @@ function M.run(agent, args)
     end
     local cfg = agent.config
     local state = { boot_done = false, started = agent.clock.now() }
-    agent.registry = api.counting_registry(agent.registry, state)
+    agent.registry = listing.counting_registry(agent.registry, state)
     state.boot = boot_tracker(agent, cfg.boot or {})
     local server, err = core.api.serve {
         socket = cfg.socket, grpc_addr = cfg.grpc_addr,

@@ -1,0 +1,299 @@
+/* The command table and the help it prints. Adding a command is one entry
+ * here plus its handler in lua/mcp/host/cli.lua. */
+#include "commands.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define JSON_FLAG(what)                                                                            \
+    {                                                                                              \
+        "--json", NULL, "print " what " as JSON instead of text"                                   \
+    }
+
+/* Zero fields mean: no arguments, no flags besides --help, no registry. */
+static const command commands[] = {
+    {
+        .name = "run",
+        .summary = "the daemon: serve the gRPC API, run the boot sequence, serve until SIGTERM",
+        .registry = REG_WRITE,
+    },
+    {
+        .name = "recover",
+        .summary = "recreate every desired container that is not running, from the registry",
+        .registry = REG_READ_IF_DRY,
+        .flags = {{"--dry-run", NULL, "print the plan; create, start and remove nothing"},
+                  JSON_FLAG("the report")},
+    },
+    {
+        .name = "boot",
+        .summary = "run the configured boot sequence once and exit",
+        .registry = REG_READ_IF_DRY,
+        .flags = {{"--dry-run", NULL, "print what each stage would start; start nothing"},
+                  JSON_FLAG("the report")},
+    },
+    {
+        .name = "eval",
+        .args = "(SCRIPT.lua | -e CODE) [ARGS...]",
+        .summary = "run a Lua script with the real agent object as the global `agent`",
+        .registry = REG_READ_IF_DRY,
+        .max_args = -1,
+        .flags_first = true,
+        .flags = {{"--dry-run", NULL, "wrap the runtime: mutating calls are printed, not done"},
+                  {"-e", "CODE", "run CODE instead of a script file; ARGS go to `arg`"}},
+    },
+    {
+        .name = "deploy",
+        .args = "FILE.toml...",
+        .summary = "store service definitions in the registry and start them",
+        .registry = REG_WRITE,
+        .min_args = 1,
+        .max_args = -1,
+    },
+    {
+        .name = "start",
+        .args = "SERVICE[/COMPONENT]",
+        .summary = "set desired state to running and start",
+        .registry = REG_WRITE,
+        .min_args = 1,
+        .max_args = 1,
+    },
+    {
+        .name = "stop",
+        .args = "SERVICE[/COMPONENT]",
+        .summary = "set desired state to stopped and stop",
+        .registry = REG_WRITE,
+        .min_args = 1,
+        .max_args = 1,
+    },
+    {
+        .name = "restart",
+        .args = "SERVICE[/COMPONENT]",
+        .summary = "stop and start again",
+        .registry = REG_WRITE,
+        .min_args = 1,
+        .max_args = 1,
+    },
+    {
+        .name = "rm",
+        .args = "SERVICE",
+        .summary = "stop, remove the containers and forget the service",
+        .registry = REG_WRITE,
+        .min_args = 1,
+        .max_args = 1,
+    },
+    {
+        .name = "status",
+        .args = "[SERVICE]",
+        .summary = "desired vs observed state per component, ports, routes, last events",
+        .registry = REG_READ,
+        .max_args = 1,
+        .flags = {JSON_FLAG("the state")},
+    },
+    {
+        .name = "ls",
+        .summary = "list services with their components' state",
+        .registry = REG_READ,
+        .flags = {JSON_FLAG("the list")},
+    },
+    {
+        .name = "events",
+        .args = "[SERVICE]",
+        .summary = "print the event log; --follow streams new events from the daemon",
+        .registry = REG_READ,
+        .max_args = 1,
+        .flags = {{"--since", "DURATION", "only events newer than DURATION ago (e.g. 5m, 2h30m)"},
+                  {"--follow", NULL,
+                   "keep running and print new events as the daemon records them"},
+                  JSON_FLAG("each event")},
+    },
+    {
+        .name = "snapshot",
+        .args = "[PATH]",
+        .summary = "consistent online backup of the registry",
+        .registry = REG_READ,
+        .max_args = 1,
+    },
+    {
+        .name = "check",
+        .summary = "validate the config and the policies, like nginx -t",
+    },
+    {
+        .name = "version",
+        .summary = "print the version",
+    },
+    {
+        .name = "help",
+        .args = "[COMMAND]",
+        .summary = "this help, or a command's",
+        .max_args = 1,
+    },
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* Every command takes it; the parser answers it before anything else. */
+static const flag_spec help_flag = {"--help", NULL, "print this help"};
+
+const command *command_find(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+size_t edit_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 64 || m > 64)
+        return (size_t)-1; /* nobody misspells a 64-letter command */
+    size_t d[65][65];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        for (size_t j = 1; j <= m; j++) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < best)
+                best = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[n][m];
+}
+
+/* Close enough to be a typo: two edits at most, and at most half the letters. */
+static bool is_close(const char *typed, const char *known, size_t dist)
+{
+    size_t len = strlen(known);
+    return dist <= 2 && dist * 2 <= len && strlen(typed) > 0;
+}
+
+const command *command_nearest(const char *name)
+{
+    const command *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        size_t d = edit_distance(name, commands[i].name);
+        if (d < best_d && is_close(name, commands[i].name, d)) {
+            best = &commands[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+const flag_spec *command_flag(const command *c, const char *name)
+{
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+        return &help_flag;
+    for (size_t i = 0; i < MAX_FLAGS && c->flags[i].name; i++)
+        if (strcmp(c->flags[i].name, name) == 0)
+            return &c->flags[i];
+    return NULL;
+}
+
+const flag_spec *command_nearest_flag(const command *c, const char *name)
+{
+    const flag_spec *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (size_t i = 0; i <= MAX_FLAGS; i++) {
+        const flag_spec *f = i < MAX_FLAGS ? &c->flags[i] : &help_flag;
+        if (!f->name)
+            continue;
+        size_t d = edit_distance(name, f->name);
+        if (d < best_d && is_close(name, f->name, d)) {
+            best = f;
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+static void print_flag_synopsis(FILE *f, const command *c)
+{
+    for (size_t i = 0; i < MAX_FLAGS && c->flags[i].name; i++) {
+        const flag_spec *fl = &c->flags[i];
+        if (fl->name[1] != '-')
+            continue; /* short flags are spelt out in the args synopsis */
+        if (fl->value)
+            fprintf(f, " [%s %s]", fl->name, fl->value);
+        else
+            fprintf(f, " [%s]", fl->name);
+    }
+}
+
+void command_print_synopsis(FILE *f, const command *c)
+{
+    fprintf(f, "%s", c->name);
+    if (!c->flags_first && c->args)
+        fprintf(f, " %s", c->args);
+    print_flag_synopsis(f, c);
+    if (c->flags_first && c->args)
+        fprintf(f, " %s", c->args);
+}
+
+static void print_flag_line(FILE *f, const flag_spec *fl)
+{
+    char left[48];
+    int n = snprintf(left, sizeof left, "%s%s%s", fl->name, fl->value ? " " : "",
+                     fl->value ? fl->value : "");
+    if (n < 0)
+        left[0] = '\0';
+    fprintf(f, "  %-18s %s\n", left, fl->help);
+}
+
+static const char *registry_note(registry_use use)
+{
+    switch (use) {
+    case REG_READ:
+        return "reads the registry; exits 2 when it does not exist (deploy creates it)";
+    case REG_READ_IF_DRY:
+        return "writes the registry, creating it when missing; with --dry-run only reads it "
+               "and exits 2 when it does not exist";
+    case REG_WRITE:
+        return "writes the registry, creating it when missing";
+    case REG_NONE:
+        break;
+    }
+    return NULL;
+}
+
+void command_print_help(FILE *f, const command *c)
+{
+    fprintf(f, "usage: mcp-agent [-c CONFIG] ");
+    command_print_synopsis(f, c);
+    fprintf(f, "\n\n%s\n\nflags:\n", c->summary);
+    for (size_t i = 0; i < MAX_FLAGS && c->flags[i].name; i++)
+        print_flag_line(f, &c->flags[i]);
+    fprintf(f, "  %-18s %s\n", "-h, --help", help_flag.help);
+    const char *note = registry_note(c->registry);
+    if (note)
+        fprintf(f, "\nregistry: %s\n", note);
+}
+
+void commands_print_usage(FILE *f, const char *default_config)
+{
+    fprintf(f, "usage: mcp-agent [-c CONFIG] COMMAND [ARGS]\n\n"
+               "The node agent: keeps the node's desired state in a SQLite registry and makes\n"
+               "podman match it. Policy (boot order, retries, backoff, recover) lives in Lua.\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "\noptions:\n"
+            "  -c, --config PATH  config file (default: $MCP_AGENT_CONFIG, else %s;\n"
+            "                     built-in defaults when neither exists)\n"
+            "  -h, --help         this help; COMMAND --help for a command's flags\n"
+            "  --version          print the version\n"
+            "\nexit codes: 0 success, 1 the job did not reach its goal, 2 usage, config,\n"
+            "service-definition or policy error\n",
+            default_config);
+}
