@@ -36,16 +36,24 @@ local function observed_cache(agent)
     return c
 end
 
---- A registry whose writes bump state.registry_gen (cached answers key on it).
+--- A registry whose writes bump state.registry_gen (cached answers key on
+--- it), and whose events call state.on_event() once stored (followers wake).
 function M.counting_registry(registry, state)
     state.registry_gen = state.registry_gen or 0
     local w = setmetatable({}, { __index = registry })
-    for _, name in ipairs({ "deploy", "set_desired", "set_active", "delete" }) do
+    for _, name in ipairs({ "deploy", "set_desired", "set_active", "delete", "set_supervision",
+                            "clear_supervision" }) do
         local f = registry[name]
         w[name] = function(...)
             state.registry_gen = state.registry_gen + 1
             return f(...)
         end
+    end
+    local event = registry.event
+    w.event = function(...)
+        local r = table.pack(event(...))
+        if state.on_event then state.on_event() end
+        return table.unpack(r, 1, r.n)
     end
     return w
 end
@@ -70,7 +78,7 @@ function M.new(agent, state)
         if cached(obs.version) then return cache.packed end
         local gen = state.registry_gen or 0
         local services = agent.registry.services() -- read with gen: no yield between
-        local packed = core.api.pack(METHOD, ops.list_from(services, obs.by, obs.err))
+        local packed = core.api.pack(METHOD, ops.list_from(services, obs.by, obs.err, ops.supervision_rows(agent)))
         cache = { gen = gen, version = obs.version, packed = packed }
         return packed
     end

@@ -40,6 +40,7 @@ local function supervision_rows(agent)
     end
     return by
 end
+M.supervision_rows = supervision_rows
 
 -- What status says a component is doing: the supervisor's state when it
 -- has one, else what the runtime shows.
