@@ -1,6 +1,8 @@
 -- mcp.host.api: the daemon's gRPC handlers (proto/mcp/agent/v1/agent.proto
 -- and grpc.health.v1). Each call runs as its own task: handler(request)
 -- returns the response table, or nil, grpc_status, message.
+local core = require "mcp.core"
+local event_bus = require "mcp.host.event_bus"
 local idle = require "mcp.host.idle"
 local listing = require "mcp.host.listing"
 local ops = require "mcp.host.ops"
@@ -11,8 +13,9 @@ local M = {}
 local SVC = "/mcp.agent.v1.AgentService/"
 local HEALTH = "/grpc.health.v1.Health/"
 
--- gRPC status codes
-local INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 3, 5, 12, 13, 14
+local codes = core.api.codes
+local INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED = codes.INVALID_ARGUMENT, codes.NOT_FOUND, codes.UNIMPLEMENTED
+local INTERNAL, UNAVAILABLE = codes.INTERNAL, codes.UNAVAILABLE
 local SERVING, NOT_SERVING = 1, 2
 
 local STATUS_OF = { invalid = INVALID_ARGUMENT, ["not found"] = NOT_FOUND, unavailable = UNAVAILABLE }
@@ -21,6 +24,10 @@ local MUTATING = {}
 for _, m in ipairs({ "Deploy", "StartService", "StopService", "RestartService", "RemoveService", "Recover" }) do
     MUTATING[SVC .. m] = true
 end
+
+-- What a streaming handler returns once it has sent its messages.
+local STREAMED = setmetatable({}, { __tostring = function() return "streamed" end })
+M.WATCH_BACKLOG = 10000 -- past events WatchEvents sends at most
 
 local function failure(kind, message)
     return nil, STATUS_OF[kind] or INTERNAL, tostring(message or kind)
@@ -32,6 +39,8 @@ function M.new(agent, state)
     local h = {}
     local lister = listing.new(agent, state)
     local releaser = idle.releaser(agent)
+    local bus = event_bus.new(agent)
+    state.on_event = bus.notify
 
     -- Writes wait for boot: the boot sequence owns the containers until then.
     local function writable()
@@ -96,7 +105,7 @@ function M.new(agent, state)
     end
 
     h[SVC .. "BootStatus"] = function()
-        return { stages = state.boot.view(), boot_done = state.boot_done }
+        return { stages = state.boot.view(), boot_done = state.boot_done, error = state.boot_error or "" }
     end
 
     h[SVC .. "NodeStatus"] = function()
@@ -124,6 +133,38 @@ function M.new(agent, state)
 
     -- The task body of every call: the call answers even when the handler
     -- raises or the task is cancelled (its __close fails it).
+    -- WatchEvents (SPEC §10): the events since since_unix_ms (0: none of
+    -- the past), then each new one as it is stored, until the client goes.
+    -- A follower costs one wake-up a second to notice a client gone quietly.
+    h[SVC .. "WatchEvents"] = function(req, call)
+        local service = req.service ~= "" and req.service or nil
+        local last = 0
+        local function send(e)
+            last = e.id
+            return call:send({ time_unix_ms = math.floor(e.time * 1000 + 0.5), service = e.service or "",
+                               component = e.component or "", kind = e.kind, message = e.message or "",
+                               exit_code = e.exit_code or 0 })
+        end
+        if req.since_unix_ms > 0 then
+            local past = agent.registry.events(service, M.WATCH_BACKLOG, req.since_unix_ms / 1000) or {}
+            for i = #past, 1, -1 do
+                if not send(past[i]) then return STREAMED end
+            end
+        end
+        if last == 0 then
+            local newest = agent.registry.events(nil, 1) or {}
+            last = newest[1] and newest[1].id or 0
+        end
+        while not call:closed() do
+            local new = agent.registry.events_after(last, service, 500) or {}
+            for _, e in ipairs(new) do
+                if not send(e) then return STREAMED end
+            end
+            if #new == 0 then bus.wait(1) end
+        end
+        return STREAMED
+    end
+
     return function(call, method, request)
         local guard <close> = call -- luacheck: ignore 211
         releaser.touch()
@@ -132,8 +173,12 @@ function M.new(agent, state)
             call:fail(UNIMPLEMENTED, "unknown method " .. tostring(method))
             return
         end
-        local ok, resp, status, message = xpcall(handler, debug.traceback, request)
+        local ok, resp, status, message = xpcall(handler, debug.traceback, request, call)
         if MUTATING[method] then lister.expire() end
+        if ok and resp == STREAMED then
+            if not call:closed() then call:finish() end
+            return
+        end
         if ok and type(resp) == "string" and status == true then
             call:reply_packed(resp)
             return

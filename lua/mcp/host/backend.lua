@@ -9,7 +9,9 @@ local policies = require "mcp.host.policies"
 local M = {}
 
 local SERVICE = "/mcp.agent.v1.AgentService/"
-local KINDS = { [3] = "invalid", [5] = "not found", [14] = "unavailable" }
+local codes = core.api.codes
+local KINDS = { [codes.INVALID_ARGUMENT] = "invalid", [codes.NOT_FOUND] = "not found",
+                [codes.UNAVAILABLE] = "unavailable" }
 
 local function local_backend(agent)
     local b = { remote = false }

@@ -272,6 +272,96 @@ function M.rm(agent, cmd)
     return OK
 end
 
+-- events ------------------------------------------------------------------------
+
+--- Seconds of a Go-style duration ("90s", "5m", "2h30m", "1.5h", "150ms") | nil.
+local function duration_seconds(text)
+    local units = { ns = 1e-9, us = 1e-6, ["µs"] = 1e-6, ms = 1e-3, s = 1, m = 60, h = 3600 }
+    if text == "0" then return 0 end
+    local total, rest = 0, text
+    if rest == "" then return nil end
+    while rest ~= "" do
+        local num, unit, after = rest:match("^(%d+%.?%d*)(%a+)(.*)$")
+        if not num then num, unit, after = rest:match("^(%d+%.?%d*)(µs)(.*)$") end
+        if not num or not units[unit] then return nil end
+        total = total + tonumber(num) * units[unit]
+        rest = after
+    end
+    return total
+end
+
+--- RFC 3339 with milliseconds, UTC, of a time in ms since the epoch.
+local function rfc3339_ms(ms)
+    return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. string.format(".%03dZ", ms % 1000)
+end
+
+--- An Event message (time_unix_ms, …) for JSON output: RFC 3339 `time` first.
+local function event_json(e)
+    return { time = rfc3339_ms(e.time_unix_ms), service = e.service, component = e.component or "",
+             kind = e.kind, message = e.message, exit_code = e.exit_code or 0 }
+end
+
+--- A registry event row as an Event message.
+local function event_message(e)
+    return { id = e.id, time_unix_ms = math.floor(e.time * 1000 + 0.5), service = e.service or "",
+             component = e.component or "", kind = e.kind, message = e.message or "",
+             exit_code = e.exit_code or 0 }
+end
+
+local function print_event(e, json)
+    if json then
+        io.stdout:write(require("mcp.json").encode(event_json(e)), "\n")
+    else
+        local where = e.service ~= "" and e.service or "(node)"
+        if e.component ~= "" and e.component ~= e.service then where = where .. "/" .. e.component end
+        local code = (e.kind == "died" or e.exit_code ~= 0) and (" exit_code=" .. tostring(e.exit_code)) or ""
+        say("%s %-16s %-15s %s%s", rfc3339_ms(e.time_unix_ms), where, e.kind, e.message, code)
+    end
+    io.stdout:flush()
+end
+
+-- How often `events --follow` looks at the registry for new events, and
+-- how many it prints at most before following.
+M.FOLLOW_POLL = 0.25
+M.EVENTS_LIMIT = 10000
+
+function M.events(agent, cmd)
+    local service = cmd.args[1]
+    local since
+    if cmd.flags.since then
+        local secs = duration_seconds(cmd.flags.since)
+        if not secs then
+            complain("events: --since %s is not a duration (e.g. 90s, 5m, 2h30m)", cmd.flags.since)
+            return USAGE
+        end
+        since = agent.clock.wallclock() - secs
+    end
+    if service and not agent.registry.service(service) and #agent.registry.events(service, 1) == 0 then
+        complain("events: no such service: %s", service)
+        return USAGE
+    end
+    -- The registry is read here even beside a daemon: it is its single
+    -- writer, and SQLite's WAL lets readers in at any time.
+    local rows = agent.registry.events(service, M.EVENTS_LIMIT, since) or {}
+    local last = 0
+    for i = #rows, 1, -1 do
+        print_event(event_message(rows[i]), cmd.flags.json)
+        last = math.max(last, rows[i].id)
+    end
+    if not cmd.flags.follow then return OK end
+    if #rows == 0 then
+        local newest = agent.registry.events(nil, 1)
+        last = newest[1] and newest[1].id or 0
+    end
+    while true do
+        for _, e in ipairs(agent.registry.events_after(last, service, 1000) or {}) do
+            print_event(event_message(e), cmd.flags.json)
+            last = e.id
+        end
+        if not agent.clock.sleep(M.FOLLOW_POLL) then return OK end
+    end
+end
+
 -- status / ls ------------------------------------------------------------------
 
 local function port_text(ports)
@@ -330,6 +420,9 @@ function M.status(agent, cmd)
     -- a daemon that is still booting says how far it got
     local boot = b.boot_status and b.boot_status()
     if flags.json then
+        for _, svc in ipairs(services) do
+            for i, e in ipairs(svc.events or {}) do svc.events[i] = event_json(e) end
+        end
         io.stdout:write(require("mcp.json").encode({ services = services, runtime_error = err or "",
             boot = boot }, ARRAY_KEYS), "\n")
     else
