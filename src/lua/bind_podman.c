@@ -607,11 +607,14 @@ static int l_events(lua_State *L)
     return 1;
 }
 
-static void events_metatable(lua_State *L)
+/* host_idx: the host light userdata, which next() needs to suspend its task. */
+static void events_metatable(lua_State *L, int host_idx)
 {
     static const luaL_Reg methods[] = {{"next", l_events_next}, {"close", l_events_close}, {NULL, NULL}};
     luaL_newmetatable(L, EVENTS_METATABLE);
-    luaL_newlib(L, methods);
+    luaL_newlibtable(L, methods);
+    lua_pushvalue(L, host_idx);
+    luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_events_gc);
     lua_setfield(L, -2, "__gc");
@@ -629,7 +632,7 @@ int luaopen_mcp_podman(lua_State *L)
                                    {"stop", l_stop},   {"remove", l_remove},
                                    {"image_exists", l_image_exists}, {"events", l_events},
                                    {NULL, NULL}};
-    events_metatable(L);
+    events_metatable(L, lua_upvalueindex(1));
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));
     luaL_setfuncs(L, fns, 1);
