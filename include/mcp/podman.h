@@ -32,7 +32,7 @@ typedef struct mcp_container {
     char *image;
     char *state; /* created, running, exited, stopped, paused, … */
     int exit_code;
-    char *started_at; /* RFC 3339; NULL when never started */
+    char *started_at;  /* RFC 3339; NULL when never started */
     char *finished_at; /* RFC 3339; NULL when it has not exited */
     bool oom;          /* inspect: State.OOMKilled; always false after list */
     mcp_strv labels;   /* "key=value", sorted by key (ps Labels, inspect Config.Labels) */
@@ -61,9 +61,9 @@ typedef struct mcp_podman_event {
     char *name, *id, *image; /* "" when podman left them out */
     char *status;            /* create, init, start, died, cleanup, remove, stop, kill, … */
     bool has_exit_code;
-    int exit_code;           /* ContainerExitCode; on died without it, 0 (podman omits a zero) */
-    double time;             /* unix seconds with sub-second precision; 0 when unknown */
-    mcp_strv labels;         /* "key=value" from Attributes, sorted by key */
+    int exit_code;   /* ContainerExitCode; on died without it, 0 (podman omits a zero) */
+    double time;     /* unix seconds with sub-second precision; 0 when unknown */
+    mcp_strv labels; /* "key=value" from Attributes, sorted by key */
 } mcp_podman_event;
 
 /* argv builders: fill argv (empty on entry) with binary, global args, then the call.

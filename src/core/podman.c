@@ -116,8 +116,8 @@ int mcp_podman_argv_run(const mcp_podman_cfg *cfg, const mcp_container_spec *spe
 
 int mcp_podman_argv_events(const mcp_podman_cfg *cfg, mcp_strv *argv)
 {
-    static const char *const words[] = {"events", "--format", "json", "--filter", "type=container",
-                                        NULL};
+    static const char *const words[] = {"events",   "--format",       "json",
+                                        "--filter", "type=container", NULL};
     return argv_begin(cfg, argv, words);
 }
 

@@ -453,12 +453,12 @@ struct mcp_proc_stream {
     uv_loop_t *loop;
     uv_process_t process;
     uv_pipe_t out, err;
-    uv_timer_t drain;            /* after the exit: the wait for pipes an escaped process holds */
+    uv_timer_t drain;              /* after the exit: the wait for pipes an escaped process holds */
     bool out_reading, err_reading; /* uv_close not yet requested */
-    bool exited;                 /* the child was reaped (its process handle is closing) */
-    bool ended;                  /* on_exit ran or is no longer due */
-    bool closed;                 /* mcp_proc_stream_close was called: no more callbacks */
-    int open_handles;            /* handles whose close callback is still due */
+    bool exited;                   /* the child was reaped (its process handle is closing) */
+    bool ended;                    /* on_exit ran or is no longer due */
+    bool closed;                   /* mcp_proc_stream_close was called: no more callbacks */
+    int open_handles;              /* handles whose close callback is still due */
     int pid;
     int exit_status, term_signal;
     size_t max_line, dropped;

@@ -263,7 +263,8 @@ static void check_labels(lua_State *L, int idx, mcp_strv *out)
         luaL_argerror(L, idx, "spec.labels must be a table of key = value strings");
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
-        if (lua_type(L, -2) != LUA_TSTRING || !(lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER))
+        if (lua_type(L, -2) != LUA_TSTRING ||
+            !(lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER))
             luaL_argerror(L, idx, "spec.labels must map strings to strings");
         const char *key = lua_tostring(L, -2);
         if (!*key || strchr(key, '='))
@@ -352,7 +353,7 @@ typedef struct events_ud {
     bool overflowed; /* events were dropped; "overflow" not yet reported */
     bool ended;      /* the child ended by itself; end_detail says how */
     char *end_detail;
-    size_t bad_lines; /* lines that did not parse as events (ignored) */
+    size_t bad_lines;    /* lines that did not parse as events (ignored) */
     events_wait *waiter; /* the one task in next(), or NULL */
 } events_ud;
 
@@ -578,7 +579,8 @@ static int l_events_gc(lua_State *L)
 static int l_events_tostring(lua_State *L)
 {
     events_ud *ud = check_events(L);
-    lua_pushfstring(L, "podman events (%s, %d queued)", ud->proc ? "open" : "closed", (int)ud->count);
+    lua_pushfstring(L, "podman events (%s, %d queued)", ud->proc ? "open" : "closed",
+                    (int)ud->count);
     return 1;
 }
 
@@ -598,8 +600,8 @@ static int l_events(lua_State *L)
     ud->loop = &h->loop;
     luaL_setmetatable(L, EVENTS_METATABLE);
     mcp_error err = {{0}};
-    ud->proc = mcp_proc_stream_spawn(&h->loop, args, EVENTS_MAX_LINE, events_on_line, events_on_exit,
-                                     ud, &err);
+    ud->proc = mcp_proc_stream_spawn(&h->loop, args, EVENTS_MAX_LINE, events_on_line,
+                                     events_on_exit, ud, &err);
     free(args);
     mcp_strv_free(&argv);
     if (!ud->proc)
@@ -610,7 +612,8 @@ static int l_events(lua_State *L)
 /* host_idx: the host light userdata, which next() needs to suspend its task. */
 static void events_metatable(lua_State *L, int host_idx)
 {
-    static const luaL_Reg methods[] = {{"next", l_events_next}, {"close", l_events_close}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"next", l_events_next}, {"close", l_events_close}, {NULL, NULL}};
     luaL_newmetatable(L, EVENTS_METATABLE);
     luaL_newlibtable(L, methods);
     lua_pushvalue(L, host_idx);
@@ -627,10 +630,14 @@ static void events_metatable(lua_State *L, int host_idx)
 
 int luaopen_mcp_podman(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"list", l_list},   {"inspect", l_inspect},
-                                   {"run", l_run},     {"start", l_start},
-                                   {"stop", l_stop},   {"remove", l_remove},
-                                   {"image_exists", l_image_exists}, {"events", l_events},
+    static const luaL_Reg fns[] = {{"list", l_list},
+                                   {"inspect", l_inspect},
+                                   {"run", l_run},
+                                   {"start", l_start},
+                                   {"stop", l_stop},
+                                   {"remove", l_remove},
+                                   {"image_exists", l_image_exists},
+                                   {"events", l_events},
                                    {NULL, NULL}};
     events_metatable(L, lua_upvalueindex(1));
     luaL_newlibtable(L, fns);

@@ -102,21 +102,23 @@ static void test_argv_run(void **state)
     assert_int_equal(mcp_strv_push(&spec.cmd, "/srv/m/m.toml"), 0);
     mcp_strv argv = {0};
     assert_int_equal(mcp_podman_argv_run(&cfg, &spec, &argv), 0);
-    assert_argv(&argv, "podman|run|-d|--pull=never|--restart=no|--name|metacrypt-api|--network|mcpnet"
-                       "|--user|0:0|-p|127.0.0.1:18443:8443/tcp|-p|9000:9000"
-                       "|-v|/srv/m:/srv/m|-e|LOG_LEVEL=info|-e|MOTD=two words; $(rm -rf /)"
-                       "|--|localhost/metacrypt:v1|server|--config|/srv/m/m.toml");
+    assert_argv(&argv,
+                "podman|run|-d|--pull=never|--restart=no|--name|metacrypt-api|--network|mcpnet"
+                "|--user|0:0|-p|127.0.0.1:18443:8443/tcp|-p|9000:9000"
+                "|-v|/srv/m:/srv/m|-e|LOG_LEVEL=info|-e|MOTD=two words; $(rm -rf /)"
+                "|--|localhost/metacrypt:v1|server|--config|/srv/m/m.toml");
     /* labels sorted by key (not by "k=v": "a" before "a.b"), restart never podman's */
     assert_int_equal(mcp_strv_push(&spec.labels, "mcp.spec-hash=abc"), 0);
     assert_int_equal(mcp_strv_push(&spec.labels, "a.b=2"), 0);
     assert_int_equal(mcp_strv_push(&spec.labels, "a=1"), 0);
     assert_int_equal(mcp_strv_push(&spec.labels, "note=two words; $(x)"), 0);
     assert_int_equal(mcp_podman_argv_run(&cfg, &spec, &argv), 0);
-    assert_argv(&argv, "podman|run|-d|--pull=never|--restart=no|--name|metacrypt-api|--network|mcpnet"
-                       "|--user|0:0|--label|a=1|--label|a.b=2|--label|mcp.spec-hash=abc"
-                       "|--label|note=two words; $(x)|-p|127.0.0.1:18443:8443/tcp|-p|9000:9000"
-                       "|-v|/srv/m:/srv/m|-e|LOG_LEVEL=info|-e|MOTD=two words; $(rm -rf /)"
-                       "|--|localhost/metacrypt:v1|server|--config|/srv/m/m.toml");
+    assert_argv(&argv,
+                "podman|run|-d|--pull=never|--restart=no|--name|metacrypt-api|--network|mcpnet"
+                "|--user|0:0|--label|a=1|--label|a.b=2|--label|mcp.spec-hash=abc"
+                "|--label|note=two words; $(x)|-p|127.0.0.1:18443:8443/tcp|-p|9000:9000"
+                "|-v|/srv/m:/srv/m|-e|LOG_LEVEL=info|-e|MOTD=two words; $(rm -rf /)"
+                "|--|localhost/metacrypt:v1|server|--config|/srv/m/m.toml");
     mcp_container_spec_free(&spec);
     assert_null(spec.name);
 
@@ -267,7 +269,6 @@ static void test_parse_inspect_exited_and_created(void **state)
     mcp_container_free(&c);
 }
 
-
 /* ---- events and labels, recorded from podman 4.3.1 ---- */
 
 static void test_parse_events_recorded(void **state)
@@ -287,8 +288,8 @@ static void test_parse_events_recorded(void **state)
     }
     free(text);
     assert_int_equal(n, 12);
-    static const char *const statuses[] = {"create", "init", "start", "kill", "died", "cleanup",
-                                           "remove", "create", "init", "start", "died", "cleanup"};
+    static const char *const statuses[] = {"create", "init",   "start", "kill",  "died", "cleanup",
+                                           "remove", "create", "init",  "start", "died", "cleanup"};
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(evs[i].status, statuses[i]);
         assert_string_equal(evs[i].image, "localhost/mcp-test:1");
@@ -301,7 +302,8 @@ static void test_parse_events_recorded(void **state)
     assert_string_equal(evs[4].name, "evcap");
     assert_int_equal(evs[4].exit_code, 137); /* killed */
     /* "2026-12-01T22:47:32.318817944Z" */
-    assert_true(evs[4].time > 1796165252.318817 && evs[4].time < 1796165252.318819); /* double: ~0.2 us */
+    assert_true(evs[4].time > 1796165252.318817 &&
+                evs[4].time < 1796165252.318819); /* double: ~0.2 us */
     assert_int_equal(evs[4].labels.n, 2);
     assert_string_equal(evs[4].labels.v[0], "mcp.service=web");
     assert_string_equal(evs[4].labels.v[1], "mcp.spec-hash=abc123");
@@ -318,8 +320,8 @@ static void test_parse_event_odd(void **state)
 {
     mcp_podman_event ev;
     mcp_error err = {{0}};
-    static const char *const bad[] = {"", "{", "[1]", "\"died\"", "{\"Name\":\"x\"}", "{\"Status\":3}",
-                                      "{\"Status\":\"\"}"};
+    static const char *const bad[] = {
+        "", "{", "[1]", "\"died\"", "{\"Name\":\"x\"}", "{\"Status\":3}", "{\"Status\":\"\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(mcp_podman_parse_event(bad[i], strlen(bad[i]), &ev, &err), -1);
         assert_true(err.msg[0] != '\0');
@@ -357,8 +359,13 @@ static void test_parse_time(void **state)
     assert_true(t == 1795715189.5);
     assert_int_equal(mcp_podman_parse_time("2000-02-29T00:00:00-00:30", &t), 0);
     assert_true(t == 951782400.0 + 1800);
-    static const char *const bad[] = {"", "2026-11-26", "2026-11-26T17:46:29", "2026-13-01T00:00:00Z",
-                                      "2026-11-26T17:46:29.Z", "2026-11-26T17:46:29Zx", "x"};
+    static const char *const bad[] = {"",
+                                      "2026-11-26",
+                                      "2026-11-26T17:46:29",
+                                      "2026-13-01T00:00:00Z",
+                                      "2026-11-26T17:46:29.Z",
+                                      "2026-11-26T17:46:29Zx",
+                                      "x"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_equal(mcp_podman_parse_time(bad[i], &t), -1);
 }
@@ -382,7 +389,8 @@ static void test_parse_labels_finished_oom(void **state)
     mcp_container_free(&c);
 
     /* OOMKilled true is reported */
-    const char *oom = "[{\"Name\":\"o\",\"State\":{\"Status\":\"exited\",\"ExitCode\":137,\"OOMKilled\":true}}]";
+    const char *oom =
+        "[{\"Name\":\"o\",\"State\":{\"Status\":\"exited\",\"ExitCode\":137,\"OOMKilled\":true}}]";
     assert_int_equal(mcp_podman_parse_inspect(oom, strlen(oom), &c, &err), 0);
     assert_true(c.oom);
     assert_int_equal(c.labels.n, 0);
@@ -1102,7 +1110,8 @@ int main(void)
         cmocka_unit_test(test_image_exists_result),
         cmocka_unit_test(test_fake_podman_end_to_end),
         cmocka_unit_test_setup_teardown(test_real_podman_lifecycle, real_setup, real_teardown),
-        cmocka_unit_test_setup_teardown(test_real_podman_storage_only_name, real_setup, real_teardown),
+        cmocka_unit_test_setup_teardown(test_real_podman_storage_only_name, real_setup,
+                                        real_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -386,7 +386,6 @@ static void test_path_lookup(void **state)
     mcp_proc_result_free(&res);
 }
 
-
 /* ---- mcp_proc_stream ------------------------------------------------------ */
 
 typedef struct stream_log {
@@ -429,8 +428,14 @@ static bool run_until(uv_loop_t *loop, stream_log *log, bool (*done)(const strea
     return done(log);
 }
 
-static bool has_exited(const stream_log *log) { return log->exits > 0; }
-static bool has_line(const stream_log *log) { return log->lines.n > 0; }
+static bool has_exited(const stream_log *log)
+{
+    return log->exits > 0;
+}
+static bool has_line(const stream_log *log)
+{
+    return log->lines.n > 0;
+}
 
 /* Closing the loop proves every handle of the stream was closed. */
 static void finish_loop(uv_loop_t *loop)
@@ -445,7 +450,8 @@ static void test_stream_lines_and_exit(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     stream_log log = {0};
-    char *argv[] = {"sh", "-c", "echo one; echo 'two words'; echo; printf last; echo oops >&2; exit 3", NULL};
+    char *argv[] = {"sh", "-c",
+                    "echo one; echo 'two words'; echo; printf last; echo oops >&2; exit 3", NULL};
     mcp_error err = {{0}};
     log.s = mcp_proc_stream_spawn(&loop, argv, 0, log_line, log_exit, &log, &err);
     assert_non_null(log.s);
@@ -484,7 +490,7 @@ static void test_stream_is_live_and_close_kills_group(void **state)
     pid_t sleeper = read_pidfile(pidfile);
     pid_t leader = mcp_proc_stream_pid(log.s);
     mcp_proc_stream_close(log.s);
-    finish_loop(&loop); /* returns once the child was reaped */
+    finish_loop(&loop);             /* returns once the child was reaped */
     assert_int_equal(log.exits, 0); /* never after close */
     assert_true(wait_gone(sleeper));
     assert_true(wait_gone(leader));
@@ -526,7 +532,8 @@ static void test_stream_close_from_callback(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     stream_log log = {.close_on_first_line = true};
-    char *argv[] = {"sh", "-c", "i=0; while [ $i -lt 1000 ]; do echo line$i; i=$((i+1)); done; sleep 300",
+    char *argv[] = {"sh", "-c",
+                    "i=0; while [ $i -lt 1000 ]; do echo line$i; i=$((i+1)); done; sleep 300",
                     NULL};
     mcp_error err = {{0}};
     log.s = mcp_proc_stream_spawn(&loop, argv, 0, log_line, log_exit, &log, &err);
@@ -544,7 +551,8 @@ static void test_stream_stderr_tail_is_capped(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     stream_log log = {0};
-    char *argv[] = {"sh", "-c", "head -c 100000 /dev/zero | tr '\\0' e >&2; echo THE-END >&2; kill -TERM $$",
+    char *argv[] = {"sh", "-c",
+                    "head -c 100000 /dev/zero | tr '\\0' e >&2; echo THE-END >&2; kill -TERM $$",
                     NULL};
     mcp_error err = {{0}};
     log.s = mcp_proc_stream_spawn(&loop, argv, 0, log_line, log_exit, &log, &err);
