@@ -32,7 +32,10 @@ typedef struct mcp_container {
     char *image;
     char *state; /* created, running, exited, stopped, paused, … */
     int exit_code;
-    char *started_at; /* RFC 3339; may be NULL (ps) */
+    char *started_at;  /* RFC 3339; NULL when never started */
+    char *finished_at; /* RFC 3339; NULL when it has not exited */
+    bool oom;          /* inspect: State.OOMKilled; always false after list */
+    mcp_strv labels;   /* "key=value", sorted by key (ps Labels, inspect Config.Labels) */
     mcp_port_mapping *ports;
     size_t n_ports;
     /* filled by inspect only (empty after list): */
@@ -45,18 +48,33 @@ typedef struct mcp_container {
 } mcp_container;
 
 /* What to run: every field as in a service component, ports already
- * including route mappings and env already including PORT variables. */
+ * including route mappings and env already including PORT variables.
+ * restart is the agent's to apply (SPEC §10): argv never carries it, every
+ * container gets --restart=no. labels are "key=value", added in key order. */
 typedef struct mcp_container_spec {
     char *name, *image, *network, *user, *restart; /* network, user, restart may be NULL */
-    mcp_strv ports, volumes, cmd, env;
+    mcp_strv ports, volumes, cmd, env, labels;
 } mcp_container_spec;
+
+/* One line of `podman events --format json` (type container). */
+typedef struct mcp_podman_event {
+    char *name, *id, *image; /* "" when podman left them out */
+    char *status;            /* create, init, start, died, cleanup, remove, stop, kill, … */
+    bool has_exit_code;
+    int exit_code;   /* ContainerExitCode; on died without it, 0 (podman omits a zero) */
+    double time;     /* unix seconds with sub-second precision; 0 when unknown */
+    mcp_strv labels; /* "key=value" from Attributes, sorted by key */
+} mcp_podman_event;
 
 /* argv builders: fill argv (empty on entry) with binary, global args, then the call.
  * Names and images always follow "--", so they are never read as options; run
  * adds --pull=never (never reach a registry). Return 0, or -1 on out of memory. */
 int mcp_podman_argv_list(const mcp_podman_cfg *cfg, mcp_strv *argv);                      /* ps -a --format json */
 int mcp_podman_argv_inspect(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);  /* container inspect */
-int mcp_podman_argv_run(const mcp_podman_cfg *cfg, const mcp_container_spec *spec, mcp_strv *argv); /* run -d --name … */
+/* run -d --pull=never --restart=no --name … [--label k=v …] … */
+int mcp_podman_argv_run(const mcp_podman_cfg *cfg, const mcp_container_spec *spec, mcp_strv *argv);
+/* events --format json --filter type=container: a long-lived stream */
+int mcp_podman_argv_events(const mcp_podman_cfg *cfg, mcp_strv *argv);
 int mcp_podman_argv_start(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);
 int mcp_podman_argv_stop(const mcp_podman_cfg *cfg, const char *name, int timeout_s, mcp_strv *argv);
 /* rm -f -i -t 0: also clears a name that only podman's storage still holds; a missing container is not an error. */
@@ -66,6 +84,14 @@ int mcp_podman_argv_image_exists(const mcp_podman_cfg *cfg, const char *image, m
 /* Parsers of podman's answers. Return 0, or -1 with err set on malformed JSON. */
 int mcp_podman_parse_list(const char *json, size_t len, mcp_container **out, size_t *n, mcp_error *err);
 int mcp_podman_parse_inspect(const char *json, size_t len, mcp_container *out, mcp_error *err);
+/* One events line. Returns 0, or -1 with err set when it is not a JSON
+ * object or has no Status. */
+int mcp_podman_parse_event(const char *line, size_t len, mcp_podman_event *out, mcp_error *err);
+void mcp_podman_event_free(mcp_podman_event *ev);
+/* RFC 3339 ("2026-12-01T22:47:32.318817944Z", "…+01:00") to unix seconds;
+ * -1 when malformed. */
+int mcp_podman_parse_time(const char *s, double *out);
+
 /* The id printed by `podman run -d` (trimmed); NULL on empty output. */
 char *mcp_podman_parse_run(const char *out, size_t len);
 

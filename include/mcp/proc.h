@@ -58,4 +58,52 @@ void mcp_proc_cancel(mcp_proc *p);
 int mcp_proc_run(char *const argv[], int64_t timeout_ms, mcp_proc_result *res, mcp_error *err);
 void mcp_proc_result_free(mcp_proc_result *res);
 
+/* ---- long-lived children, read line by line ---------------------------- */
+
+/* Stderr kept to explain a stream child's exit: its last bytes. */
+#define MCP_PROC_STREAM_ERR_TAIL ((size_t)4096)
+
+typedef struct mcp_proc_stream mcp_proc_stream;
+
+/* One complete stdout line, without its '\n' (a trailing '\r' is kept);
+ * line is NUL-terminated and only valid during the call. */
+typedef void (*mcp_proc_line_cb)(const char *line, size_t len, void *ud);
+
+typedef struct mcp_proc_stream_end {
+    int exit_status;      /* when term_signal == 0 */
+    int term_signal;      /* nonzero when killed by a signal */
+    const char *err_tail; /* the last MCP_PROC_STREAM_ERR_TAIL bytes of stderr, NUL-terminated */
+    size_t err_len;
+    size_t dropped_lines; /* lines longer than max_line, dropped whole */
+} mcp_proc_stream_end;
+
+/* The child ended on its own and its pipes are drained (or were abandoned
+ * 2 s after it exited, when an escaped process still held them). end is only
+ * valid during the call. */
+typedef void (*mcp_proc_stream_exit_cb)(const mcp_proc_stream_end *end, void *ud);
+
+/* Starts argv[0] (PATH lookup, no shell) in its own process group with stdin
+ * /dev/null, and calls on_line for each stdout line as it arrives. Lines
+ * longer than max_line bytes (0: 64 KiB) are dropped and counted. on_exit
+ * comes at most once, when the child ended by itself; never after
+ * mcp_proc_stream_close. argv is not kept. Returns a handle, or NULL with err
+ * set (then no callback ever comes). */
+mcp_proc_stream *mcp_proc_stream_spawn(uv_loop_t *loop, char *const argv[], size_t max_line,
+                                       mcp_proc_line_cb on_line, mcp_proc_stream_exit_cb on_exit,
+                                       void *ud, mcp_error *err);
+
+/* Ends the stream: SIGKILLs the child's process group if it still runs and
+ * stops every callback at once (none comes after this returns, even when
+ * called from inside one). The handle is invalid afterwards; its memory is
+ * released once the loop has reaped the child and closed the pipes, so the
+ * loop must keep running a little (a closing loop does). Call exactly once
+ * per handle, whether or not on_exit came. */
+void mcp_proc_stream_close(mcp_proc_stream *s);
+
+/* Lines dropped so far for being longer than max_line. */
+size_t mcp_proc_stream_dropped(const mcp_proc_stream *s);
+
+/* The child's pid (its process group id too). */
+int mcp_proc_stream_pid(const mcp_proc_stream *s);
+
 #endif

@@ -1,6 +1,6 @@
 -- mcp.dryrun: wraps an agent.runtime so that mutating calls (run, start,
 -- stop, remove) are reported as what would be done and not done; read-only
--- calls (list, inspect, image_exists) pass through.
+-- calls (list, inspect, image_exists, events) pass through.
 --
 --   local rt = require("mcp.dryrun").wrap(agent.runtime, { print = print })
 --   rt.run(spec)   -- prints "would run metacrypt-api from localhost/x:1 ...", returns "dry-run"
@@ -22,6 +22,12 @@ function M.describe_run(spec)
     if spec.volumes and #spec.volumes > 0 then parts[#parts + 1] = "volumes " .. join(spec.volumes) end
     if spec.env and #spec.env > 0 then parts[#parts + 1] = "env " .. join(spec.env) end
     if spec.cmd and #spec.cmd > 0 then parts[#parts + 1] = "cmd " .. join(spec.cmd) end
+    if type(spec.labels) == "table" and next(spec.labels) then
+        local kv = {}
+        for k, v in pairs(spec.labels) do kv[#kv + 1] = tostring(k) .. "=" .. tostring(v) end
+        table.sort(kv)
+        parts[#parts + 1] = "labels " .. join(kv)
+    end
     return table.concat(parts, ", ")
 end
 
@@ -55,7 +61,7 @@ function M.wrap(runtime, opts)
         act("remove", name, "would remove " .. tostring(name))
         return true
     end
-    -- Everything else (list, inspect, image_exists, test controls) passes through.
+    -- Everything else (list, inspect, image_exists, events, test controls) passes through.
     return setmetatable(w, { __index = runtime })
 end
 

@@ -13,6 +13,33 @@
 --   rt.mutations()             -- the run/start/stop/remove calls made so far
 --
 -- Every function is a closure: call with a dot, like the real agent.runtime.
+--
+-- Events, as `podman events` streams them (core.podman.events()):
+--   local s = rt.events()      -- or nil, reason, detail (fail_next("events", …))
+--   s:next(timeout)            -- { name=, id=, status=, exit_code=, time=, image=, labels= }
+--                              -- or nil, "timeout" | "closed", detail | "cancelled" | "overflow"
+--   s:close()                  -- also <close> and garbage collection
+-- The fake emits, for its own operations: run -> create, init, start;
+-- start -> init, start; stop -> died (0), cleanup, stop; remove -> (died 137,
+-- cleanup when it ran) remove; a process exit -> died (exit_code), cleanup.
+-- `time` is opts.wallclock() when given, else the clock's now().
+-- next() waits on the given clock: with opts.task = { spawn=, wait=, cancel= }
+-- (agent.task's shape; mcp.testing passes its scheduler's) it wakes exactly
+-- when an event comes; with only sleep it looks every opts.poll seconds
+-- (default 0.05). Unread events beyond opts.events_max (default 10000) are
+-- dropped and next() answers "overflow" once.
+--
+-- Knobs for tests (not part of agent.runtime):
+--   rt.kill(name, code, {oom=true})  the process dies now: kill, died(code, default 137), cleanup
+--   rt.crash_loop(name, code, after) every start of a container of that name (now if it runs,
+--                                    and after each later run/start) exits with code after
+--                                    `after` seconds; rt.crash_loop(name) clears it
+--   rt.vanish(name) / rt.vanish()    podman lost its state: that container (or all) is gone,
+--                                    with no event at all
+--   rt.end_events(detail)            every open stream ends, as if the podman events child
+--                                    died: queued events are still read, then next() says
+--                                    nil, "closed", detail; a new events() call works again
+--   rt.streams()                     how many streams are open
 
 local M = {}
 
@@ -22,6 +49,12 @@ M.MUTATING = MUTATING
 local function copy_list(t)
     local out = {}
     for i, v in ipairs(t or {}) do out[i] = v end
+    return out
+end
+
+local function copy_map(t)
+    local out = {}
+    for k, v in pairs(t or {}) do out[k] = v end
     return out
 end
 
@@ -69,7 +102,10 @@ end
 ---   exit_code=, ports = {specs or records}, env=, cmd=, ...} present at start.
 --- opts.now(): current time (default: always 0); opts.sleep(s): waits
 ---   (default: returns at once); opts.latency: seconds per operation, a
----   number or a table {run=, list=, ..., default=}.
+---   number or a table {run=, list=, ..., default=}. opts.task, opts.poll,
+---   opts.events_max: see Events above.
+M.EVENTS_MAX = 10000
+
 function M.new(opts)
     opts = opts or {}
     local now = opts.now or function() return 0 end
@@ -88,6 +124,169 @@ function M.new(opts)
     local ops = {}             -- the operation log
     local next_id = 0
     local next_ephemeral = 40000
+
+    -- Events ------------------------------------------------------------
+    local events_max = opts.events_max or M.EVENTS_MAX
+    local poll = opts.poll or 0.05
+    local task_api = opts.task
+    local streams = setmetatable({}, { __mode = "k" }) -- open streams (collectable)
+    local crash_rules = {} -- name -> { code =, after = }
+
+    -- The event time of something that happened at clock time t.
+    local function event_time(t)
+        if opts.wallclock then return opts.wallclock() - (now() - t) end
+        return t
+    end
+
+    -- Wakes every stream's waiting task (its sleeper is cancelled).
+    local function notify()
+        for st in pairs(streams) do
+            if st.waker then
+                st.notified = true
+                local w = st.waker
+                st.waker = nil
+                task_api.cancel(w)
+            end
+        end
+    end
+
+    local function emit(c, status, exit_code, at)
+        local ev = { name = c.name, id = c.id, status = status, exit_code = exit_code,
+                     time = event_time(at or now()), image = c.image, labels = copy_map(c.labels) }
+        for st in pairs(streams) do
+            if not st.closed and not st.ended then
+                if #st.queue >= events_max then
+                    st.queue, st.overflowed = {}, true
+                end
+                st.queue[#st.queue + 1] = ev
+            end
+        end
+        notify()
+    end
+
+    local stamp -- defined below (started_at / finished_at text or number)
+
+    -- A container's process ended at clock time `at` with code.
+    local function exited(c, code, at, oom)
+        c.state, c.exit_code, c.due = "exited", code, nil
+        c.finished_at = stamp(at)
+        if oom then c.oom = true end
+        emit(c, "died", code, at)
+        emit(c, "cleanup", nil, at)
+    end
+
+    -- The process of a container just started: arms its crash-loop rule.
+    local function started_now(c)
+        c.oom, c.finished_at = false, nil
+        local rule = crash_rules[c.name]
+        c.due = rule and (now() + rule.after) or nil
+        c.due_code = rule and rule.code
+    end
+
+    -- Applies every crash that is due by now, oldest first (time is lazy:
+    -- nothing runs between calls, so each call settles what happened).
+    local function settle()
+        while true do
+            local first
+            for _, c in pairs(containers) do
+                if c.state == "running" and c.due and c.due <= now()
+                        and (not first or c.due < first.due or (c.due == first.due and c.name < first.name)) then
+                    first = c
+                end
+            end
+            if not first then return end
+            exited(first, first.due_code, first.due)
+        end
+    end
+
+    -- The clock time of the next due crash, or nil.
+    local function next_due()
+        local t
+        for _, c in pairs(containers) do
+            if c.state == "running" and c.due and (not t or c.due < t) then t = c.due end
+        end
+        return t
+    end
+
+    -- Waits until clock time `until_t` (nil: for ever) or an event, whichever
+    -- first. Returns true, or nil, "cancelled" when the calling task was.
+    local function wait_event(st, until_t)
+        local dur = until_t and math.max(0, until_t - now())
+        if not task_api then
+            local ok, why = sleep(dur and math.min(dur, poll) or poll)
+            if not ok then return nil, why or "cancelled" end
+            return true
+        end
+        st.notified = false
+        local sleeper = task_api.spawn(function()
+            if dur then return sleep(dur) end
+            while sleep(86400) do end
+        end)
+        st.waker = sleeper
+        local ok = task_api.wait(sleeper)
+        st.waker = nil
+        if st.notified then return true end
+        if ok then return true end -- slept until until_t
+        task_api.cancel(sleeper)   -- the wait was cancelled, not the sleeper
+        return nil, "cancelled"
+    end
+
+    local Stream = {}
+    Stream.__index = Stream
+
+    local function check_stream(self)
+        if getmetatable(self) ~= Stream then error("events: call as stream:next() / stream:close()", 3) end
+    end
+
+    --- Next event, or nil with "timeout", "closed" (+ detail), "cancelled", "overflow".
+    function Stream.next(self, timeout)
+        check_stream(self)
+        if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+            error("bad argument #1 to 'next' (timeout must be a number of seconds >= 0)", 2)
+        end
+        local deadline = timeout and now() + timeout
+        while true do
+            settle()
+            if self.overflowed then
+                self.overflowed = false
+                return nil, "overflow"
+            end
+            if #self.queue > 0 then return table.remove(self.queue, 1) end
+            if self.ended then return nil, "closed", self.detail end
+            if self.closed then return nil, "closed", "the stream was closed" end
+            if deadline and now() >= deadline then return nil, "timeout" end
+            -- one waiter at a time; a waiter whose task was closed mid-wait no longer counts
+            local w = self.waiting
+            if w and coroutine.status(w) ~= "dead" then
+                error("bad argument #1 to 'next' (another task is already waiting on this stream)", 2)
+            end
+            local wake = next_due()
+            if deadline and (not wake or deadline < wake) then wake = deadline end
+            self.waiting = coroutine.running()
+            local ok, why = wait_event(self, wake)
+            self.waiting = nil
+            if not ok then return nil, why end
+        end
+    end
+
+    --- Ends the stream (the podman events child is killed); idempotent.
+    function Stream.close(self)
+        check_stream(self)
+        if self.closed then return end
+        self.closed, self.queue, self.overflowed = true, {}, false
+        streams[self] = nil
+        if self.waker then
+            self.notified = true
+            local w = self.waker
+            self.waker = nil
+            task_api.cancel(w)
+        end
+    end
+    Stream.__close = Stream.close
+    Stream.__gc = function(self) self.closed = true end
+    Stream.__tostring = function(self)
+        return string.format("fake events (%s, %d queued)", self.closed and "closed" or "open", #self.queue)
+    end
 
     local function op_latency(op)
         if type(latency) == "number" then return latency end
@@ -116,6 +315,14 @@ function M.new(opts)
         return nil
     end
 
+    -- Like started(), for clock time t (finished_at of a lazily settled crash).
+    stamp = function(t)
+        if opts.wallclock then
+            return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(opts.wallclock() - (now() - t)))
+        end
+        return t
+    end
+
     local function fail(entry, reason, detail)
         entry.ok = false
         entry.reason = reason
@@ -125,7 +332,8 @@ function M.new(opts)
     local function record_public(c, full)
         local r = { id = c.id, name = c.name, image = c.image, state = c.state,
                     exit_code = c.exit_code, started_at = c.started_at,
-                    ports = copy_ports(c.ports) }
+                    finished_at = c.finished_at or "", oom = full and c.oom or false,
+                    ports = copy_ports(c.ports), labels = copy_map(c.labels) }
         if full then
             r.env, r.cmd, r.volumes = copy_list(c.env), copy_list(c.cmd), copy_list(c.volumes)
             r.user, r.network, r.restart = c.user, c.network, c.restart
@@ -186,8 +394,12 @@ function M.new(opts)
             started_at = spec.started_at, ports = ports,
             env = copy_list(spec.env), cmd = copy_list(spec.cmd), volumes = copy_list(spec.volumes),
             user = spec.user, network = spec.network, restart = spec.restart,
+            labels = copy_map(spec.labels), finished_at = spec.finished_at, oom = spec.oom or false,
         }
         if c.state == "running" and not c.started_at then c.started_at = started() end
+        if c.state == "running" and crash_rules[c.name] then
+            c.due, c.due_code = now() + crash_rules[c.name].after, crash_rules[c.name].code
+        end
         containers[c.name] = c
         return c
     end
@@ -205,6 +417,7 @@ function M.new(opts)
         local entry = log_op({ op = "list", ok = true })
         local reason, detail = begin("list")
         if reason then return fail(entry, reason, detail) end
+        settle()
         local names = {}
         for name in pairs(containers) do names[#names + 1] = name end
         table.sort(names)
@@ -219,6 +432,7 @@ function M.new(opts)
         local entry = log_op({ op = "inspect", name = name, ok = true })
         local reason, detail = begin("inspect")
         if reason then return fail(entry, reason, detail) end
+        settle()
         local c = containers[name]
         if not c then return fail(entry, "no such container") end
         return record_public(c, true)
@@ -236,10 +450,24 @@ function M.new(opts)
                 error("run: spec." .. k .. " must be an array", 2)
             end
         end
+        local labels = {}
+        if spec.labels ~= nil then
+            if type(spec.labels) ~= "table" then error("run: spec.labels must be a table of key = value strings", 2) end
+            for k, v in pairs(spec.labels) do
+                if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+                    error("run: spec.labels must map strings to strings", 2)
+                end
+                if k == "" or k:find("=", 1, true) then
+                    error("run: spec.labels keys must be non-empty and without '='", 2)
+                end
+                labels[k] = tostring(v)
+            end
+        end
         local entry = log_op({ op = "run", name = spec.name, image = spec.image, ok = true,
                                spec = spec })
         local reason, detail = begin("run")
         if reason then return fail(entry, reason, detail) end
+        settle()
         if containers[spec.name] then
             return fail(entry, "name in use", "the container name \"" .. spec.name .. "\" is already in use")
         end
@@ -251,12 +479,16 @@ function M.new(opts)
         end
         local c = add_container({ name = spec.name, image = spec.image, ports = spec.ports,
             env = spec.env, cmd = spec.cmd, volumes = spec.volumes, user = spec.user,
-            network = spec.network, restart = spec.restart }, "created")
+            network = spec.network, restart = "no", labels = labels }, "created")
+        emit(c, "create")
         local conflict = conflicting_port(c)
         if conflict then
             return fail(entry, "failed", conflict)
         end
         c.state, c.started_at, c.exit_code = "running", started(), 0
+        started_now(c)
+        emit(c, "init")
+        emit(c, "start")
         entry.id = c.id
         return c.id
     end
@@ -267,12 +499,16 @@ function M.new(opts)
         local entry = log_op({ op = "start", name = name, ok = true })
         local reason, detail = begin("start")
         if reason then return fail(entry, reason, detail) end
+        settle()
         local c = containers[name]
         if not c then return fail(entry, "no such container") end
         if c.state ~= "running" then
             local conflict = conflicting_port(c)
             if conflict then return fail(entry, "failed", conflict) end
             c.state, c.started_at, c.exit_code = "running", started(), 0
+            started_now(c)
+            emit(c, "init")
+            emit(c, "start")
         end
         return true
     end
@@ -286,9 +522,13 @@ function M.new(opts)
         local entry = log_op({ op = "stop", name = name, ok = true })
         local reason, detail = begin("stop")
         if reason then return fail(entry, reason, detail) end
+        settle()
         local c = containers[name]
         if not c then return fail(entry, "no such container") end
-        if c.state == "running" then c.state, c.exit_code = "exited", 0 end
+        if c.state == "running" then
+            exited(c, 0, now())
+            emit(c, "stop")
+        end
         return true
     end
 
@@ -298,8 +538,14 @@ function M.new(opts)
         local entry = log_op({ op = "remove", name = name, ok = true })
         local reason, detail = begin("remove")
         if reason then return fail(entry, reason, detail) end
-        entry.existed = containers[name] ~= nil
-        containers[name] = nil
+        settle()
+        local c = containers[name]
+        entry.existed = c ~= nil
+        if c then
+            if c.state == "running" then exited(c, 137, now()) end
+            containers[name] = nil
+            emit(c, "remove")
+        end
         return true
     end
 
@@ -310,6 +556,17 @@ function M.new(opts)
         local reason, detail = begin("image_exists")
         if reason then return fail(entry, reason, detail) end
         return images[image] == true or opts.any_image == true
+    end
+
+    --- A stream of container events (see Events at the top), or nil, reason, detail.
+    function rt.events()
+        local entry = log_op({ op = "events", ok = true })
+        local reason, detail = begin("events")
+        if reason then return fail(entry, reason, detail) end
+        settle() -- what happened before the stream opened is not in it
+        local st = setmetatable({ queue = {}, closed = false, ended = false }, Stream)
+        streams[st] = true
+        return st
     end
 
     -- Test and demo controls (not part of agent.runtime) ----------------
@@ -323,12 +580,76 @@ function M.new(opts)
         end
     end
 
-    --- The container's process dies with exit_code (default 137).
-    function rt.kill(name, exit_code)
+    --- The container's process dies with exit_code (default 137) now;
+    --- kopts.oom: it was the OOM killer (inspect's oom = true).
+    function rt.kill(name, exit_code, kopts)
+        settle()
         local c = containers[name]
         if not c then return nil, "no such container" end
-        c.state, c.exit_code = "exited", exit_code or 137
+        if c.state == "running" then
+            emit(c, "kill")
+            exited(c, exit_code or 137, now(), kopts and kopts.oom)
+        else
+            c.state, c.exit_code = "exited", exit_code or 137
+        end
         return true
+    end
+
+    --- Every start of container `name` (the running one now, and each later
+    --- run or start) exits with exit_code after `after` seconds. Without
+    --- exit_code the rule is cleared.
+    function rt.crash_loop(name, exit_code, after)
+        check_name("crash_loop", name)
+        settle()
+        local c = containers[name]
+        if exit_code == nil then
+            crash_rules[name] = nil
+            if c then c.due = nil end
+        else
+            if type(exit_code) ~= "number" or type(after) ~= "number" or after < 0 then
+                error("crash_loop: need an exit code and seconds >= 0", 2)
+            end
+            crash_rules[name] = { code = exit_code, after = after }
+            if c and c.state == "running" then c.due, c.due_code = now() + after, exit_code end
+        end
+        notify() -- a waiting stream recomputes when to wake
+        return true
+    end
+
+    --- podman lost its state: the container (nil: every container) is gone, silently.
+    function rt.vanish(name)
+        settle()
+        if name == nil then
+            for n in pairs(containers) do containers[n] = nil end
+        else
+            containers[name] = nil
+        end
+        return true
+    end
+
+    --- The podman events child died: every open stream ends after what it queued.
+    function rt.end_events(detail)
+        for st in pairs(streams) do
+            if not st.closed then
+                st.ended = true
+                st.detail = detail or "podman events exited with status 1"
+            end
+            streams[st] = nil
+            if st.waker then
+                st.notified = true
+                local w = st.waker
+                st.waker = nil
+                task_api.cancel(w)
+            end
+        end
+        return true
+    end
+
+    --- How many streams are open.
+    function rt.streams()
+        local n = 0
+        for st in pairs(streams) do if not st.closed then n = n + 1 end end
+        return n
     end
 
     --- Sets a container's state directly ("created", "exited", "running", …).
@@ -337,7 +658,12 @@ function M.new(opts)
         if not c then return nil, "no such container" end
         c.state = state
         if exit_code then c.exit_code = exit_code end
-        if state == "running" then c.started_at = started() end
+        c.due = nil
+        if state == "running" then
+            c.started_at = started()
+            started_now(c)
+            notify() -- a crash may now be due: waiting streams recompute
+        end
         return true
     end
 
@@ -352,6 +678,7 @@ function M.new(opts)
 
     --- Every raw container sorted by name, without logging an op (for probes).
     function rt.all()
+        settle()
         local names = {}
         for name in pairs(containers) do names[#names + 1] = name end
         table.sort(names)
@@ -361,7 +688,10 @@ function M.new(opts)
     end
 
     --- The raw container (shared, not a copy) or nil: for tests.
-    function rt.container(name) return containers[name] end
+    function rt.container(name)
+        settle()
+        return containers[name]
+    end
 
     --- The operation log: every call, in order, {op=, name=, time=, ok=, reason=}.
     function rt.ops() return ops end

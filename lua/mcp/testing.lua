@@ -315,7 +315,10 @@ World.__index = World
 --- config (merged over defaults), health (container name -> probe rule),
 --- health_default (rule for containers without one; default { after = 0 }),
 --- latency (runtime latency, number or per op), proxy / certs (false to
---- leave agent.proxy / agent.certs out), echo (print logs to stderr).
+--- leave agent.proxy / agent.certs out), echo (print logs to stderr),
+--- events_max (unread runtime events kept per stream before "overflow").
+--- Runtime knobs for supervision tests are w.runtime's (see the top of
+--- mcp/fake_runtime.lua): kill, crash_loop, vanish, end_events.
 function M.world(opts)
     opts = opts or {}
     local w = setmetatable({}, World)
@@ -327,6 +330,9 @@ function M.world(opts)
     w.runtime = fake_runtime.new({
         images = opts.images, containers = opts.containers, latency = opts.latency or 0,
         now = w.sched.now, sleep = w.sched.sleep,
+        -- events streams wake exactly when an event comes (fake_runtime "Events")
+        task = { spawn = w.sched.spawn, wait = w.sched.wait, cancel = w.sched.cancel },
+        events_max = opts.events_max,
     })
     local config = {
         node_name = "test", container_runtime = "fake", port_min = 10000, port_max = 19999,

@@ -69,19 +69,56 @@ static int argv_flag_each(mcp_strv *argv, const char *flag, const mcp_strv *valu
     return 0;
 }
 
+/* Orders "key=value" entries by key alone ("a=1" before "a.b=2"). */
+static int label_cmp(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    size_t kx = strcspn(x, "="), ky = strcspn(y, "=");
+    int c = strncmp(x, y, kx < ky ? kx : ky);
+    if (c != 0)
+        return c;
+    return kx < ky ? -1 : kx > ky ? 1 : strcmp(x, y);
+}
+
+/* Sorted copy of labels, so the argv is the same for the same spec. */
+static int sorted_labels(const mcp_strv *labels, mcp_strv *out)
+{
+    if (mcp_strv_extend(out, labels) != 0)
+        return -1;
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof *out->v, label_cmp);
+    return 0;
+}
+
 int mcp_podman_argv_run(const mcp_podman_cfg *cfg, const mcp_container_spec *spec, mcp_strv *argv)
 {
-    /* --pull=never: recover and deploy never reach out to a registry. */
-    static const char *const words[] = {"run", "-d", "--pull=never", NULL};
-    if (argv_begin(cfg, argv, words) != 0 || argv_flag_value(argv, "--name", spec->name) != 0 ||
-        argv_flag_value(argv, "--network", spec->network) != 0 ||
-        argv_flag_value(argv, "--user", spec->user) != 0 ||
-        argv_flag_value(argv, "--restart", spec->restart) != 0 ||
-        argv_flag_each(argv, "-p", &spec->ports) != 0 ||
-        argv_flag_each(argv, "-v", &spec->volumes) != 0 ||
-        argv_flag_each(argv, "-e", &spec->env) != 0 || argv_positional(argv, spec->image) != 0)
+    /* --pull=never: recover and deploy never reach out to a registry.
+     * --restart=no: the agent is the only supervisor (SPEC §10); spec->restart
+     * is its policy, never podman's. */
+    static const char *const words[] = {"run", "-d", "--pull=never", "--restart=no", NULL};
+    mcp_strv labels = {0};
+    if (sorted_labels(&spec->labels, &labels) != 0) {
+        mcp_strv_free(&labels);
         return -1;
-    return mcp_strv_extend(argv, &spec->cmd);
+    }
+    int rc = -1;
+    if (argv_begin(cfg, argv, words) == 0 && argv_flag_value(argv, "--name", spec->name) == 0 &&
+        argv_flag_value(argv, "--network", spec->network) == 0 &&
+        argv_flag_value(argv, "--user", spec->user) == 0 &&
+        argv_flag_each(argv, "--label", &labels) == 0 &&
+        argv_flag_each(argv, "-p", &spec->ports) == 0 &&
+        argv_flag_each(argv, "-v", &spec->volumes) == 0 &&
+        argv_flag_each(argv, "-e", &spec->env) == 0 && argv_positional(argv, spec->image) == 0)
+        rc = mcp_strv_extend(argv, &spec->cmd);
+    mcp_strv_free(&labels);
+    return rc;
+}
+
+int mcp_podman_argv_events(const mcp_podman_cfg *cfg, mcp_strv *argv)
+{
+    static const char *const words[] = {"events",   "--format",       "json",
+                                        "--filter", "type=container", NULL};
+    return argv_begin(cfg, argv, words);
 }
 
 int mcp_podman_argv_start(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv)
@@ -203,6 +240,27 @@ static char *started_at_of(json_t *v, bool *oom)
     return json_strdup(v, true, oom);
 }
 
+/* A JSON object of string values as sorted "key=value" entries. */
+static int labels_of(json_t *obj, mcp_strv *out)
+{
+    const char *key;
+    json_t *v;
+    if (!json_is_object(obj))
+        return 0;
+    json_object_foreach(obj, key, v) {
+        if (!json_is_string(v))
+            continue;
+        char *kv = mcp_sprintf("%s=%s", key, json_string_value(v));
+        int rc = kv ? mcp_strv_push(out, kv) : -1;
+        free(kv);
+        if (rc != 0)
+            return -1;
+    }
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof *out->v, label_cmp);
+    return 0;
+}
+
 static int ports_push(mcp_container *c, const char *host_ip, int host_port, int container_port,
                       const char *protocol)
 {
@@ -309,7 +367,11 @@ static int container_from_ps(json_t *o, mcp_container *c)
     c->state = json_strdup(json_object_get(o, "State"), false, &oom);
     c->exit_code = json_int(json_object_get(o, "ExitCode"), 0);
     c->started_at = started_at_of(json_object_get(o, "StartedAt"), &oom);
-    if (oom || ports_from_ps(json_object_get(o, "Ports"), c) != 0)
+    /* ExitedAt is an epoch, and only means something once it exited */
+    if (json_is_true(json_object_get(o, "Exited")))
+        c->finished_at = started_at_of(json_object_get(o, "ExitedAt"), &oom);
+    if (oom || ports_from_ps(json_object_get(o, "Ports"), c) != 0 ||
+        labels_of(json_object_get(o, "Labels"), &c->labels) != 0)
         return -1;
     return 0;
 }
@@ -417,6 +479,8 @@ static int container_from_inspect(json_t *o, mcp_container *c)
     c->state = json_strdup(json_path(o, "State", "Status", NULL), false, &oom);
     c->exit_code = json_int(json_path(o, "State", "ExitCode", NULL), 0);
     c->started_at = started_at_of(json_path(o, "State", "StartedAt", NULL), &oom);
+    c->finished_at = started_at_of(json_path(o, "State", "FinishedAt", NULL), &oom);
+    c->oom = json_is_true(json_path(o, "State", "OOMKilled", NULL));
     c->user = json_strdup(json_path(o, "Config", "User", NULL), true, &oom);
     c->restart = json_strdup(json_path(o, "HostConfig", "RestartPolicy", "Name", NULL), true, &oom);
     c->network = network_of(o, &oom);
@@ -426,7 +490,8 @@ static int container_from_inspect(json_t *o, mcp_container *c)
     if (oom || ports_from_bindings(bindings, c) != 0 ||
         json_strv(json_path(o, "Config", "Env", NULL), &c->env) != 0 ||
         json_strv(json_path(o, "Config", "Cmd", NULL), &c->cmd) != 0 ||
-        volumes_from_mounts(json_object_get(o, "Mounts"), &c->volumes) != 0)
+        volumes_from_mounts(json_object_get(o, "Mounts"), &c->volumes) != 0 ||
+        labels_of(json_path(o, "Config", "Labels", NULL), &c->labels) != 0)
         return -1;
     return 0;
 }
@@ -483,6 +548,159 @@ int mcp_podman_parse_image_exists(const mcp_proc_result *res, mcp_error *err)
     char reason[32];
     mcp_podman_result(res, reason, sizeof reason, err);
     return -1;
+}
+
+/* ---- events --format json ------------------------------------------------------- */
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static long long days_from_civil(long long y, int m, int d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* Reads exactly n digits at *p. */
+static bool take_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return false;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool take_char(const char **p, char c)
+{
+    if (**p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+int mcp_podman_parse_time(const char *s, double *out)
+{
+    int y, mo, d, h, mi, sec;
+    const char *p = s;
+    if (!s || !take_digits(&p, 4, &y) || !take_char(&p, '-') || !take_digits(&p, 2, &mo) ||
+        !take_char(&p, '-') || !take_digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
+        return -1;
+    p++;
+    if (!take_digits(&p, 2, &h) || !take_char(&p, ':') || !take_digits(&p, 2, &mi) ||
+        !take_char(&p, ':') || !take_digits(&p, 2, &sec))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    double frac = 0, scale = 0.1;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        for (; isdigit((unsigned char)*p); p++, scale /= 10)
+            frac += (*p - '0') * scale;
+    }
+    long long offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om;
+        p++;
+        if (!take_digits(&p, 2, &oh) || !take_char(&p, ':') || !take_digits(&p, 2, &om))
+            return -1;
+        offset = sign * (oh * 3600LL + om * 60LL);
+    } else {
+        return -1;
+    }
+    if (*p)
+        return -1;
+    long long secs = days_from_civil(y, mo, d) * 86400LL + h * 3600LL + mi * 60LL + sec - offset;
+    *out = (double)secs + frac;
+    return 0;
+}
+
+static char *json_strdup_or_empty(json_t *v, bool *oom)
+{
+    char *copy = json_strdup(v, false, oom);
+    if (!copy && !*oom) {
+        copy = mcp_strdup("");
+        if (!copy)
+            *oom = true;
+    }
+    return copy;
+}
+
+static double event_time(json_t *o)
+{
+    /* timeNano (some podman versions) is exact; else Time in RFC 3339 with ns */
+    json_t *nano = json_object_get(o, "timeNano");
+    if (json_is_integer(nano) && json_integer_value(nano) > 0)
+        return (double)json_integer_value(nano) / 1e9;
+    double t;
+    json_t *time = json_object_get(o, "Time");
+    if (json_is_string(time) && mcp_podman_parse_time(json_string_value(time), &t) == 0)
+        return t;
+    if (json_is_integer(time)) /* "time" as epoch seconds in docker-style output */
+        return (double)json_integer_value(time);
+    return 0;
+}
+
+int mcp_podman_parse_event(const char *line, size_t len, mcp_podman_event *out, mcp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *o = json_loadb(line ? line : "", line ? len : 0, 0, &jerr);
+    if (!o) {
+        mcp_error_set(err, "podman events line: column %d: %s", jerr.column, jerr.text);
+        return -1;
+    }
+    json_t *status = json_object_get(o, "Status");
+    if (!json_is_string(status) || !*json_string_value(status)) {
+        json_decref(o);
+        mcp_error_set(err, "podman events line: no Status");
+        return -1;
+    }
+    bool oom = false;
+    out->status = json_strdup(status, false, &oom);
+    out->name = json_strdup_or_empty(json_object_get(o, "Name"), &oom);
+    out->id = json_strdup_or_empty(json_object_get(o, "ID"), &oom);
+    out->image = json_strdup_or_empty(json_object_get(o, "Image"), &oom);
+    out->time = event_time(o);
+    json_t *code = json_object_get(o, "ContainerExitCode");
+    if (json_is_integer(code)) {
+        out->has_exit_code = true;
+        out->exit_code = json_int(code, 0);
+    } else if (strcmp(json_string_value(status), "died") == 0) {
+        /* podman 4.3 marshals ContainerExitCode with omitempty: a zero exit has none */
+        out->has_exit_code = true;
+        out->exit_code = 0;
+    }
+    if (oom || labels_of(json_object_get(o, "Attributes"), &out->labels) != 0) {
+        json_decref(o);
+        mcp_podman_event_free(out);
+        mcp_error_set(err, "podman events line: out of memory");
+        return -1;
+    }
+    json_decref(o);
+    return 0;
+}
+
+void mcp_podman_event_free(mcp_podman_event *ev)
+{
+    if (!ev)
+        return;
+    free(ev->name);
+    free(ev->id);
+    free(ev->image);
+    free(ev->status);
+    mcp_strv_free(&ev->labels);
+    memset(ev, 0, sizeof *ev);
 }
 
 /* ---- classification ---------------------------------------------------------- */
@@ -572,6 +790,8 @@ void mcp_container_free(mcp_container *c)
     free(c->image);
     free(c->state);
     free(c->started_at);
+    free(c->finished_at);
+    mcp_strv_free(&c->labels);
     for (size_t i = 0; i < c->n_ports; i++) {
         free(c->ports[i].host_ip);
         free(c->ports[i].protocol);
@@ -606,5 +826,6 @@ void mcp_container_spec_free(mcp_container_spec *spec)
     mcp_strv_free(&spec->volumes);
     mcp_strv_free(&spec->cmd);
     mcp_strv_free(&spec->env);
+    mcp_strv_free(&spec->labels);
     memset(spec, 0, sizeof *spec);
 }

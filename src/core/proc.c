@@ -444,3 +444,299 @@ void mcp_proc_result_free(mcp_proc_result *res)
     res->out = res->err = NULL;
     res->out_len = res->err_len = 0;
 }
+
+/* ---- streams: a long-lived child read line by line ----------------------- */
+
+#define STREAM_DEFAULT_MAX_LINE ((size_t)65536)
+
+struct mcp_proc_stream {
+    uv_loop_t *loop;
+    uv_process_t process;
+    uv_pipe_t out, err;
+    uv_timer_t drain;              /* after the exit: the wait for pipes an escaped process holds */
+    bool out_reading, err_reading; /* uv_close not yet requested */
+    bool exited;                   /* the child was reaped (its process handle is closing) */
+    bool ended;                    /* on_exit ran or is no longer due */
+    bool closed;                   /* mcp_proc_stream_close was called: no more callbacks */
+    int open_handles;              /* handles whose close callback is still due */
+    int pid;
+    int exit_status, term_signal;
+    size_t max_line, dropped;
+    char *line; /* the partial line, max_line + 1 bytes */
+    size_t line_len;
+    bool skipping; /* inside a line that went over max_line */
+    char err_tail[MCP_PROC_STREAM_ERR_TAIL + 1];
+    size_t err_len;
+    mcp_proc_line_cb on_line;
+    mcp_proc_stream_exit_cb on_exit;
+    void *ud;
+    char chunk[MCP_PROC_READ_CHUNK];
+};
+
+static void pstream_free_if_done(mcp_proc_stream *s)
+{
+    if (s->closed && s->open_handles == 0) {
+        free(s->line);
+        free(s);
+    }
+}
+
+static void pstream_on_closed(uv_handle_t *h)
+{
+    mcp_proc_stream *s = h->data;
+    s->open_handles--;
+    pstream_free_if_done(s);
+}
+
+static void pstream_close_handle(mcp_proc_stream *s, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        h->data = s;
+        uv_close(h, pstream_on_closed);
+    }
+}
+
+static void pstream_stop_pipe(mcp_proc_stream *s, uv_pipe_t *pipe, bool *reading)
+{
+    if (*reading) {
+        *reading = false;
+        uv_read_stop((uv_stream_t *)pipe);
+        pstream_close_handle(s, (uv_handle_t *)pipe);
+    }
+}
+
+/* Reports the end once the child is gone and stdout/stderr are over. */
+static void pstream_maybe_end(mcp_proc_stream *s)
+{
+    if (s->ended || s->closed || !s->exited || s->out_reading || s->err_reading)
+        return;
+    s->ended = true;
+    uv_timer_stop(&s->drain);
+    mcp_proc_stream_end end = {
+        .exit_status = s->exit_status,
+        .term_signal = s->term_signal,
+        .err_tail = s->err_tail,
+        .err_len = s->err_len,
+        .dropped_lines = s->dropped,
+    };
+    s->on_exit(&end, s->ud);
+}
+
+static void pstream_on_drain_timeout(uv_timer_t *t)
+{
+    mcp_proc_stream *s = t->data;
+    pstream_stop_pipe(s, &s->out, &s->out_reading);
+    pstream_stop_pipe(s, &s->err, &s->err_reading);
+    pstream_maybe_end(s);
+}
+
+static void pstream_on_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    mcp_proc_stream *s = proc->data;
+    s->exited = true;
+    s->exit_status = (int)exit_status;
+    s->term_signal = term_signal;
+    pstream_close_handle(s, (uv_handle_t *)&s->process);
+    if (s->closed)
+        return;
+    /* A grandchild that left the group may keep the pipes open. */
+    uv_timer_start(&s->drain, pstream_on_drain_timeout, MCP_PROC_KILL_GRACE_MS, 0);
+    pstream_maybe_end(s);
+}
+
+static void pstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    mcp_proc_stream *s = h->data;
+    buf->base = s->chunk;
+    buf->len = sizeof s->chunk;
+}
+
+static void pstream_emit_line(mcp_proc_stream *s)
+{
+    if (s->skipping)
+        s->skipping = false;
+    else {
+        s->line[s->line_len] = '\0';
+        s->on_line(s->line, s->line_len, s->ud);
+    }
+    s->line_len = 0;
+}
+
+/* Splits data into lines; stops as soon as a callback closed the stream. */
+static void pstream_feed(mcp_proc_stream *s, const char *data, size_t n)
+{
+    while (n > 0 && !s->closed) {
+        const char *nl = memchr(data, '\n', n);
+        size_t take = nl ? (size_t)(nl - data) : n;
+        if (!s->skipping) {
+            if (s->line_len + take > s->max_line) {
+                s->skipping = true; /* counted once per line */
+                s->dropped++;
+                s->line_len = 0;
+            } else {
+                memcpy(s->line + s->line_len, data, take);
+                s->line_len += take;
+            }
+        }
+        if (!nl)
+            return;
+        pstream_emit_line(s);
+        data += take + 1;
+        n -= take + 1;
+    }
+}
+
+static void pstream_read_out(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    mcp_proc_stream *s = st->data;
+    if (nread > 0) {
+        pstream_feed(s, buf->base, (size_t)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (s->line_len > 0 || s->skipping) /* a last line without '\n' */
+        pstream_emit_line(s);
+    if (s->closed)
+        return; /* close already stopped the pipes */
+    pstream_stop_pipe(s, &s->out, &s->out_reading);
+    pstream_maybe_end(s);
+}
+
+/* Keeps the last MCP_PROC_STREAM_ERR_TAIL bytes: the end explains the exit. */
+static void pstream_keep_err(mcp_proc_stream *s, const char *data, size_t n)
+{
+    const size_t cap = MCP_PROC_STREAM_ERR_TAIL;
+    if (n >= cap) {
+        memcpy(s->err_tail, data + n - cap, cap);
+        s->err_len = cap;
+    } else {
+        if (s->err_len + n > cap) {
+            size_t drop = s->err_len + n - cap;
+            memmove(s->err_tail, s->err_tail + drop, s->err_len - drop);
+            s->err_len -= drop;
+        }
+        memcpy(s->err_tail + s->err_len, data, n);
+        s->err_len += n;
+    }
+    s->err_tail[s->err_len] = '\0';
+}
+
+static void pstream_read_err(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    mcp_proc_stream *s = st->data;
+    if (nread > 0) {
+        pstream_keep_err(s, buf->base, (size_t)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    pstream_stop_pipe(s, &s->err, &s->err_reading);
+    pstream_maybe_end(s);
+}
+
+mcp_proc_stream *mcp_proc_stream_spawn(uv_loop_t *loop, char *const argv[], size_t max_line,
+                                       mcp_proc_line_cb on_line, mcp_proc_stream_exit_cb on_exit,
+                                       void *ud, mcp_error *err)
+{
+    if (!argv || !argv[0] || !on_line || !on_exit) {
+        mcp_error_set(err, "proc: empty command or missing callback");
+        return NULL;
+    }
+    char *file = proc_resolve(argv[0], err);
+    if (!file)
+        return NULL;
+    mcp_proc_stream *s = calloc(1, sizeof *s);
+    if (max_line == 0)
+        max_line = STREAM_DEFAULT_MAX_LINE;
+    char *line = s ? malloc(max_line + 1) : NULL;
+    if (!s || !line) {
+        free(s);
+        free(line);
+        free(file);
+        mcp_error_set(err, "%s: out of memory", argv[0]);
+        return NULL;
+    }
+    s->loop = loop;
+    s->line = line;
+    s->max_line = max_line;
+    s->on_line = on_line;
+    s->on_exit = on_exit;
+    s->ud = ud;
+    /* From here on a failure closes what was opened and frees s in the
+     * close callbacks (the caller's loop runs them). */
+    s->closed = true;
+    uv_timer_init(loop, &s->drain); /* cannot fail on unix */
+    s->drain.data = s;
+    s->open_handles = 1;
+    int rc = uv_pipe_init(loop, &s->out, 0);
+    if (rc == 0) {
+        s->out.data = s;
+        s->out_reading = true;
+        s->open_handles++;
+        rc = uv_pipe_init(loop, &s->err, 0);
+    }
+    if (rc == 0) {
+        s->err.data = s;
+        s->err_reading = true;
+        s->open_handles++;
+        uv_stdio_container_t stdio[3];
+        stdio[0].flags = UV_IGNORE;
+        stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+        stdio[1].data.stream = (uv_stream_t *)&s->out;
+        stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+        stdio[2].data.stream = (uv_stream_t *)&s->err;
+        uv_process_options_t opt;
+        memset(&opt, 0, sizeof opt);
+        opt.exit_cb = pstream_on_exit;
+        opt.file = file;
+        opt.args = (char **)argv;
+        opt.flags = UV_PROCESS_DETACHED; /* setsid(): close kills the whole group */
+        opt.stdio_count = 3;
+        opt.stdio = stdio;
+        s->process.data = s;
+        rc = uv_spawn(loop, &s->process, &opt);
+        s->open_handles++; /* a failed uv_spawn still needs uv_close */
+        if (rc != 0)
+            pstream_close_handle(s, (uv_handle_t *)&s->process);
+    }
+    free(file);
+    if (rc != 0) {
+        mcp_error_set(err, "%s: cannot start: %s", argv[0], uv_strerror(rc));
+        pstream_stop_pipe(s, &s->out, &s->out_reading);
+        pstream_stop_pipe(s, &s->err, &s->err_reading);
+        pstream_close_handle(s, (uv_handle_t *)&s->drain);
+        return NULL;
+    }
+    s->closed = false;
+    s->pid = s->process.pid;
+    uv_read_start((uv_stream_t *)&s->out, pstream_alloc, pstream_read_out);
+    uv_read_start((uv_stream_t *)&s->err, pstream_alloc, pstream_read_err);
+    return s;
+}
+
+void mcp_proc_stream_close(mcp_proc_stream *s)
+{
+    if (!s || s->closed)
+        return;
+    s->closed = true;
+    if (!s->exited && s->pid > 0 && kill(-s->pid, SIGKILL) != 0)
+        kill(s->pid, SIGKILL);
+    /* The process handle closes when the child is reaped (no zombie left). */
+    pstream_stop_pipe(s, &s->out, &s->out_reading);
+    pstream_stop_pipe(s, &s->err, &s->err_reading);
+    uv_timer_stop(&s->drain);
+    pstream_close_handle(s, (uv_handle_t *)&s->drain);
+    pstream_free_if_done(s);
+}
+
+size_t mcp_proc_stream_dropped(const mcp_proc_stream *s)
+{
+    return s ? s->dropped : 0;
+}
+
+int mcp_proc_stream_pid(const mcp_proc_stream *s)
+{
+    return s ? s->pid : 0;
+}

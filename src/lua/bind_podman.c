@@ -1,5 +1,6 @@
 /* agent.runtime over podman: each call runs podman as a child process on the
- * event loop and suspends only the calling task until it exits. */
+ * event loop and suspends only the calling task until it exits; events()
+ * keeps one `podman events` child and hands its lines to the task waiting. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +23,33 @@ typedef struct podman_op {
     call_kind kind;
 } podman_op;
 
+/* {k = v} from "k=v" entries, as a field of the table on top. */
+static void set_labels(lua_State *L, const mcp_strv *labels)
+{
+    lua_createtable(L, 0, (int)labels->n);
+    for (size_t i = 0; i < labels->n; i++) {
+        const char *kv = labels->v[i];
+        const char *eq = strchr(kv, '=');
+        size_t klen = eq ? (size_t)(eq - kv) : strlen(kv);
+        lua_pushlstring(L, kv, klen);
+        lua_pushstring(L, eq ? eq + 1 : "");
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "labels");
+}
+
 static void push_container(lua_State *L, const mcp_container *c, bool detailed)
 {
-    lua_createtable(L, 0, 14);
+    lua_createtable(L, 0, 18);
     mcp_set_string(L, "id", c->id);
     mcp_set_string(L, "name", c->name);
     mcp_set_string(L, "image", c->image);
     mcp_set_string(L, "state", c->state);
     mcp_set_int(L, "exit_code", c->exit_code);
-    mcp_set_string(L, "started_at", c->started_at);
+    mcp_set_string(L, "started_at", c->started_at ? c->started_at : "");
+    mcp_set_string(L, "finished_at", c->finished_at ? c->finished_at : "");
+    mcp_set_bool(L, "oom", c->oom);
+    set_labels(L, &c->labels);
     lua_createtable(L, (int)c->n_ports, 0);
     for (size_t i = 0; i < c->n_ports; i++) {
         const mcp_port_mapping *p = &c->ports[i];
@@ -231,6 +250,38 @@ static int l_image_exists(lua_State *L)
     return start_call(L, &argv, CALL_IMAGE_EXISTS, "agent.runtime.image_exists");
 }
 
+/* spec.labels: a table of string keys to string (or number) values, as
+ * "k=v"; the argv builder sorts them. Raises on anything else. */
+static void check_labels(lua_State *L, int idx, mcp_strv *out)
+{
+    lua_getfield(L, idx, "labels");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, -1))
+        luaL_argerror(L, idx, "spec.labels must be a table of key = value strings");
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING ||
+            !(lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER))
+            luaL_argerror(L, idx, "spec.labels must map strings to strings");
+        const char *key = lua_tostring(L, -2);
+        if (!*key || strchr(key, '='))
+            luaL_argerror(L, idx, "spec.labels keys must be non-empty and without '='");
+        lua_pushvalue(L, -1); /* tostring on a copy: never convert the table's own value */
+        char *kv = mcp_sprintf("%s=%s", key, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (!kv || mcp_strv_push(out, kv) != 0) {
+            free(kv);
+            luaL_error(L, "out of memory");
+        }
+        free(kv);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 /* Reads the spec table; raises (misuse) on missing name/image or wrong types. */
 static void check_spec(lua_State *L, int idx, mcp_container_spec *spec)
 {
@@ -244,6 +295,7 @@ static void check_spec(lua_State *L, int idx, mcp_container_spec *spec)
     mcp_check_strv_field(L, idx, "volumes", &spec->volumes);
     mcp_check_strv_field(L, idx, "cmd", &spec->cmd);
     mcp_check_strv_field(L, idx, "env", &spec->env);
+    check_labels(L, idx, &spec->labels);
 }
 
 /* Frees the spec if a Lua error unwinds through l_run. */
@@ -277,12 +329,317 @@ static int l_run(lua_State *L)
     return start_call(L, &argv, CALL_RUN, "agent.runtime.run");
 }
 
+/* ---- events(): one `podman events` child per stream ------------------------ */
+
+#define EVENTS_METATABLE "mcp.podman_events"
+/* Unread events kept; past this they are dropped and next() says "overflow"
+ * once, so the caller falls back to a full list. */
+#define EVENTS_QUEUE_MAX 10000
+/* A container's labels can be long, but no event line is a megabyte. */
+#define EVENTS_MAX_LINE ((size_t)1 << 20)
+
+typedef struct ev_node {
+    struct ev_node *next;
+    mcp_podman_event ev;
+} ev_node;
+
+typedef struct events_wait events_wait;
+
+typedef struct events_ud {
+    uv_loop_t *loop;
+    mcp_proc_stream *proc; /* NULL once closed or ended */
+    ev_node *head, *tail;
+    size_t count;
+    bool overflowed; /* events were dropped; "overflow" not yet reported */
+    bool ended;      /* the child ended by itself; end_detail says how */
+    char *end_detail;
+    size_t bad_lines;    /* lines that did not parse as events (ignored) */
+    events_wait *waiter; /* the one task in next(), or NULL */
+} events_ud;
+
+struct events_wait {
+    mcp_op op;
+    uv_timer_t timer;
+    events_ud *ud; /* NULL once the wait is over */
+};
+
+static void events_queue_clear(events_ud *ud)
+{
+    while (ud->head) {
+        ev_node *n = ud->head;
+        ud->head = n->next;
+        mcp_podman_event_free(&n->ev);
+        free(n);
+    }
+    ud->tail = NULL;
+    ud->count = 0;
+}
+
+static void push_event(lua_State *L, const mcp_podman_event *ev)
+{
+    lua_createtable(L, 0, 8);
+    mcp_set_string(L, "name", ev->name);
+    mcp_set_string(L, "id", ev->id);
+    mcp_set_string(L, "status", ev->status);
+    if (ev->has_exit_code)
+        mcp_set_int(L, "exit_code", ev->exit_code);
+    lua_pushnumber(L, ev->time);
+    lua_setfield(L, -2, "time");
+    mcp_set_string(L, "image", ev->image);
+    set_labels(L, &ev->labels);
+}
+
+/* What next() answers now, pushed on L; 0 when it has to wait. */
+static int events_answer(lua_State *L, events_ud *ud)
+{
+    if (ud->overflowed) {
+        ud->overflowed = false;
+        lua_pushnil(L);
+        lua_pushliteral(L, "overflow");
+        return 2;
+    }
+    if (ud->head) {
+        ev_node *n = ud->head;
+        ud->head = n->next;
+        if (!ud->head)
+            ud->tail = NULL;
+        ud->count--;
+        push_event(L, &n->ev);
+        mcp_podman_event_free(&n->ev);
+        free(n);
+        return 1;
+    }
+    if (ud->ended || !ud->proc)
+        return push_failure(L, "closed", ud->ended ? ud->end_detail : "the stream was closed");
+    return 0;
+}
+
+static void wait_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Ends the wait: the timer goes, the stream forgets it. */
+static void wait_finish(events_wait *w)
+{
+    if (w->ud && w->ud->waiter == w)
+        w->ud->waiter = NULL;
+    w->ud = NULL;
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, wait_timer_closed);
+}
+
+/* Wakes the waiting task when there is something to tell it. */
+static void events_deliver(events_ud *ud)
+{
+    events_wait *w = ud->waiter;
+    if (!w)
+        return;
+    mcp_task *t = w->op.task;
+    if (!t)
+        return;
+    lua_State *co = mcp_task_thread(t);
+    int n;
+    if (!lua_checkstack(co, 8))
+        n = 0; /* cannot even report: the call returns nothing */
+    else if ((n = events_answer(co, ud)) == 0)
+        return;
+    wait_finish(w);
+    mcp_task_wake(t, n);
+}
+
+static void events_on_timeout(uv_timer_t *timer)
+{
+    events_wait *w = timer->data;
+    mcp_task *t = w->op.task;
+    wait_finish(w);
+    if (t) {
+        lua_pushnil(mcp_task_thread(t));
+        lua_pushliteral(mcp_task_thread(t), "timeout");
+        mcp_task_wake(t, 2);
+    }
+}
+
+static void events_wait_cancel(mcp_op *op)
+{
+    wait_finish((events_wait *)op); /* the scheduler answers nil, "cancelled" */
+}
+
+static void events_on_line(const char *line, size_t len, void *data)
+{
+    events_ud *ud = data;
+    ev_node *n = calloc(1, sizeof *n);
+    mcp_error err = {{0}};
+    if (!n || mcp_podman_parse_event(line, len, &n->ev, &err) != 0) {
+        free(n);
+        ud->bad_lines++;
+        return;
+    }
+    if (ud->count >= EVENTS_QUEUE_MAX) {
+        events_queue_clear(ud); /* the reader fell behind: it will list instead */
+        ud->overflowed = true;
+    }
+    if (ud->tail)
+        ud->tail->next = n;
+    else
+        ud->head = n;
+    ud->tail = n;
+    ud->count++;
+    events_deliver(ud);
+}
+
+static void events_on_exit(const mcp_proc_stream_end *end, void *data)
+{
+    events_ud *ud = data;
+    const char *tail = end->err_tail ? end->err_tail : "";
+    size_t n = end->err_len;
+    while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r' || tail[n - 1] == ' '))
+        n--;
+    if (end->term_signal)
+        ud->end_detail = mcp_sprintf("podman events killed by signal %d%s%.*s", end->term_signal,
+                                     n ? ": " : "", (int)n, tail);
+    else
+        ud->end_detail = mcp_sprintf("podman events exited with status %d%s%.*s", end->exit_status,
+                                     n ? ": " : "", (int)n, tail);
+    ud->ended = true;
+    mcp_proc_stream_close(ud->proc); /* allowed from its own callback */
+    ud->proc = NULL;
+    events_deliver(ud);
+}
+
+static events_ud *check_events(lua_State *L)
+{
+    return luaL_checkudata(L, 1, EVENTS_METATABLE);
+}
+
+/* stream:next([timeout_s]): an event table, or nil with "timeout", "closed"
+ * (+ detail), "cancelled" or "overflow". No timeout: wait for ever. */
+static int l_events_next(lua_State *L)
+{
+    events_ud *ud = check_events(L);
+    lua_Number timeout = luaL_optnumber(L, 2, -1);
+    if (!lua_isnoneornil(L, 2) && !(timeout >= 0))
+        return luaL_argerror(L, 2, "timeout must be a number of seconds >= 0");
+    int n = events_answer(L, ud);
+    if (n > 0)
+        return n;
+    if (ud->waiter)
+        return luaL_argerror(L, 1, "another task is already waiting on this stream");
+    if (timeout == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "timeout");
+        return 2;
+    }
+    mcp_task *t = mcp_task_require(L, "events:next");
+    events_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return luaL_error(L, "out of memory");
+    w->op.cancel = events_wait_cancel;
+    w->ud = ud;
+    uv_timer_init(ud->loop, &w->timer);
+    w->timer.data = w;
+    if (timeout > 0) {
+        double ms = timeout > 1e9 ? 1e12 : timeout * 1000.0 + 0.5;
+        uv_timer_start(&w->timer, events_on_timeout, (uint64_t)ms, 0);
+    }
+    ud->waiter = w;
+    mcp_task_suspend(t, &w->op); /* a cancelled task is refused here: cancel ran */
+    return lua_yield(L, 0);
+}
+
+/* Kills the child and drops what is queued; a task waiting gets "closed". */
+static void events_close(events_ud *ud)
+{
+    if (ud->proc) {
+        mcp_proc_stream_close(ud->proc);
+        ud->proc = NULL;
+    }
+    events_queue_clear(ud);
+    ud->overflowed = false;
+    events_deliver(ud);
+}
+
+static int l_events_close(lua_State *L)
+{
+    events_close(check_events(L));
+    return 0;
+}
+
+static int l_events_gc(lua_State *L)
+{
+    events_ud *ud = check_events(L);
+    events_close(ud);
+    if (ud->waiter) /* cannot happen (a waiter keeps it alive); never leave it dangling */
+        wait_finish(ud->waiter);
+    free(ud->end_detail);
+    ud->end_detail = NULL;
+    return 0;
+}
+
+static int l_events_tostring(lua_State *L)
+{
+    events_ud *ud = check_events(L);
+    lua_pushfstring(L, "podman events (%s, %d queued)", ud->proc ? "open" : "closed",
+                    (int)ud->count);
+    return 1;
+}
+
+/* core.podman.events(): a stream userdata, or nil, "podman not found", detail. */
+static int l_events(lua_State *L)
+{
+    mcp_host *h = mcp_host_upvalue(L);
+    mcp_strv argv = {0};
+    argv_oom(L, mcp_podman_argv_events(&h->podman, &argv), &argv);
+    char **args = mcp_strv_argv(&argv);
+    if (!args) {
+        mcp_strv_free(&argv);
+        return luaL_error(L, "out of memory");
+    }
+    events_ud *ud = lua_newuserdatauv(L, sizeof *ud, 0);
+    memset(ud, 0, sizeof *ud);
+    ud->loop = &h->loop;
+    luaL_setmetatable(L, EVENTS_METATABLE);
+    mcp_error err = {{0}};
+    ud->proc = mcp_proc_stream_spawn(&h->loop, args, EVENTS_MAX_LINE, events_on_line,
+                                     events_on_exit, ud, &err);
+    free(args);
+    mcp_strv_free(&argv);
+    if (!ud->proc)
+        return push_failure(L, "podman not found", err.msg);
+    return 1;
+}
+
+/* host_idx: the host light userdata, which next() needs to suspend its task. */
+static void events_metatable(lua_State *L, int host_idx)
+{
+    static const luaL_Reg methods[] = {
+        {"next", l_events_next}, {"close", l_events_close}, {NULL, NULL}};
+    luaL_newmetatable(L, EVENTS_METATABLE);
+    luaL_newlibtable(L, methods);
+    lua_pushvalue(L, host_idx);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_events_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_events_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_events_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
 int luaopen_mcp_podman(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"list", l_list},   {"inspect", l_inspect},
-                                   {"run", l_run},     {"start", l_start},
-                                   {"stop", l_stop},   {"remove", l_remove},
-                                   {"image_exists", l_image_exists}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"list", l_list},
+                                   {"inspect", l_inspect},
+                                   {"run", l_run},
+                                   {"start", l_start},
+                                   {"stop", l_stop},
+                                   {"remove", l_remove},
+                                   {"image_exists", l_image_exists},
+                                   {"events", l_events},
+                                   {NULL, NULL}};
+    events_metatable(L, lua_upvalueindex(1));
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));
     luaL_setfuncs(L, fns, 1);

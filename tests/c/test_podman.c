@@ -1,6 +1,6 @@
 /* mcp_podman: argv builders, parsers on JSON recorded from podman 4.3.1 and on
- * malformed or odd JSON, result classification, and a run against real
- * podman in an isolated store. */
+ * malformed or odd JSON (events lines too), result classification, and a run
+ * against real podman in an isolated store. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -72,6 +72,9 @@ static void test_argv_builders(void **state)
     assert_argv(&argv, "/usr/bin/podman|--root|/r|--runroot|/rr|rm|-f|-i|-t|0|--|web");
     assert_int_equal(mcp_podman_argv_image_exists(&cfg, "localhost/x:1", &argv), 0);
     assert_argv(&argv, "/usr/bin/podman|--root|/r|--runroot|/rr|image|exists|--|localhost/x:1");
+    assert_int_equal(mcp_podman_argv_events(&cfg, &argv), 0);
+    assert_argv(&argv, "/usr/bin/podman|--root|/r|--runroot|/rr|events|--format|json|--filter"
+                       "|type=container");
 
     /* no binary, no global args: plain "podman" */
     mcp_podman_cfg bare = {0};
@@ -99,22 +102,35 @@ static void test_argv_run(void **state)
     assert_int_equal(mcp_strv_push(&spec.cmd, "/srv/m/m.toml"), 0);
     mcp_strv argv = {0};
     assert_int_equal(mcp_podman_argv_run(&cfg, &spec, &argv), 0);
-    assert_argv(&argv, "podman|run|-d|--pull=never|--name|metacrypt-api|--network|mcpnet|--user|0:0"
-                       "|--restart|unless-stopped|-p|127.0.0.1:18443:8443/tcp|-p|9000:9000"
-                       "|-v|/srv/m:/srv/m|-e|LOG_LEVEL=info|-e|MOTD=two words; $(rm -rf /)"
-                       "|--|localhost/metacrypt:v1|server|--config|/srv/m/m.toml");
+    assert_argv(&argv,
+                "podman|run|-d|--pull=never|--restart=no|--name|metacrypt-api|--network|mcpnet"
+                "|--user|0:0|-p|127.0.0.1:18443:8443/tcp|-p|9000:9000"
+                "|-v|/srv/m:/srv/m|-e|LOG_LEVEL=info|-e|MOTD=two words; $(rm -rf /)"
+                "|--|localhost/metacrypt:v1|server|--config|/srv/m/m.toml");
+    /* labels sorted by key (not by "k=v": "a" before "a.b"), restart never podman's */
+    assert_int_equal(mcp_strv_push(&spec.labels, "mcp.spec-hash=abc"), 0);
+    assert_int_equal(mcp_strv_push(&spec.labels, "a.b=2"), 0);
+    assert_int_equal(mcp_strv_push(&spec.labels, "a=1"), 0);
+    assert_int_equal(mcp_strv_push(&spec.labels, "note=two words; $(x)"), 0);
+    assert_int_equal(mcp_podman_argv_run(&cfg, &spec, &argv), 0);
+    assert_argv(&argv,
+                "podman|run|-d|--pull=never|--restart=no|--name|metacrypt-api|--network|mcpnet"
+                "|--user|0:0|--label|a=1|--label|a.b=2|--label|mcp.spec-hash=abc"
+                "|--label|note=two words; $(x)|-p|127.0.0.1:18443:8443/tcp|-p|9000:9000"
+                "|-v|/srv/m:/srv/m|-e|LOG_LEVEL=info|-e|MOTD=two words; $(rm -rf /)"
+                "|--|localhost/metacrypt:v1|server|--config|/srv/m/m.toml");
     mcp_container_spec_free(&spec);
     assert_null(spec.name);
 
     /* the optional fields absent: no flag at all */
     mcp_container_spec bare = {.name = mcp_strdup("x"), .image = mcp_strdup("img")};
     assert_int_equal(mcp_podman_argv_run(&cfg, &bare, &argv), 0);
-    assert_argv(&argv, "podman|run|-d|--pull=never|--name|x|--|img");
+    assert_argv(&argv, "podman|run|-d|--pull=never|--restart=no|--name|x|--|img");
     /* an image that looks like a flag stays a positional argument */
     free(bare.image);
     bare.image = mcp_strdup("-v");
     assert_int_equal(mcp_podman_argv_run(&cfg, &bare, &argv), 0);
-    assert_argv(&argv, "podman|run|-d|--pull=never|--name|x|--|-v");
+    assert_argv(&argv, "podman|run|-d|--pull=never|--restart=no|--name|x|--|-v");
     mcp_container_spec_free(&bare);
 }
 
@@ -251,6 +267,155 @@ static void test_parse_inspect_exited_and_created(void **state)
     assert_int_equal(c.cmd.n, 1);
     assert_string_equal(c.cmd.v[0], "/bin/sh");
     mcp_container_free(&c);
+}
+
+/* ---- events and labels, recorded from podman 4.3.1 ---- */
+
+static void test_parse_events_recorded(void **state)
+{
+    size_t len;
+    char *text = fixture("events.jsonl", &len);
+    mcp_podman_event evs[16];
+    size_t n = 0;
+    mcp_error err = {{0}};
+    for (char *line = text; *line && n < 16;) {
+        char *nl = strchr(line, '\n');
+        size_t l = nl ? (size_t)(nl - line) : strlen(line);
+        if (mcp_podman_parse_event(line, l, &evs[n], &err) != 0)
+            fail_msg("line %zu: %s", n + 1, err.msg);
+        n++;
+        line += l + (nl ? 1 : 0);
+    }
+    free(text);
+    assert_int_equal(n, 12);
+    static const char *const statuses[] = {"create", "init",   "start", "kill",  "died", "cleanup",
+                                           "remove", "create", "init",  "start", "died", "cleanup"};
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(evs[i].status, statuses[i]);
+        assert_string_equal(evs[i].image, "localhost/mcp-test:1");
+        assert_int_equal(strlen(evs[i].id), 64);
+        assert_true(evs[i].time > 1796165250.0 && evs[i].time < 1796165256.0);
+        if (i > 0)
+            assert_true(evs[i].time >= evs[i - 1].time);
+        assert_int_equal(evs[i].has_exit_code, strcmp(statuses[i], "died") == 0);
+    }
+    assert_string_equal(evs[4].name, "evcap");
+    assert_int_equal(evs[4].exit_code, 137); /* killed */
+    /* "2026-12-01T22:47:32.318817944Z" */
+    assert_true(evs[4].time > 1796165252.318817 &&
+                evs[4].time < 1796165252.318819); /* double: ~0.2 us */
+    assert_int_equal(evs[4].labels.n, 2);
+    assert_string_equal(evs[4].labels.v[0], "mcp.service=web");
+    assert_string_equal(evs[4].labels.v[1], "mcp.spec-hash=abc123");
+    assert_string_equal(evs[10].name, "evcap2");
+    assert_int_equal(evs[10].exit_code, 3);
+    assert_int_equal(evs[10].labels.n, 1);
+    assert_string_equal(evs[10].labels.v[0], "a=b");
+    for (size_t i = 0; i < n; i++)
+        mcp_podman_event_free(&evs[i]);
+    assert_null(evs[0].status);
+}
+
+static void test_parse_event_odd(void **state)
+{
+    mcp_podman_event ev;
+    mcp_error err = {{0}};
+    static const char *const bad[] = {
+        "", "{", "[1]", "\"died\"", "{\"Name\":\"x\"}", "{\"Status\":3}", "{\"Status\":\"\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(mcp_podman_parse_event(bad[i], strlen(bad[i]), &ev, &err), -1);
+        assert_true(err.msg[0] != '\0');
+        assert_null(ev.status);
+    }
+    /* a died without ContainerExitCode: podman omits a zero; no names or labels */
+    const char *zero = "{\"Status\":\"died\",\"timeNano\":1796165252318817944,\"Time\":\"bogus\"}";
+    assert_int_equal(mcp_podman_parse_event(zero, strlen(zero), &ev, &err), 0);
+    assert_true(ev.has_exit_code);
+    assert_int_equal(ev.exit_code, 0);
+    assert_string_equal(ev.name, "");
+    assert_string_equal(ev.id, "");
+    assert_int_equal(ev.labels.n, 0);
+    assert_true(ev.time > 1796165252.3 && ev.time < 1796165252.4);
+    mcp_podman_event_free(&ev);
+    /* other statuses have no exit code; odd types are absent, not errors */
+    const char *start = "{\"Status\":\"start\",\"Name\":7,\"Attributes\":{\"k\":1,\"ok\":\"v\"}}";
+    assert_int_equal(mcp_podman_parse_event(start, strlen(start), &ev, &err), 0);
+    assert_false(ev.has_exit_code);
+    assert_string_equal(ev.name, "");
+    assert_int_equal(ev.labels.n, 1);
+    assert_string_equal(ev.labels.v[0], "ok=v");
+    assert_true(ev.time == 0);
+    mcp_podman_event_free(&ev);
+}
+
+static void test_parse_time(void **state)
+{
+    double t;
+    assert_int_equal(mcp_podman_parse_time("1970-01-01T00:00:00Z", &t), 0);
+    assert_true(t == 0);
+    assert_int_equal(mcp_podman_parse_time("2026-11-26T17:46:29Z", &t), 0);
+    assert_true(t == 1795715189.0); /* the epoch ps printed for it */
+    assert_int_equal(mcp_podman_parse_time("2026-11-26T18:46:29.5+01:00", &t), 0);
+    assert_true(t == 1795715189.5);
+    assert_int_equal(mcp_podman_parse_time("2000-02-29T00:00:00-00:30", &t), 0);
+    assert_true(t == 951782400.0 + 1800);
+    static const char *const bad[] = {"",
+                                      "2026-11-26",
+                                      "2026-11-26T17:46:29",
+                                      "2026-13-01T00:00:00Z",
+                                      "2026-11-26T17:46:29.Z",
+                                      "2026-11-26T17:46:29Zx",
+                                      "x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(mcp_podman_parse_time(bad[i], &t), -1);
+}
+
+static void test_parse_labels_finished_oom(void **state)
+{
+    size_t len;
+    char *json = fixture("inspect_labels.json", &len);
+    mcp_container c;
+    mcp_error err = {{0}};
+    assert_int_equal(mcp_podman_parse_inspect(json, len, &c, &err), 0);
+    free(json);
+    assert_string_equal(c.name, "lab1");
+    assert_int_equal(c.exit_code, 7);
+    assert_string_equal(c.restart, "no");
+    assert_string_equal(c.finished_at, "2026-12-01T22:51:26.672793878Z");
+    assert_false(c.oom);
+    assert_int_equal(c.labels.n, 2);
+    assert_string_equal(c.labels.v[0], "mcp.service=web");
+    assert_string_equal(c.labels.v[1], "mcp.spec-hash=abc123");
+    mcp_container_free(&c);
+
+    /* OOMKilled true is reported */
+    const char *oom =
+        "[{\"Name\":\"o\",\"State\":{\"Status\":\"exited\",\"ExitCode\":137,\"OOMKilled\":true}}]";
+    assert_int_equal(mcp_podman_parse_inspect(oom, strlen(oom), &c, &err), 0);
+    assert_true(c.oom);
+    assert_int_equal(c.labels.n, 0);
+    assert_null(c.finished_at);
+    mcp_container_free(&c);
+
+    mcp_container *cs;
+    size_t n;
+    json = fixture("ps_labels.json", &len);
+    assert_int_equal(mcp_podman_parse_list(json, len, &cs, &n, &err), 0);
+    free(json);
+    assert_int_equal(n, 2);
+    assert_string_equal(cs[0].name, "lab1");
+    assert_int_equal(cs[0].exit_code, 7);
+    assert_string_equal(cs[0].finished_at, "2026-12-01T22:51:26Z"); /* ExitedAt 1796165486 */
+    assert_int_equal(cs[0].labels.n, 2);
+    assert_string_equal(cs[0].labels.v[1], "mcp.spec-hash=abc123");
+    assert_string_equal(cs[1].name, "lab2");
+    assert_string_equal(cs[1].state, "running");
+    assert_null(cs[1].finished_at); /* not exited: ExitedAt is podman's zero time */
+    assert_false(cs[1].oom);
+    assert_int_equal(cs[1].labels.n, 2);
+    assert_string_equal(cs[1].labels.v[0], "a=first");
+    assert_string_equal(cs[1].labels.v[1], "z=last");
+    mcp_containers_free(cs, n);
 }
 
 /* ---- parsers on malformed and odd input ---- */
@@ -676,6 +841,7 @@ static void build_spec(real_env *e, mcp_container_spec *spec, const char *voldir
     spec->network = mcp_strdup("podman");
     spec->user = mcp_strdup("0:0");
     spec->restart = mcp_strdup("unless-stopped");
+    assert_int_equal(mcp_strv_push(&spec->labels, "mcp.spec-hash=real-test"), 0);
     char *port = mcp_sprintf("127.0.0.1:%d:8080/tcp", e->host_port);
     char *vol = mcp_sprintf("%s:/data", voldir);
     assert_int_equal(mcp_strv_push(&spec->ports, port), 0);
@@ -816,7 +982,11 @@ static void test_real_podman_lifecycle(void **state)
     assert_string_equal(ic.volumes.v[0], spec.volumes.v[0]);
     assert_string_equal(ic.user, "0:0");
     assert_string_equal(ic.network, "podman");
-    assert_string_equal(ic.restart, "unless-stopped");
+    assert_string_equal(ic.restart, "no"); /* spec.restart is the agent's, not podman's */
+    assert_int_equal(ic.labels.n, 1);
+    assert_string_equal(ic.labels.v[0], "mcp.spec-hash=real-test");
+    assert_null(ic.finished_at);
+    assert_false(ic.oom);
     mcp_container_free(&ic);
 
     /* the same name again: name in use */
@@ -927,6 +1097,10 @@ int main(void)
         cmocka_unit_test(test_parse_list_recorded),
         cmocka_unit_test(test_parse_inspect_running),
         cmocka_unit_test(test_parse_inspect_exited_and_created),
+        cmocka_unit_test(test_parse_events_recorded),
+        cmocka_unit_test(test_parse_event_odd),
+        cmocka_unit_test(test_parse_time),
+        cmocka_unit_test(test_parse_labels_finished_oom),
         cmocka_unit_test(test_parse_list_malformed),
         cmocka_unit_test(test_parse_list_odd_types),
         cmocka_unit_test(test_parse_inspect_malformed),
@@ -936,7 +1110,8 @@ int main(void)
         cmocka_unit_test(test_image_exists_result),
         cmocka_unit_test(test_fake_podman_end_to_end),
         cmocka_unit_test_setup_teardown(test_real_podman_lifecycle, real_setup, real_teardown),
-        cmocka_unit_test_setup_teardown(test_real_podman_storage_only_name, real_setup, real_teardown),
+        cmocka_unit_test_setup_teardown(test_real_podman_storage_only_name, real_setup,
+                                        real_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* mcp_proc: exit codes, captured output and its caps, timeouts that reach
- * grandchildren, cancellation, spawn errors, and clean loop teardown. */
+ * grandchildren, cancellation, spawn errors, and clean loop teardown; and
+ * mcp_proc_stream: lines as they come, long lines, close, the end. */
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -385,6 +386,200 @@ static void test_path_lookup(void **state)
     mcp_proc_result_free(&res);
 }
 
+/* ---- mcp_proc_stream ------------------------------------------------------ */
+
+typedef struct stream_log {
+    mcp_strv lines;
+    int exits;
+    int exit_status, term_signal;
+    char err[MCP_PROC_STREAM_ERR_TAIL + 1];
+    size_t dropped;
+    mcp_proc_stream *s;
+    bool close_on_first_line;
+} stream_log;
+
+static void log_line(const char *line, size_t len, void *ud)
+{
+    stream_log *log = ud;
+    assert_int_equal(strlen(line), len);
+    assert_int_equal(mcp_strv_push(&log->lines, line), 0);
+    if (log->close_on_first_line && log->s) {
+        mcp_proc_stream_close(log->s);
+        log->s = NULL;
+    }
+}
+
+static void log_exit(const mcp_proc_stream_end *end, void *ud)
+{
+    stream_log *log = ud;
+    log->exits++;
+    log->exit_status = end->exit_status;
+    log->term_signal = end->term_signal;
+    log->dropped = end->dropped_lines;
+    snprintf(log->err, sizeof log->err, "%s", end->err_tail);
+}
+
+/* Runs the loop until done(log) or 10 s pass; returns whether done. */
+static bool run_until(uv_loop_t *loop, stream_log *log, bool (*done)(const stream_log *))
+{
+    int64_t deadline = mcp_now_ms() + 10000;
+    while (!done(log) && mcp_now_ms() < deadline)
+        uv_run(loop, UV_RUN_NOWAIT), usleep(1000);
+    return done(log);
+}
+
+static bool has_exited(const stream_log *log)
+{
+    return log->exits > 0;
+}
+static bool has_line(const stream_log *log)
+{
+    return log->lines.n > 0;
+}
+
+/* Closing the loop proves every handle of the stream was closed. */
+static void finish_loop(uv_loop_t *loop)
+{
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static void test_stream_lines_and_exit(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    stream_log log = {0};
+    char *argv[] = {"sh", "-c",
+                    "echo one; echo 'two words'; echo; printf last; echo oops >&2; exit 3", NULL};
+    mcp_error err = {{0}};
+    log.s = mcp_proc_stream_spawn(&loop, argv, 0, log_line, log_exit, &log, &err);
+    assert_non_null(log.s);
+    assert_true(mcp_proc_stream_pid(log.s) > 0);
+    assert_true(run_until(&loop, &log, has_exited));
+    assert_int_equal(log.exits, 1);
+    assert_int_equal(log.exit_status, 3);
+    assert_int_equal(log.term_signal, 0);
+    assert_string_equal(log.err, "oops\n");
+    assert_int_equal(log.lines.n, 4);
+    assert_string_equal(log.lines.v[0], "one");
+    assert_string_equal(log.lines.v[1], "two words");
+    assert_string_equal(log.lines.v[2], "");
+    assert_string_equal(log.lines.v[3], "last"); /* no '\n' before EOF */
+    mcp_proc_stream_close(log.s);
+    finish_loop(&loop);
+    assert_int_equal(log.exits, 1);
+    mcp_strv_free(&log.lines);
+}
+
+/* The first line arrives while the child still runs; close kills the group. */
+static void test_stream_is_live_and_close_kills_group(void **state)
+{
+    (void)state;
+    char *pidfile = pidfile_path();
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    stream_log log = {0};
+    char *argv[] = {"sh", "-c", "sleep 300 & echo $! > \"$0\"; echo ready; wait", pidfile, NULL};
+    mcp_error err = {{0}};
+    log.s = mcp_proc_stream_spawn(&loop, argv, 0, log_line, log_exit, &log, &err);
+    assert_non_null(log.s);
+    assert_true(run_until(&loop, &log, has_line));
+    assert_string_equal(log.lines.v[0], "ready");
+    assert_int_equal(log.exits, 0);
+    pid_t sleeper = read_pidfile(pidfile);
+    pid_t leader = mcp_proc_stream_pid(log.s);
+    mcp_proc_stream_close(log.s);
+    finish_loop(&loop);             /* returns once the child was reaped */
+    assert_int_equal(log.exits, 0); /* never after close */
+    assert_true(wait_gone(sleeper));
+    assert_true(wait_gone(leader));
+    unlink(pidfile);
+    free(pidfile);
+    mcp_strv_free(&log.lines);
+}
+
+static void test_stream_long_lines_dropped(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    stream_log log = {0};
+    /* 200000 bytes span several reads; 10 bytes is exactly the cap and kept */
+    char *argv[] = {"sh", "-c",
+                    "echo short; head -c 200000 /dev/zero | tr '\\0' x; echo; echo 0123456789;"
+                    " echo 0123456789A; echo after",
+                    NULL};
+    mcp_error err = {{0}};
+    log.s = mcp_proc_stream_spawn(&loop, argv, 10, log_line, log_exit, &log, &err);
+    assert_non_null(log.s);
+    assert_true(run_until(&loop, &log, has_exited));
+    assert_int_equal(log.exit_status, 0);
+    assert_int_equal(log.lines.n, 3);
+    assert_string_equal(log.lines.v[0], "short");
+    assert_string_equal(log.lines.v[1], "0123456789");
+    assert_string_equal(log.lines.v[2], "after");
+    assert_int_equal(log.dropped, 2);
+    assert_int_equal(mcp_proc_stream_dropped(log.s), 2);
+    mcp_proc_stream_close(log.s);
+    finish_loop(&loop);
+    mcp_strv_free(&log.lines);
+}
+
+static void test_stream_close_from_callback(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    stream_log log = {.close_on_first_line = true};
+    char *argv[] = {"sh", "-c",
+                    "i=0; while [ $i -lt 1000 ]; do echo line$i; i=$((i+1)); done; sleep 300",
+                    NULL};
+    mcp_error err = {{0}};
+    log.s = mcp_proc_stream_spawn(&loop, argv, 0, log_line, log_exit, &log, &err);
+    assert_non_null(log.s);
+    finish_loop(&loop); /* ends: the first line closed the stream and killed the child */
+    assert_int_equal(log.lines.n, 1);
+    assert_string_equal(log.lines.v[0], "line0");
+    assert_int_equal(log.exits, 0);
+    mcp_strv_free(&log.lines);
+}
+
+static void test_stream_stderr_tail_is_capped(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    stream_log log = {0};
+    char *argv[] = {"sh", "-c",
+                    "head -c 100000 /dev/zero | tr '\\0' e >&2; echo THE-END >&2; kill -TERM $$",
+                    NULL};
+    mcp_error err = {{0}};
+    log.s = mcp_proc_stream_spawn(&loop, argv, 0, log_line, log_exit, &log, &err);
+    assert_non_null(log.s);
+    assert_true(run_until(&loop, &log, has_exited));
+    assert_int_equal(log.term_signal, SIGTERM);
+    assert_int_equal(strlen(log.err), MCP_PROC_STREAM_ERR_TAIL);
+    assert_non_null(strstr(log.err, "eeeeTHE-END\n"));
+    mcp_proc_stream_close(log.s);
+    finish_loop(&loop);
+    mcp_strv_free(&log.lines);
+}
+
+static void test_stream_missing_binary(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    stream_log log = {0};
+    char *argv[] = {"no-such-binary-mcp", NULL};
+    mcp_error err = {{0}};
+    assert_null(mcp_proc_stream_spawn(&loop, argv, 0, log_line, log_exit, &log, &err));
+    assert_non_null(strstr(err.msg, "not found"));
+    finish_loop(&loop);
+    assert_int_equal(log.exits, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +599,12 @@ int main(void)
         cmocka_unit_test(test_not_executable),
         cmocka_unit_test(test_spawn_failure_on_loop),
         cmocka_unit_test(test_path_lookup),
+        cmocka_unit_test(test_stream_lines_and_exit),
+        cmocka_unit_test(test_stream_is_live_and_close_kills_group),
+        cmocka_unit_test(test_stream_long_lines_dropped),
+        cmocka_unit_test(test_stream_close_from_callback),
+        cmocka_unit_test(test_stream_stderr_tail_is_capped),
+        cmocka_unit_test(test_stream_missing_binary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

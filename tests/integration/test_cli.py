@@ -439,7 +439,7 @@ class RecoverThroughFakePodman(AgentTestCase):
         self.assertEqual(option_values(run, "--name"), ["alpha-web"])
         self.assertEqual(option_values(run, "--network"), ["mcpnet"])
         self.assertEqual(option_values(run, "--user"), ["1000:1000"])
-        self.assertEqual(option_values(run, "--restart"), ["unless-stopped"])
+        self.assertIn("--restart=no", run)  # the agent supervises (SPEC §10), never podman
         self.assertEqual(option_values(run, "-p"),
                          ["127.0.0.1:18080:8080/tcp", "127.0.0.1:%d:8443/tcp" % self.route_port])
         self.assertEqual(option_values(run, "-v"), ["/srv/alpha:/data"])

@@ -115,6 +115,264 @@ describe("mcp.fake_runtime", function()
     end)
 end)
 
+describe("mcp.fake_runtime events", function()
+    local function statuses(evs)
+        local out = {}
+        for i, e in ipairs(evs) do out[i] = e.status end
+        return out
+    end
+
+    -- Reads events until `timeout` seconds pass without one; returns them and
+    -- how the stream answered last.
+    local function drain(s, timeout)
+        local evs = {}
+        while true do
+            local ev, why, detail = s:next(timeout)
+            if not ev then return evs, why, detail end
+            evs[#evs + 1] = ev
+        end
+    end
+
+    it("streams podman's events for its own operations, with labels", function()
+        local w = t.world{ images = { IMG } }
+        local evs, why = w:run(function(agent)
+            local rt = agent.runtime
+            local s = assert(rt.events())
+            local reader = agent.task.spawn(function() return drain(s, 30) end)
+            agent.clock.sleep(1)
+            assert(rt.run{ name = "web", image = IMG, labels = { ["mcp.spec-hash"] = "h1", n = 2 },
+                           restart = "always" })
+            agent.clock.sleep(1)
+            rt.stop("web", 10)
+            agent.clock.sleep(1)
+            rt.start("web")
+            agent.clock.sleep(1)
+            rt.remove("web")
+            local _, e, r = agent.task.wait(reader)
+            return e, r
+        end)
+        assert.equal("timeout", why)
+        assert.same({ "create", "init", "start", "died", "cleanup", "stop", "init", "start",
+                      "died", "cleanup", "remove" }, statuses(evs))
+        assert.equal(0, evs[4].exit_code)   -- stop
+        assert.equal(137, evs[9].exit_code) -- rm -f of a running container
+        assert.is_nil(evs[1].exit_code)
+        for _, e in ipairs(evs) do
+            assert.equal("web", e.name)
+            assert.equal(IMG, e.image)
+            assert.matches("^fake", e.id)
+            assert.same({ ["mcp.spec-hash"] = "h1", n = "2" }, e.labels)
+        end
+        assert.equal(1, evs[1].time)
+        assert.equal(2, evs[4].time)
+        assert.equal(4, evs[11].time)
+    end)
+
+    it("wakes the waiting task exactly when the event comes, and times out exactly", function()
+        local w = t.world{ images = { IMG } }
+        local got = w:run(function(agent)
+            local rt = agent.runtime
+            rt.run{ name = "a", image = IMG }
+            local s = rt.events() -- events before it opened are not in it
+            agent.task.spawn(function() agent.clock.sleep(5); rt.kill("a", 137) end)
+            local out = {}
+            for _ = 1, 3 do
+                local ev, why = s:next(60)
+                out[#out + 1] = { ev and ev.status or why, agent.clock.now(), ev and ev.exit_code }
+            end
+            local ev, why = s:next(2.5)
+            out[#out + 1] = { ev or why, agent.clock.now() }
+            assert.same({ nil, "timeout" }, { s:next(0) })
+            return out
+        end)
+        assert.same({ { "kill", 5 }, { "died", 5, 137 }, { "cleanup", 5 }, { "timeout", 7.5 } }, got)
+    end)
+
+    it("crash-loops a container on every start and lists what podman would", function()
+        local w = t.world{ images = { IMG } }
+        local seen, mid = w:run(function(agent)
+            local rt = agent.runtime
+            local s = assert(rt.events())
+            rt.crash_loop("svc", 3, 2)   -- before the container even exists
+            rt.run{ name = "svc", image = IMG }
+            local seen = {}
+            local ev = s:next(60)
+            while ev do
+                if ev.status == "died" then
+                    seen[#seen + 1] = { agent.clock.now(), ev.exit_code, ev.time }
+                    if #seen == 1 then
+                        agent.clock.sleep(1)
+                        rt.start("svc")
+                    elseif #seen == 3 then
+                        break
+                    else
+                        rt.start("svc")
+                    end
+                end
+                ev = s:next(60)
+            end
+            local l = rt.list()[1]
+            local mid = { l.state, l.exit_code, l.finished_at, rt.inspect("svc").oom }
+            rt.crash_loop("svc")      -- cleared: the next start stays up
+            rt.start("svc")
+            local rest, why = drain(s, 100)
+            assert.same({ "cleanup", "init", "start" }, statuses(rest))
+            assert.equal("timeout", why)
+            return seen, mid
+        end)
+        assert.same({ { 2, 3, 2 }, { 5, 3, 5 }, { 7, 3, 7 } }, seen)
+        assert.same({ "exited", 3, 7, false }, mid)
+        assert.equal("running", w.runtime.inspect("svc").state)
+    end)
+
+    it("settles a due crash lazily when nobody waits", function()
+        local w = t.world{ images = { IMG } }
+        w.runtime.add_container{ name = "old", image = IMG, state = "running" }
+        w.runtime.crash_loop("old", 1, 10)
+        w:advance(30)
+        local rec = w.runtime.inspect("old")
+        assert.equal("exited", rec.state)
+        assert.equal(1, rec.exit_code)
+        assert.equal(10, rec.finished_at)
+    end)
+
+    it("kill with oom, and finished_at / oom / labels in list and inspect", function()
+        local w = t.world{ images = { IMG } }
+        w:run(function(agent)
+            agent.runtime.run{ name = "m", image = IMG, labels = { a = "b" } }
+            agent.clock.sleep(3)
+            agent.runtime.kill("m", 137, { oom = true })
+        end)
+        local rec = w.runtime.inspect("m")
+        assert.equal(137, rec.exit_code)
+        assert.is_true(rec.oom)
+        assert.equal(3, rec.finished_at)
+        assert.equal("no", rec.restart) -- the agent supervises, never podman
+        assert.same({ a = "b" }, rec.labels)
+        local l = w.runtime.list()[1]
+        assert.is_false(l.oom) -- podman ps does not say
+        assert.same({ a = "b" }, l.labels)
+        assert.equal("", w.runtime.inspect("m") and (function()
+            w.runtime.start("m"); return w.runtime.inspect("m").finished_at end)())
+        assert.has_error(function() w.runtime.run{ name = "x", image = IMG, labels = { 1, 2 } } end)
+        assert.has_error(function() w.runtime.run{ name = "x", image = IMG, labels = { ["a=b"] = "c" } } end)
+        assert.has_error(function() w.runtime.run{ name = "x", image = IMG, labels = "a=b" } end)
+    end)
+
+    it("vanishes containers without a word", function()
+        local w = t.world{ images = { IMG } }
+        local after, why = w:run(function(agent)
+            local rt = agent.runtime
+            rt.run{ name = "a", image = IMG }
+            rt.run{ name = "b", image = IMG }
+            local s = rt.events()
+            rt.vanish("a")
+            local n1 = #rt.list()
+            rt.vanish()
+            local _, r = s:next(10)
+            return { n1, #rt.list() }, r
+        end)
+        assert.same({ 1, 0 }, after)
+        assert.equal("timeout", why)
+    end)
+
+    it("ends every stream like a dead podman events child, queued events first", function()
+        local w = t.world{ images = { IMG } }
+        local out = w:run(function(agent)
+            local rt = agent.runtime
+            local s = rt.events()
+            local waiting = rt.events()
+            local h = agent.task.spawn(function() return waiting:next() end)
+            agent.clock.sleep(1)
+            rt.run{ name = "a", image = IMG }
+            agent.task.wait(h)
+            local idle = rt.events()
+            local h1 = agent.task.spawn(function() return idle:next() end) -- waits for ever…
+            agent.clock.sleep(1)
+            local h2 = agent.task.spawn(function() return idle:next() end)
+            agent.clock.sleep(0)
+            local raised = agent.task.wait(h2) -- …so a second waiter is misuse
+            rt.end_events("podman events exited with status 125: boom")
+            local evs, why, detail = drain(s, 5)
+            local _, _, r1, d1 = agent.task.wait(h1)
+            local again = assert(rt.events())
+            rt.stop("a")
+            return { #evs, why, detail, raised, r1, d1, again:next(1).status, rt.streams() }
+        end)
+        local boom = "podman events exited with status 125: boom"
+        assert.same({ 3, "closed", boom, false, "closed", boom, "died", 1 }, out)
+    end)
+
+    it("answers cancelled to a task cancelled in next(), and closed after close()", function()
+        local w = t.world{ images = { IMG } }
+        local out = w:run(function(agent)
+            local rt = agent.runtime
+            local s = rt.events()
+            local h = agent.task.spawn(function() return s:next(100) end)
+            agent.clock.sleep(2)
+            agent.task.cancel(h)
+            local r1 = { agent.task.wait(h) }
+            local h2 = agent.task.spawn(function() return s:next(100) end)
+            agent.clock.sleep(1)
+            s:close()
+            local r2 = { agent.task.wait(h2) }
+            do
+                local s2 <close> = rt.events()
+                assert(rt.streams() == 1 and s2)
+            end
+            return { r1, r2, { s:next(1) }, rt.streams(), agent.clock.now() }
+        end)
+        assert.same({ { nil, "cancelled" }, { true, nil, "closed", "the stream was closed" },
+                      { nil, "closed", "the stream was closed" }, 0, 3 }, out)
+        assert.equal(0, w.sched.pending_timers()) -- no sleeper left behind
+    end)
+
+    it("drops what piles up unread and says overflow once", function()
+        local w = t.world{ images = { IMG }, events_max = 4 }
+        local out = w:run(function(agent)
+            local rt = agent.runtime
+            local s = rt.events()
+            rt.run{ name = "a", image = IMG } -- create init start
+            rt.stop("a")                     -- died cleanup stop: 6 > 4
+            local first = { s:next(1) }
+            local evs = drain(s, 1)
+            return { first[2], statuses(evs) }
+        end)
+        assert.same({ "overflow", { "cleanup", "stop" } }, out)
+    end)
+
+    it("polls on a clock without a task API (the real-clock fake)", function()
+        local sched = require("mcp.sched").new()
+        local rt = fake_runtime.new{ images = { IMG }, now = sched.now, sleep = sched.sleep, poll = 0.1 }
+        rt.run{ name = "a", image = IMG }
+        local s = rt.events()
+        local got
+        sched.spawn(function() sched.sleep(1.03); rt.kill("a", 9) end)
+        local reader = sched.spawn(function()
+            local ev = s:next(10)
+            got = { ev.status, sched.now() }
+            return s:next(0.25)
+        end)
+        sched.run_until_idle()
+        assert.equal("kill", got[1])
+        assert.is_true(got[2] >= 1.03 and got[2] <= 1.14, "seen at " .. got[2])
+        assert.same({ true, { name = "a", id = rt.container("a").id, status = "died", exit_code = 9,
+                               time = 1.03, image = IMG, labels = {} } }, { reader.wait() })
+        assert.has_error(function() s:next(-1) end)
+        assert.has_error(function() s.next({}, 1) end)
+    end)
+
+    it("passes events through a dry run and can fail like podman", function()
+        local rt = fake_runtime.new{ images = { IMG } }
+        local dry = require("mcp.dryrun").wrap(rt, { print = function() end })
+        rt.fail_next("events", "podman not found", "podman: executable not found in PATH")
+        assert.same({ nil, "podman not found", "podman: executable not found in PATH" }, { dry.events() })
+        local s = assert(dry.events())
+        rt.run{ name = "a", image = IMG }
+        assert.equal("create", s:next(0).status)
+    end)
+end)
+
 describe("mcp.testing", function()
     it("fills service defaults", function()
         local s = t.service{ name = "mc", image = IMG }
