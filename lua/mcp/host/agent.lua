@@ -31,6 +31,7 @@ local function build_runtime(config, print_line)
     if config.container_runtime == "fake" then
         runtime = require("mcp.fake_runtime").new {
             now = core.clock.now, sleep = core.clock.sleep, wallclock = core.clock.wallclock,
+            task = { spawn = core.task.spawn, wait = core.task.wait, cancel = core.task.cancel },
             any_image = true,
         }
     else
