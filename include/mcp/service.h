@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mcp/error.h"
 #include "mcp/util.h"
@@ -20,16 +21,20 @@ typedef struct mcp_health {
     char *check; /* "tcp" | "grpc" | "http"; NULL = none given (use the boot stage's) */
     int port;    /* container port to probe; 0 = default (first route, else first published port) */
     char *path;  /* http only; NULL = "/" */
+    /* liveness after boot (SPEC §10); the parser fills the defaults */
+    int64_t interval_ms;   /* between probes, > 0; default 10 s */
+    int64_t timeout_ms;    /* of one probe, > 0; default 1 s */
+    int failure_threshold; /* failures in a row that make it unhealthy, >= 1; default 3 */
 } mcp_health;
 
 typedef struct mcp_component {
     char *name;
     char *image;
-    char *network;       /* may be NULL */
-    char *user;          /* may be NULL */
-    char *restart;       /* may be NULL; "no" | "always" | "on-failure[:N]" | "unless-stopped" */
-    mcp_strv ports;      /* podman -p specs as written: "[ip:][host:]container[/tcp|udp]" */
-    mcp_strv volumes;    /* "src:dst[:opts]" */
+    char *network;    /* may be NULL */
+    char *user;       /* may be NULL */
+    char *restart;    /* may be NULL; "no" | "always" | "on-failure[:N]" | "unless-stopped" */
+    mcp_strv ports;   /* podman -p specs as written: "[ip:][host:]container[/tcp|udp]" */
+    mcp_strv volumes; /* "src:dst[:opts]" */
     mcp_strv cmd;
     mcp_strv env;        /* "KEY=value" */
     char *desired_state; /* "running" | "stopped" */
