@@ -17,6 +17,10 @@ typedef struct mcp_route {
     int host_port;  /* from the registry; 0 = not allocated yet */
 } mcp_route;
 
+#define MCP_HEALTH_DEFAULT_INTERVAL_MS 10000
+#define MCP_HEALTH_DEFAULT_TIMEOUT_MS 1000
+#define MCP_HEALTH_DEFAULT_FAILURE_THRESHOLD 3
+
 typedef struct mcp_health {
     char *check; /* "tcp" | "grpc" | "http"; NULL = none given (use the boot stage's) */
     int port;    /* container port to probe; 0 = default (first route, else first published port) */
@@ -56,6 +60,7 @@ typedef struct mcp_service {
  * components and routes; duplicate component and route names; required keys
  * (name, components[].name, image); port specs; volume specs; desired_state,
  * restart, route mode and health check values; route and health ports 1..65535;
+ * health interval and timeout positive durations, failure_threshold >= 1;
  * env entries of the form KEY=value; wrong types. Unknown keys are warnings
  * (mcp_log). Returns 0, or -1 with err set. */
 int mcp_service_parse(const char *text, size_t len, const char *filename, mcp_service *out,
