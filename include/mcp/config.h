@@ -44,7 +44,9 @@ typedef struct mcp_config {
         *metacrypt_token_path; /* mount default "pki", issuer default "web" */
 
     /* [monitor] */
-    int64_t monitor_interval_ms; /* default 60 s */
+    int64_t monitor_interval_ms; /* default 10 s */
+    char *monitor_drift;         /* "report" (default) | "fix" */
+    int64_t keep_events;         /* newest registry events kept, >= 1; default 10000 */
 
     /* [log] */
     char *log_level;  /* default "info" */

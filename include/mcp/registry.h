@@ -18,7 +18,48 @@ typedef struct mcp_event {
     char *component; /* may be NULL */
     char *kind;      /* short and stable: "deployed", "recovered", "started", "failed", … */
     char *message;
+    bool has_exit_code;
+    int exit_code;
 } mcp_event;
+
+/* Which events to read. */
+typedef struct mcp_event_query {
+    const char *service; /* NULL = every service */
+    int limit;           /* < 0 = no limit */
+    int64_t since_ms;    /* newest-first reads: only events at or after this time; 0 = any */
+    int64_t after_id;    /* > 0 (or after = true): only ids above it, oldest first (following) */
+    bool after;
+} mcp_event_query;
+
+/* The supervisor's state of one component (SPEC §10); survives restarts of
+ * the agent and redeploys that keep the component; deleted with its service. */
+typedef struct mcp_supervision {
+    char *service, *component;
+    int64_t restarts; /* since the component was last stable */
+    bool has_last_exit_code;
+    int last_exit_code;
+    char *state; /* "running", "backoff", "given up", "unhealthy", "drifted"; may be NULL */
+    bool has_backoff_until;
+    double backoff_until; /* unix seconds */
+    char *reason;         /* last error / why given up; may be NULL */
+    bool has_started_at;
+    double started_at; /* unix seconds of the supervisor's last start */
+    double updated_at; /* unix seconds, set on every write */
+} mcp_supervision;
+
+/* Bits of mcp_supervision_update.set: the fields to write. A set nullable
+ * field whose has_ flag (or pointer) is false/NULL is cleared. */
+enum {
+    MCP_SUP_RESTARTS = 1,
+    MCP_SUP_LAST_EXIT_CODE = 2,
+    MCP_SUP_STATE = 4,
+    MCP_SUP_BACKOFF_UNTIL = 8,
+    MCP_SUP_REASON = 16,
+    MCP_SUP_STARTED_AT = 32,
+};
+
+/* The newest events kept unless mcp_registry_set_keep_events says otherwise. */
+#define MCP_REGISTRY_KEEP_EVENTS 10000
 
 /* Opens (creating when absent) and migrates the registry at path. A file that
  * is not SQLite, is corrupt, or is a SQLite database of another application
@@ -37,11 +78,11 @@ int mcp_registry_put_service(mcp_registry *reg, mcp_service *svc, int port_min, 
                              bool (*port_free)(int port, void *ud), void *ud, mcp_error *err);
 
 /* Returns 1 and fills out when found, 0 when there is no such service, -1 on error. */
-int mcp_registry_get_service(mcp_registry *reg, const char *name, mcp_service *out,
-                             mcp_error *err);
+int mcp_registry_get_service(mcp_registry *reg, const char *name, mcp_service *out, mcp_error *err);
 /* All services ordered by name. Free with mcp_services_free. */
 int mcp_registry_list_services(mcp_registry *reg, mcp_service **out, size_t *n, mcp_error *err);
-/* Removes a service, its components and routes (freeing their ports). Returns 1 removed, 0 absent, -1 error. */
+/* Removes a service, its components, routes (freeing their ports) and supervisor state. Returns 1
+ * removed, 0 absent, -1 error. */
 int mcp_registry_delete_service(mcp_registry *reg, const char *name, mcp_error *err);
 
 /* Sets desired_state of one component, or of all when component is NULL.
@@ -51,13 +92,43 @@ int mcp_registry_set_desired_state(mcp_registry *reg, const char *service, const
 /* Sets a service's active flag. Returns 1 done, 0 no such service, -1 on error. */
 int mcp_registry_set_active(mcp_registry *reg, const char *service, bool active, mcp_error *err);
 
-/* Appends an event (component may be NULL). */
+/* Appends an event (component may be NULL) without an exit code. */
 int mcp_registry_add_event(mcp_registry *reg, const char *service, const char *component,
                            const char *kind, const char *message, mcp_error *err);
+/* Appends an event with an exit code when exit_code is not NULL. Keeps only
+ * the newest keep_events rows, trimmed in batches of keep/100 (at least 1)
+ * inserts, so the table briefly holds up to that many more. */
+int mcp_registry_add_event_exit(mcp_registry *reg, const char *service, const char *component,
+                                const char *kind, const char *message, const int *exit_code,
+                                mcp_error *err);
+/* keep >= 1; also trims at once. */
+int mcp_registry_set_keep_events(mcp_registry *reg, int64_t keep, mcp_error *err);
 /* The newest events first, at most limit, of one service or (NULL) all. */
 int mcp_registry_list_events(mcp_registry *reg, const char *service, int limit, mcp_event **out,
                              size_t *n, mcp_error *err);
+/* Events as q says: newest first, or oldest first above q->after_id. */
+int mcp_registry_query_events(mcp_registry *reg, const mcp_event_query *q, mcp_event **out,
+                              size_t *n, mcp_error *err);
 void mcp_events_free(mcp_event *ev, size_t n);
+
+/* Writes the fields of u named by the bits of set (MCP_SUP_*), creating the
+ * row (other fields empty, restarts 0) when absent; updated_at is now.
+ * u->service and u->component name the row. Returns 1 written, 0 no such
+ * component, -1 error. */
+int mcp_registry_set_supervision(mcp_registry *reg, const mcp_supervision *u, unsigned set,
+                                 mcp_error *err);
+/* Returns 1 and fills out, 0 when there is no row, -1 on error. */
+int mcp_registry_get_supervision(mcp_registry *reg, const char *service, const char *component,
+                                 mcp_supervision *out, mcp_error *err);
+/* Every row, ordered by service and component. */
+int mcp_registry_list_supervision(mcp_registry *reg, mcp_supervision **out, size_t *n,
+                                  mcp_error *err);
+/* Deletes one component's row, or every row of the service when component
+ * is NULL. Returns the rows deleted, -1 on error. */
+int mcp_registry_clear_supervision(mcp_registry *reg, const char *service, const char *component,
+                                   mcp_error *err);
+void mcp_supervision_free(mcp_supervision *s);
+void mcp_supervisions_free(mcp_supervision *s, size_t n);
 
 /* A consistent online copy of the registry at dest (SQLite backup API).
  * dest must not exist yet. */

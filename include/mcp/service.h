@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mcp/error.h"
 #include "mcp/util.h"
@@ -16,20 +17,28 @@ typedef struct mcp_route {
     int host_port;  /* from the registry; 0 = not allocated yet */
 } mcp_route;
 
+#define MCP_HEALTH_DEFAULT_INTERVAL_MS 10000
+#define MCP_HEALTH_DEFAULT_TIMEOUT_MS 1000
+#define MCP_HEALTH_DEFAULT_FAILURE_THRESHOLD 3
+
 typedef struct mcp_health {
     char *check; /* "tcp" | "grpc" | "http"; NULL = none given (use the boot stage's) */
     int port;    /* container port to probe; 0 = default (first route, else first published port) */
     char *path;  /* http only; NULL = "/" */
+    /* liveness after boot (SPEC §10); the parser fills the defaults */
+    int64_t interval_ms;   /* between probes, > 0; default 10 s */
+    int64_t timeout_ms;    /* of one probe, > 0; default 1 s */
+    int failure_threshold; /* failures in a row that make it unhealthy, >= 1; default 3 */
 } mcp_health;
 
 typedef struct mcp_component {
     char *name;
     char *image;
-    char *network;       /* may be NULL */
-    char *user;          /* may be NULL */
-    char *restart;       /* may be NULL; "no" | "always" | "on-failure[:N]" | "unless-stopped" */
-    mcp_strv ports;      /* podman -p specs as written: "[ip:][host:]container[/tcp|udp]" */
-    mcp_strv volumes;    /* "src:dst[:opts]" */
+    char *network;    /* may be NULL */
+    char *user;       /* may be NULL */
+    char *restart;    /* may be NULL; "no" | "always" | "on-failure[:N]" | "unless-stopped" */
+    mcp_strv ports;   /* podman -p specs as written: "[ip:][host:]container[/tcp|udp]" */
+    mcp_strv volumes; /* "src:dst[:opts]" */
     mcp_strv cmd;
     mcp_strv env;        /* "KEY=value" */
     char *desired_state; /* "running" | "stopped" */
@@ -51,6 +60,7 @@ typedef struct mcp_service {
  * components and routes; duplicate component and route names; required keys
  * (name, components[].name, image); port specs; volume specs; desired_state,
  * restart, route mode and health check values; route and health ports 1..65535;
+ * health interval and timeout positive durations, failure_threshold >= 1;
  * env entries of the form KEY=value; wrong types. Unknown keys are warnings
  * (mcp_log). Returns 0, or -1 with err set. */
 int mcp_service_parse(const char *text, size_t len, const char *filename, mcp_service *out,

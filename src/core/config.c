@@ -16,7 +16,8 @@
 
 #define DEFAULT_STAGE_TIMEOUT_MS 60000
 #define DEFAULT_PODMAN_TIMEOUT_MS 120000
-#define DEFAULT_MONITOR_INTERVAL_MS 60000
+#define DEFAULT_MONITOR_INTERVAL_MS 10000
+#define DEFAULT_KEEP_EVENTS 10000
 
 /* How a key's value is checked and stored. */
 typedef enum key_kind {
@@ -26,6 +27,7 @@ typedef enum key_kind {
     K_STRV,       /* mcp_strv from an array of strings */
     K_CHOICE,     /* char *, one of choices */
     K_PORT_RANGE, /* port_min / port_max from "MIN-MAX" */
+    K_POSITIVE,   /* int64_t from an integer >= 1 */
 } key_kind;
 
 typedef struct key_spec {
@@ -40,6 +42,7 @@ static const char *const runtimes[] = {"podman", "fake", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const health_methods[] = {"tcp", "grpc", "http", NULL};
+static const char *const drift_modes[] = {"report", "fix", NULL};
 
 #define CFG(field) offsetof(mcp_config, field)
 #define STAGE(field) offsetof(mcp_boot_stage, field)
@@ -82,6 +85,8 @@ static const key_spec metacrypt_keys[] = {
 };
 static const key_spec monitor_keys[] = {
     {"interval", K_DURATION, CFG(monitor_interval_ms), NULL, NULL},
+    {"drift", K_CHOICE, CFG(monitor_drift), drift_modes, "drift mode"},
+    {"keep_events", K_POSITIVE, CFG(keep_events), NULL, NULL},
     {NULL, K_STRING, 0, NULL, NULL},
 };
 static const key_spec log_keys[] = {
@@ -159,6 +164,7 @@ void mcp_config_free(mcp_config *cfg)
         &cfg->log_level,
         &cfg->log_format,
         &cfg->policy_dir,
+        &cfg->monitor_drift,
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         free(*strings[i]);
@@ -194,11 +200,13 @@ int mcp_config_defaults(mcp_config *cfg)
     cfg->metacrypt_mount = mcp_strdup("pki");
     cfg->metacrypt_issuer = mcp_strdup("web");
     cfg->monitor_interval_ms = DEFAULT_MONITOR_INTERVAL_MS;
+    cfg->monitor_drift = mcp_strdup("report");
+    cfg->keep_events = DEFAULT_KEEP_EVENTS;
     cfg->log_level = mcp_strdup("info");
     cfg->log_format = mcp_strdup("text");
     if (!cfg->node_name || !cfg->grpc_addr || !cfg->socket || !cfg->container_runtime ||
         !cfg->podman || !cfg->db_path || !cfg->mcproxy_listener || !cfg->metacrypt_mount ||
-        !cfg->metacrypt_issuer || !cfg->log_level || !cfg->log_format) {
+        !cfg->metacrypt_issuer || !cfg->log_level || !cfg->log_format || !cfg->monitor_drift) {
         mcp_config_free(cfg);
         return -1;
     }
@@ -397,6 +405,14 @@ static int apply_key(loader *L, void *base, const key_spec *spec, const mcp_toml
         return set_choice(L, v, spec, key, (char **)slot);
     case K_PORT_RANGE:
         return set_port_range(L, v, key);
+    case K_POSITIVE:
+        if (expect_type(L, v, MCP_TOML_INTEGER, key) != 0)
+            return -1;
+        if (v->u.integer < 1)
+            return fail_at(L, v, 0, key, "must be a positive integer, got %lld",
+                           (long long)v->u.integer);
+        *(int64_t *)slot = v->u.integer;
+        return 0;
     }
     return -1;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcp/duration.h"
 #include "mcp/log.h"
 #include "mcp/toml.h"
 
@@ -385,6 +386,47 @@ static int get_port(parse_ctx *p, const mcp_toml_value *table, const char *paren
     return 1;
 }
 
+/* A Go-style duration string that must be > 0, in milliseconds. */
+static int get_duration(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                        const char *key, int64_t *out)
+{
+    char path[PATH_MAX_LEN];
+    char *text = NULL;
+    int rc = get_string(p, table, parent, key, &text, path);
+    if (rc <= 0)
+        return rc;
+    const mcp_toml_value *v = mcp_toml_find(table, key)->value;
+    char why[200];
+    int64_t ms = 0;
+    if (mcp_duration_parse(text, &ms, why, sizeof why) != 0)
+        rc = failf(p, v->line, v->col, path, "%s", why);
+    else if (ms <= 0)
+        rc = failf(p, v->line, v->col, path, "duration \"%s\" must be positive", text);
+    else
+        *out = ms;
+    free(text);
+    return rc;
+}
+
+/* An integer of at least min. */
+static int get_int_min(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                       const char *key, int min, int *out)
+{
+    char path[PATH_MAX_LEN];
+    child_path(path, parent, key);
+    const mcp_toml_kv *kv = mcp_toml_find(table, key);
+    if (!kv)
+        return 0;
+    const mcp_toml_value *v = kv->value;
+    if (expect_type(p, v, MCP_TOML_INTEGER, path) != 0)
+        return -1;
+    if (v->u.integer < min || v->u.integer > 1000000)
+        return failf(p, v->line, v->col, path, "%lld out of range %d..1000000",
+                     (long long)v->u.integer, min);
+    *out = (int)v->u.integer;
+    return 1;
+}
+
 /* The line/col of key's value, or of the table when the key is absent. */
 static const mcp_toml_value *value_or_table(const mcp_toml_value *table, const char *key)
 {
@@ -474,11 +516,18 @@ static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cp
     const mcp_toml_value *t = kv->value;
     if (expect_type(p, t, MCP_TOML_TABLE, path) != 0)
         return -1;
-    static const char *const known[] = {"check", "port", "path", NULL};
+    static const char *const known[] = {
+        "check", "port", "path", "interval", "timeout", "failure_threshold", NULL};
     check_known_keys(p, t, path, known);
+    h->interval_ms = MCP_HEALTH_DEFAULT_INTERVAL_MS;
+    h->timeout_ms = MCP_HEALTH_DEFAULT_TIMEOUT_MS;
+    h->failure_threshold = MCP_HEALTH_DEFAULT_FAILURE_THRESHOLD;
     if (get_enum(p, t, path, "check", health_checks, "\"tcp\", \"grpc\" or \"http\"", &h->check) <
             0 ||
-        get_port(p, t, path, "port", &h->port) < 0)
+        get_port(p, t, path, "port", &h->port) < 0 ||
+        get_duration(p, t, path, "interval", &h->interval_ms) < 0 ||
+        get_duration(p, t, path, "timeout", &h->timeout_ms) < 0 ||
+        get_int_min(p, t, path, "failure_threshold", 1, &h->failure_threshold) < 0)
         return -1;
     char ppath[PATH_MAX_LEN];
     int rc = get_string(p, t, path, "path", &h->path, ppath);

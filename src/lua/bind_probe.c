@@ -55,18 +55,6 @@ static int check_port(lua_State *L, int idx)
     return (int)port;
 }
 
-/* The http client is made on first use: commands that never probe pay nothing. */
-mcp_http *mcp_host_http(lua_State *L, mcp_host *h)
-{
-    if (!h->http) {
-        mcp_error err = {{0}};
-        h->http = mcp_http_new(&h->loop, &err);
-        if (!h->http)
-            luaL_error(L, "cannot create the http client: %s", err.msg);
-    }
-    return h->http;
-}
-
 typedef enum { PROBE_TCP, PROBE_HTTP, PROBE_GRPC } probe_kind;
 
 static int start_probe(lua_State *L, probe_kind kind)

@@ -1,4 +1,5 @@
 /* agent.registry: the desired state, as plain Lua tables (docs/LUA_API.md). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,11 +49,16 @@ static void push_component(lua_State *L, const mcp_service *svc, const mcp_compo
     mcp_push_strv(L, &c->env);
     lua_setfield(L, -2, "env");
     if (c->health.check) {
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 6);
         mcp_set_string(L, "check", c->health.check);
         if (c->health.port)
             mcp_set_int(L, "port", c->health.port);
         mcp_set_string(L, "path", c->health.path);
+        lua_pushnumber(L, (lua_Number)c->health.interval_ms / 1000.0);
+        lua_setfield(L, -2, "interval");
+        lua_pushnumber(L, (lua_Number)c->health.timeout_ms / 1000.0);
+        lua_setfield(L, -2, "timeout");
+        mcp_set_int(L, "failure_threshold", c->health.failure_threshold);
         lua_setfield(L, -2, "health");
     }
     lua_createtable(L, (int)c->n_routes, 0);
@@ -150,42 +156,273 @@ static int l_set_active(lua_State *L)
     return 1;
 }
 
+static int check_limit(lua_State *L, int idx, lua_Integer dflt)
+{
+    lua_Integer limit = luaL_optinteger(L, idx, dflt);
+    if (limit < 0 || limit > 1000000)
+        return luaL_argerror(L, idx, "limit must be 0..1000000");
+    return (int)limit;
+}
+
+/* registry.event(service, component|nil, kind, message[, exit_code]) -> true */
 static int l_event(lua_State *L)
 {
     const char *service = luaL_checkstring(L, 1);
     const char *component = luaL_optstring(L, 2, NULL);
     const char *kind = luaL_checkstring(L, 3);
     const char *message = luaL_optstring(L, 4, "");
+    int code = 0;
+    bool has_code = !lua_isnoneornil(L, 5);
+    if (has_code) {
+        lua_Integer c = luaL_checkinteger(L, 5);
+        if (c < INT32_MIN || c > INT32_MAX)
+            return luaL_argerror(L, 5, "exit code out of range");
+        code = (int)c;
+    }
     mcp_registry *reg = check_registry(L);
     mcp_error err = {{0}};
-    if (mcp_registry_add_event(reg, service, component, kind, message, &err) != 0)
+    if (mcp_registry_add_event_exit(reg, service, component, kind, message, has_code ? &code : NULL,
+                                    &err) != 0)
         return registry_failure(L, &err);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-static int l_events(lua_State *L)
+static int push_events(lua_State *L, mcp_registry *reg, const mcp_event_query *q)
 {
-    const char *service = luaL_optstring(L, 1, NULL);
-    lua_Integer limit = luaL_optinteger(L, 2, 20);
-    mcp_registry *reg = check_registry(L);
     mcp_error err = {{0}};
     mcp_event *ev = NULL;
     size_t n = 0;
-    if (mcp_registry_list_events(reg, service, (int)limit, &ev, &n, &err) != 0)
+    if (mcp_registry_query_events(reg, q, &ev, &n, &err) != 0)
         return registry_failure(L, &err);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
-        lua_createtable(L, 0, 5);
+        lua_createtable(L, 0, 7);
+        mcp_set_int(L, "id", ev[i].id);
         lua_pushnumber(L, (lua_Number)ev[i].time_ms / 1000.0);
         lua_setfield(L, -2, "time");
         mcp_set_string(L, "service", ev[i].service);
         mcp_set_string(L, "component", ev[i].component);
         mcp_set_string(L, "kind", ev[i].kind);
         mcp_set_string(L, "message", ev[i].message);
+        if (ev[i].has_exit_code)
+            mcp_set_int(L, "exit_code", ev[i].exit_code);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     mcp_events_free(ev, n);
+    return 1;
+}
+
+/* registry.events(service|nil, limit[, since_unix_seconds]) -> newest first */
+static int l_events(lua_State *L)
+{
+    mcp_event_query q = {.service = luaL_optstring(L, 1, NULL), .limit = check_limit(L, 2, 20)};
+    if (!lua_isnoneornil(L, 3)) {
+        lua_Number since = luaL_checknumber(L, 3);
+        if (!(since >= 0 && since < 1e11))
+            return luaL_argerror(L, 3, "since must be unix seconds >= 0");
+        q.since_ms = (int64_t)(since * 1000.0 + 0.5); /* the nearest ms: times come back exact */
+    }
+    return push_events(L, check_registry(L), &q);
+}
+
+/* registry.events_after(id, service|nil, limit) -> oldest first, ids above id */
+static int l_events_after(lua_State *L)
+{
+    lua_Integer id = luaL_checkinteger(L, 1);
+    if (id < 0)
+        return luaL_argerror(L, 1, "id must be >= 0");
+    mcp_event_query q = {.after = true,
+                         .after_id = id,
+                         .service = luaL_optstring(L, 2, NULL),
+                         .limit = check_limit(L, 3, 100)};
+    return push_events(L, check_registry(L), &q);
+}
+
+/* ---- supervision ---- */
+
+static void push_supervision(lua_State *L, const mcp_supervision *s)
+{
+    lua_createtable(L, 0, 9);
+    mcp_set_string(L, "service", s->service);
+    mcp_set_string(L, "component", s->component);
+    mcp_set_int(L, "restarts", s->restarts);
+    if (s->has_last_exit_code)
+        mcp_set_int(L, "last_exit_code", s->last_exit_code);
+    mcp_set_string(L, "state", s->state);
+    if (s->has_backoff_until) {
+        lua_pushnumber(L, s->backoff_until);
+        lua_setfield(L, -2, "backoff_until");
+    }
+    mcp_set_string(L, "reason", s->reason);
+    if (s->has_started_at) {
+        lua_pushnumber(L, s->started_at);
+        lua_setfield(L, -2, "started_at");
+    }
+    lua_pushnumber(L, s->updated_at);
+    lua_setfield(L, -2, "updated_at");
+}
+
+/* registry.supervision(service, component) -> table | nil */
+static int l_supervision(lua_State *L)
+{
+    const char *service = luaL_checkstring(L, 1);
+    const char *component = luaL_checkstring(L, 2);
+    mcp_registry *reg = check_registry(L);
+    mcp_error err = {{0}};
+    mcp_supervision s;
+    int found = mcp_registry_get_supervision(reg, service, component, &s, &err);
+    if (found < 0)
+        return registry_failure(L, &err);
+    if (found == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    push_supervision(L, &s);
+    mcp_supervision_free(&s);
+    return 1;
+}
+
+/* registry.supervisions() -> { {service=, component=, ...}, ... } */
+static int l_supervisions(lua_State *L)
+{
+    mcp_registry *reg = check_registry(L);
+    mcp_error err = {{0}};
+    mcp_supervision *rows = NULL;
+    size_t n = 0;
+    if (mcp_registry_list_supervision(reg, &rows, &n, &err) != 0)
+        return registry_failure(L, &err);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        push_supervision(L, &rows[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    mcp_supervisions_free(rows, n);
+    return 1;
+}
+
+/* One settable field of set_supervision: its type, and whether false clears it. */
+typedef struct sup_field {
+    const char *name;
+    unsigned bit;
+    int type; /* LUA_TNUMBER (integer when is_int) or LUA_TSTRING */
+    bool is_int;
+    bool nullable;
+} sup_field;
+
+static const sup_field sup_fields[] = {
+    {"restarts", MCP_SUP_RESTARTS, LUA_TNUMBER, true, false},
+    {"last_exit_code", MCP_SUP_LAST_EXIT_CODE, LUA_TNUMBER, true, true},
+    {"state", MCP_SUP_STATE, LUA_TSTRING, false, true},
+    {"backoff_until", MCP_SUP_BACKOFF_UNTIL, LUA_TNUMBER, false, true},
+    {"reason", MCP_SUP_REASON, LUA_TSTRING, false, true},
+    {"started_at", MCP_SUP_STARTED_AT, LUA_TNUMBER, false, true},
+};
+#define N_SUP_FIELDS (sizeof sup_fields / sizeof sup_fields[0])
+
+static const sup_field *find_sup_field(const char *name)
+{
+    for (size_t i = 0; i < N_SUP_FIELDS; i++)
+        if (strcmp(sup_fields[i].name, name) == 0)
+            return &sup_fields[i];
+    return NULL;
+}
+
+/* Reads fields (table at idx) into u; returns the MCP_SUP_* bits given. Strings stay on
+ * the Lua stack's table, which outlives the call. Raises on unknown keys or wrong types. */
+static unsigned read_sup_fields(lua_State *L, int idx, mcp_supervision *u)
+{
+    unsigned set = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const sup_field *f = key ? find_sup_field(key) : NULL;
+        if (!f)
+            luaL_argerror(L, idx,
+                          lua_pushfstring(L, "unknown supervision field %s",
+                                          key ? key : luaL_typename(L, -2)));
+        bool clear = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+        if (clear && !f->nullable)
+            luaL_argerror(L, idx, lua_pushfstring(L, "%s cannot be cleared", f->name));
+        if (!clear && (lua_type(L, -1) != f->type || (f->is_int && !lua_isinteger(L, -1))))
+            luaL_argerror(L, idx,
+                          lua_pushfstring(L, "%s must be %s%s", f->name,
+                                          f->type == LUA_TSTRING ? "a string"
+                                          : f->is_int            ? "an integer"
+                                                                 : "a number",
+                                          f->nullable ? " or false" : ""));
+        set |= f->bit;
+        switch (f->bit) {
+        case MCP_SUP_RESTARTS:
+            u->restarts = lua_tointeger(L, -1);
+            if (u->restarts < 0)
+                luaL_argerror(L, idx, "restarts must be >= 0");
+            break;
+        case MCP_SUP_LAST_EXIT_CODE:
+            u->has_last_exit_code = !clear;
+            if (!clear) {
+                lua_Integer c = lua_tointeger(L, -1);
+                if (c < INT32_MIN || c > INT32_MAX)
+                    luaL_argerror(L, idx, "last_exit_code out of range");
+                u->last_exit_code = (int)c;
+            }
+            break;
+        case MCP_SUP_STATE:
+            u->state = clear ? NULL : (char *)lua_tostring(L, -1);
+            break;
+        case MCP_SUP_BACKOFF_UNTIL:
+            u->has_backoff_until = !clear;
+            u->backoff_until = clear ? 0 : lua_tonumber(L, -1);
+            break;
+        case MCP_SUP_REASON:
+            u->reason = clear ? NULL : (char *)lua_tostring(L, -1);
+            break;
+        case MCP_SUP_STARTED_AT:
+            u->has_started_at = !clear;
+            u->started_at = clear ? 0 : lua_tonumber(L, -1);
+            break;
+        }
+        lua_pop(L, 1);
+    }
+    return set;
+}
+
+/* registry.set_supervision(service, component, fields) -> true | nil, reason[, detail]
+ * Upserts: fields absent from the table keep their value; false clears a
+ * nullable field (every field but restarts). */
+static int l_set_supervision(lua_State *L)
+{
+    mcp_supervision u;
+    memset(&u, 0, sizeof u);
+    u.service = (char *)luaL_checkstring(L, 1);
+    u.component = (char *)luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    unsigned set = read_sup_fields(L, 3, &u);
+    mcp_registry *reg = check_registry(L);
+    mcp_error err = {{0}};
+    int rc = mcp_registry_set_supervision(reg, &u, set, &err);
+    if (rc < 0)
+        return registry_failure(L, &err);
+    if (rc == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "no such component");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* registry.clear_supervision(service[, component]) -> rows deleted */
+static int l_clear_supervision(lua_State *L)
+{
+    const char *service = luaL_checkstring(L, 1);
+    const char *component = luaL_optstring(L, 2, NULL);
+    mcp_registry *reg = check_registry(L);
+    mcp_error err = {{0}};
+    int n = mcp_registry_clear_supervision(reg, service, component, &err);
+    if (n < 0)
+        return registry_failure(L, &err);
+    lua_pushinteger(L, n);
     return 1;
 }
 
@@ -269,11 +506,21 @@ static int l_snapshot(lua_State *L)
 
 int luaopen_mcp_registry(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"services", l_services},       {"service", l_service},
-                                   {"set_desired", l_set_desired}, {"set_active", l_set_active},
-                                   {"event", l_event},             {"events", l_events},
-                                   {"delete", l_delete},           {"deploy", l_deploy},
-                                   {"validate", l_validate},       {"snapshot", l_snapshot},
+    static const luaL_Reg fns[] = {{"services", l_services},
+                                   {"service", l_service},
+                                   {"set_desired", l_set_desired},
+                                   {"set_active", l_set_active},
+                                   {"event", l_event},
+                                   {"events", l_events},
+                                   {"delete", l_delete},
+                                   {"deploy", l_deploy},
+                                   {"validate", l_validate},
+                                   {"snapshot", l_snapshot},
+                                   {"events_after", l_events_after},
+                                   {"supervision", l_supervision},
+                                   {"supervisions", l_supervisions},
+                                   {"set_supervision", l_set_supervision},
+                                   {"clear_supervision", l_clear_supervision},
                                    {NULL, NULL}};
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));

@@ -1,5 +1,9 @@
 /* The Lua policy host: one Lua state, one libuv loop, the `mcp.core` module
- * of C primitives, and the entry into the Lua command layer. */
+ * of C primitives, and the entry into the Lua command layer. It owns its
+ * parts and sets them up in order (loop, scheduler, signals, Lua state),
+ * holds the one instruction-count hook every Lua thread inherits, the
+ * shared http client, and says why a cancelled command ended. Arrows run
+ * one way: cli -> host -> bindings -> core. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +27,70 @@
 #define MCP_BINDIR "/usr/local/bin"
 #endif
 
+/* ---- the count hook: one for every Lua thread ----
+ *
+ * Set once on the main state; threads (tasks, and coroutines the policies
+ * make) inherit it and the extra space that points back at the host. Lua
+ * that never yields keeps the loop from running, so every COUNT
+ * instructions it checks two deadlines: a second past SIGINT/SIGTERM, and
+ * the task budget (core.task.budget) since the running task was resumed. */
+#define HOOK_COUNT 1000000
+#define RUNAWAY_GRACE_NS 1000000000LL
+
+static mcp_host *hook_host(lua_State *L)
+{
+    return *(mcp_host **)lua_getextraspace(L);
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+    int64_t since = 0;
+    int sig = mcp_signals_stop_age(&since);
+    if (sig && since >= RUNAWAY_GRACE_NS) {
+        /* lua_error, not luaL_error: the position is the spinning function's own */
+        luaL_where(L, 0);
+        lua_pushfstring(L, "%sstopped: still running a second after %s without yielding",
+                        lua_tostring(L, -1), mcp_signal_name(sig));
+        lua_error(L);
+    }
+    mcp_host *h = hook_host(L);
+    if (!h || !h->current || h->task_budget_ns == 0)
+        return;
+    uint64_t ran = uv_hrtime() - h->slice_start_ns;
+    if (ran < h->task_budget_ns)
+        return;
+    /* A fresh budget: the error's handler (xpcall, the task's end) gets to run. */
+    h->slice_start_ns = uv_hrtime();
+    const char *src = "?";
+    int line = -1, defined = -1;
+    char fn[96] = "a function";
+    if (lua_getinfo(L, "nSl", ar)) {
+        src = ar->short_src;
+        line = ar->currentline;
+        defined = ar->linedefined;
+        if (ar->name)
+            snprintf(fn, sizeof fn, "function '%s'", ar->name);
+    }
+    /* luaL_error knows no precision: format the numbers first */
+    char msg[160];
+    snprintf(msg, sizeof msg, "ran %.1f s without yielding (task budget %.1f s)",
+             (double)ran / 1e9, (double)h->task_budget_ns / 1e9);
+    lua_pushfstring(L, "%s:%d: stopped: %s, in %s defined at line %d", src, line, msg, fn, defined);
+    lua_error(L);
+}
+
+/* The http client is made on first use: commands that never probe pay nothing. */
+mcp_http *mcp_host_http(lua_State *L, mcp_host *h)
+{
+    if (!h->http) {
+        mcp_error err = {{0}};
+        h->http = mcp_http_new(&h->loop, &err);
+        if (!h->http)
+            luaL_error(L, "cannot create the http client: %s", err.msg);
+    }
+    return h->http;
+}
+
 static bool is_dir(const char *path)
 {
     struct stat st;
@@ -45,8 +113,9 @@ static int resolve_paths(mcp_host *h, mcp_error *err)
     snprintf(h->lua_dir, sizeof h->lua_dir, "%s/lua", base);
     snprintf(h->builtin_policy_dir, sizeof h->builtin_policy_dir, "%s/policies", base);
     if (!is_dir(h->lua_dir)) {
-        mcp_error_set(err, "%s: the Lua library is missing (set MCP_AGENT_DATADIR to the directory "
-                           "holding lua/ and policies/)",
+        mcp_error_set(err,
+                      "%s: the Lua library is missing (set MCP_AGENT_DATADIR to the directory "
+                      "holding lua/ and policies/)",
                       h->lua_dir);
         return -1;
     }
@@ -78,6 +147,8 @@ static void push_config(lua_State *L, const mcp_host *h)
     mcp_set_string(L, "log_level", c->log_level);
     lua_pushnumber(L, (lua_Number)c->monitor_interval_ms / 1000.0);
     lua_setfield(L, -2, "monitor_interval");
+    mcp_set_string(L, "monitor_drift", c->monitor_drift);
+    mcp_set_int(L, "keep_events", c->keep_events);
     lua_pushnumber(L, (lua_Number)c->podman_timeout_ms / 1000.0);
     lua_setfield(L, -2, "podman_timeout");
     mcp_push_strv(L, &c->podman_args);
@@ -148,6 +219,7 @@ static int open_core(lua_State *L)
     add_area(L, h, "certs", luaopen_mcp_certs);
     add_area(L, h, "signals", luaopen_mcp_signals);
     add_area(L, h, "api", luaopen_mcp_api);
+    add_area(L, h, "hash", luaopen_mcp_hash);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_pushcfunction(L, l_release_memory);
@@ -220,11 +292,19 @@ int mcp_host_new(const mcp_host_opts *opts, mcp_host **out, mcp_error *err)
         mcp_error_set(err, "cannot set up the task scheduler");
         goto fail;
     }
+    h->sched_ready = true;
+    if (mcp_signals_init(h) != 0) {
+        mcp_error_set(err, "cannot install the signal handlers: %s", strerror(errno));
+        goto fail;
+    }
     h->L = luaL_newstate();
     if (!h->L) {
         mcp_error_set(err, "cannot create a Lua state (out of memory)");
         goto fail;
     }
+    /* Before any thread exists: each one copies both from the main state. */
+    *(mcp_host **)lua_getextraspace(h->L) = h;
+    lua_sethook(h->L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
     lua_pushcfunction(h->L, traceback_handler);
     lua_pushcfunction(h->L, setup);
     lua_pushlightuserdata(h->L, h);
@@ -233,7 +313,9 @@ int mcp_host_new(const mcp_host_opts *opts, mcp_host **out, mcp_error *err)
         goto fail;
     }
     lua_settop(h->L, 0);
-    lua_sethook(h->L, mcp_signals_runaway_hook, LUA_MASKCOUNT, MCP_RUNAWAY_HOOK_COUNT);
+    if (h->reg && h->cfg && h->cfg->keep_events > 0 &&
+        mcp_registry_set_keep_events(h->reg, h->cfg->keep_events, err) != 0)
+        goto fail;
     *out = h;
     return 0;
 fail:
@@ -249,8 +331,10 @@ void mcp_host_free(mcp_host *h)
      * free themselves from here on), then the http client, then the Lua
      * state (collecting a server handle starts its close), and last the loop
      * runs until every handle has closed and every child has been reaped. */
-    if (h->loop_ready)
+    if (h->sched_ready)
         mcp_sched_close(h);
+    if (h->loop_ready)
+        mcp_signals_close(h); /* safe when never installed */
     if (h->http) {
         mcp_http_destroy(h->http);
         h->http = NULL;
@@ -275,8 +359,7 @@ int mcp_host_command(mcp_host *h, const char *name, int argc, char **argv)
     lua_pushcfunction(L, traceback_handler);
     lua_insert(L, 1);
     if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
-        mcp_log(MCP_LOG_ERROR, "cannot load the command layer", "error", lua_tostring(L, -1),
-                NULL);
+        mcp_log(MCP_LOG_ERROR, "cannot load the command layer", "error", lua_tostring(L, -1), NULL);
         lua_settop(L, 0);
         return 2;
     }
@@ -294,7 +377,13 @@ int mcp_host_command(mcp_host *h, const char *name, int argc, char **argv)
     }
     int nres = 0;
     int rc;
-    if (mcp_sched_run_main(h, 2, &nres) != 0) {
+    mcp_main_outcome outcome = mcp_sched_run_main(h, 2, &nres);
+    if (outcome == MCP_MAIN_CANCELLED) {
+        lua_pushfstring(L, "cancelled by %s",
+                        h->stop_signal ? mcp_signal_name(h->stop_signal) : "the host");
+        outcome = MCP_MAIN_FAILED;
+    }
+    if (outcome == MCP_MAIN_FAILED) {
         const char *msg = lua_tostring(L, -1);
         if (h->stop_signal) {
             mcp_log(MCP_LOG_WARN, "command cancelled", "command", name, "reason",

@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -32,6 +33,7 @@ struct mcp_host {
     lua_State *L;
     uv_loop_t loop;
     bool loop_ready;
+    bool sched_ready;
     const mcp_config *cfg;
     mcp_registry *reg;
     mcp_podman_cfg podman;
@@ -46,15 +48,18 @@ struct mcp_host {
     mcp_task *ready_head, *ready_tail; /* tasks to resume on the next loop turn */
     mcp_task *live;                    /* every task not yet finished */
     uv_idle_t idle;                    /* runs the ready queue */
-    uv_async_t sig_async; /* woken by the signal handler (signals.c) */
+    uint64_t slice_start_ns;           /* uv_hrtime() when the running task was resumed */
+    uint64_t task_budget_ns;           /* Lua time a task may run without yielding; 0 = none */
+    uv_async_t sig_async;              /* woken by the signal handler (signals.c) */
     bool signals_armed;
-    int stop_signal;        /* the SIGINT/SIGTERM received, 0 = none */
-    int stop_count;         /* how many of them: a second one forces the stop */
+    int stop_signal;              /* the SIGINT/SIGTERM received, 0 = none */
+    int stop_count;               /* how many of them: a second one forces the stop */
     struct sig_wait *sig_waiters; /* tasks in core.signals.wait() */
 };
 
-/* --- scheduler (task.c) --- */
+/* --- scheduler (task.c); host.c sets it up after the loop, before signals --- */
 int mcp_sched_init(mcp_host *h);
+/* Closes every live task and the scheduler's handles. */
 void mcp_sched_close(mcp_host *h);
 /* The running task of L, or raises a Lua error when L is not a task's own
  * thread (e.g. the main state, or a coroutine created by the policy itself). */
@@ -65,11 +70,16 @@ void mcp_task_suspend(mcp_task *t, mcp_op *op);
 lua_State *mcp_task_thread(mcp_task *t);
 /* Clears t's pending op and queues t to resume with nargs values already pushed. */
 void mcp_task_wake(mcp_task *t, int nargs);
-/* Runs the function at the top of h->L (below it nargs arguments... see task.c)
- * as the main task until it ends. Returns 0 and leaves its results (nres) on h->L,
- * or -1 with an error message (traceback included) on h->L. */
-int mcp_sched_run_main(mcp_host *h, int nargs, int *nres);
-int luaopen_mcp_task(lua_State *L);  /* upvalue 1: mcp_host light userdata */
+/* How the main task ended. */
+typedef enum mcp_main_outcome {
+    MCP_MAIN_DONE,      /* its results (nres) are on h->L */
+    MCP_MAIN_FAILED,    /* an error message (traceback included) is on h->L */
+    MCP_MAIN_CANCELLED, /* nothing pushed: the host says why (the stop signal) */
+} mcp_main_outcome;
+/* Runs the function on h->L below its nargs arguments as the main task
+ * until it ends. */
+mcp_main_outcome mcp_sched_run_main(mcp_host *h, int nargs, int *nres);
+int luaopen_mcp_task(lua_State *L); /* upvalue 1: mcp_host light userdata */
 /* Spawns the function below nargs arguments on h->L as a new task (popping
  * them), from C code outside any task (e.g. a server callback). */
 void mcp_sched_spawn(mcp_host *h, int nargs);
@@ -79,18 +89,18 @@ void mcp_sched_cancel_all(mcp_host *h);
  * can wind down and report (the stop path when nobody handles signals). */
 void mcp_sched_request_cancel_all(mcp_host *h);
 
-/* --- signals (signals.c) --- */
+/* --- signals (signals.c); host.c sets them up after the scheduler --- */
 /* Installs SIGINT/SIGTERM/SIGHUP handlers that wake the loop. A task waiting
  * in core.signals.wait() receives them; with none waiting, SIGINT/SIGTERM
- * cancel every task and SIGHUP is ignored. */
+ * ask every task to stop and a second one closes them all; SIGHUP is ignored. */
 int mcp_signals_init(mcp_host *h);
 void mcp_signals_close(mcp_host *h);
-/* Count hook installed on every Lua thread: stops Lua code still running a
- * second after SIGINT/SIGTERM (it never yields, so the loop cannot). */
-void mcp_signals_runaway_hook(lua_State *L, lua_Debug *ar);
-#define MCP_RUNAWAY_HOOK_COUNT 1000000
+/* The first SIGINT/SIGTERM received (0 = none) and, when there was one, how
+ * long ago in *ns. Safe to call from a Lua hook. */
+int mcp_signals_stop_age(int64_t *ns);
+const char *mcp_signal_name(int sig);  /* "SIGTERM", "SIGINT", "SIGHUP" */
 int luaopen_mcp_signals(lua_State *L); /* upvalue: host */
-int luaopen_mcp_clock(lua_State *L); /* upvalue 1: mcp_host light userdata */
+int luaopen_mcp_clock(lua_State *L);   /* upvalue 1: mcp_host light userdata */
 
 /* --- bindings --- */
 int luaopen_mcp_log(lua_State *L);
@@ -100,8 +110,9 @@ int luaopen_mcp_probe(lua_State *L);    /* upvalue: host */
 int luaopen_mcp_api(lua_State *L);      /* upvalue: host */
 int luaopen_mcp_proxy(lua_State *L);    /* upvalue: host */
 int luaopen_mcp_certs(lua_State *L);    /* upvalue: host */
-/* The host's http client, created on first use; raises on failure. */
+/* The host's http client (host.c), created on first use; raises on failure. */
 mcp_http *mcp_host_http(lua_State *L, mcp_host *h);
+int luaopen_mcp_hash(lua_State *L); /* bind_hash.c */
 
 /* --- conversions (convert.c) --- */
 void mcp_push_strv(lua_State *L, const mcp_strv *sv);
@@ -109,7 +120,8 @@ void mcp_push_strv(lua_State *L, const mcp_strv *sv);
 void mcp_check_strv_field(lua_State *L, int idx, const char *key, mcp_strv *out);
 /* Optional string field; NULL when absent; raises on wrong type. Returns a fresh copy. */
 char *mcp_opt_string_field(lua_State *L, int idx, const char *key);
-void mcp_set_string(lua_State *L, const char *key, const char *val); /* t[key]=val on top table, skipped when NULL */
+void mcp_set_string(lua_State *L, const char *key,
+                    const char *val); /* t[key]=val on top table, skipped when NULL */
 void mcp_set_int(lua_State *L, const char *key, lua_Integer val);
 void mcp_set_bool(lua_State *L, const char *key, bool val);
 

@@ -1,8 +1,9 @@
 /* Signals: SIGINT, SIGTERM and SIGHUP reach the loop through a uv_async
  * (async-signal-safe) from a plain sigaction handler, which also records
  * when the stop was asked for: Lua code that spins without yielding never
- * lets the loop run, so a count hook on every Lua thread stops it once it
- * has ignored a stop signal for a second. */
+ * lets the loop run, so the host's count hook (host.c) asks
+ * mcp_signals_stop_age and stops it once it has ignored a stop signal for a
+ * second. Uses the scheduler (task.c); nothing here is called back by it. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,9 +13,7 @@
 #include "internal.h"
 #include "mcp/log.h"
 
-#define RUNAWAY_GRACE_NS 1000000000LL
-
-static mcp_host *g_host; /* the one host whose loop the handler wakes */
+static mcp_host *g_host;              /* the one host whose loop the handler wakes */
 static volatile sig_atomic_t g_stop;  /* last SIGINT/SIGTERM, 0 = none */
 static volatile sig_atomic_t g_stops; /* how many arrived */
 static volatile sig_atomic_t g_hup;
@@ -50,20 +49,20 @@ static void on_os_signal(int sig)
     errno = saved;
 }
 
-void mcp_signals_runaway_hook(lua_State *L, lua_Debug *ar)
+int mcp_signals_stop_age(int64_t *ns)
 {
-    (void)ar;
-    if (!g_stop)
-        return;
+    int sig = g_stop;
+    if (!sig)
+        return 0;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    long long since = ((long long)now.tv_sec - g_stop_sec) * 1000000000LL +
-                      ((long long)now.tv_nsec - g_stop_nsec);
-    if (since < RUNAWAY_GRACE_NS)
-        return;
-    luaL_where(L, 0);
-    luaL_error(L, "%sstopped: still running a second after %s without yielding",
-               lua_tostring(L, -1), sig_name(g_stop));
+    *ns = ((int64_t)now.tv_sec - g_stop_sec) * 1000000000LL + ((int64_t)now.tv_nsec - g_stop_nsec);
+    return sig;
+}
+
+const char *mcp_signal_name(int sig)
+{
+    return sig_name(sig);
 }
 
 /* Hands sig to every waiting task; returns how many there were. */
@@ -160,7 +159,10 @@ void mcp_signals_close(mcp_host *h)
         free(w);
         w = next;
     }
-    uv_close((uv_handle_t *)&h->sig_async, async_closed);
+    if (h->sig_async.data) { /* set once uv_async_init succeeded */
+        h->sig_async.data = NULL;
+        uv_close((uv_handle_t *)&h->sig_async, async_closed);
+    }
 }
 
 static void wait_cancel(mcp_op *op)

@@ -5,7 +5,9 @@
  * (the "cosocket" recipe). The loop completes the operation, pushes its
  * results on the task's stack and queues the task; the idle handle resumes
  * queued tasks. Cancelling a task cancels its pending operation (freeing
- * timers and child processes) and closes its coroutine. */
+ * timers and child processes) and closes its coroutine. Each resume notes
+ * when it started, for the host's count hook (host.c) to enforce the task
+ * budget; this file neither sets hooks nor knows about signals. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,15 +30,15 @@ typedef struct wait_op wait_op;
 struct mcp_task {
     mcp_host *host;
     lua_State *co;
-    int anchor;        /* registry ref keeping the userdata alive while the task is live */
+    int anchor; /* registry ref keeping the userdata alive while the task is live */
     task_state state;
-    mcp_op *op;        /* pending operation while WAITING */
-    int resume_nargs;  /* values pushed on co for the next resume */
+    mcp_op *op;       /* pending operation while WAITING */
+    int resume_nargs; /* values pushed on co for the next resume */
     bool queued;
     mcp_task *next_ready;
     mcp_task *prev_live, *next_live;
-    wait_op *waiters;  /* tasks waiting for this one to end */
-    int nresults;      /* DONE: results at the bottom of co's stack; FAILED: 1 message */
+    wait_op *waiters;      /* tasks waiting for this one to end */
+    int nresults;          /* DONE: results at the bottom of co's stack; FAILED: 1 message */
     bool cancel_requested; /* every wait now returns nil, "cancelled" */
     bool cancel_pending;   /* a wait was refused while running: answer it after the yield */
     int refused_waits;     /* how many; past MAX_REFUSED_WAITS the task is closed */
@@ -54,7 +56,8 @@ struct wait_op {
     bool timer_armed;
 };
 
-static const char *const state_names[] = {"ready", "running", "waiting", "done", "failed", "cancelled"};
+static const char *const state_names[] = {"ready", "running", "waiting",
+                                          "done",  "failed",  "cancelled"};
 
 static bool task_finished(const mcp_task *t)
 {
@@ -186,6 +189,7 @@ static void task_resume(mcp_task *t, int nargs)
     mcp_task *prev = h->current;
     h->current = t;
     t->state = TASK_RUNNING;
+    h->slice_start_ns = uv_hrtime();
     int nres = 0;
     int status = lua_resume(t->co, h->L, nargs, &nres);
     h->current = prev;
@@ -262,8 +266,10 @@ mcp_task *mcp_task_require(lua_State *L, const char *what)
     mcp_host *h = mcp_host_upvalue(L);
     mcp_task *t = h->current;
     if (!t || t->co != L)
-        luaL_error(L, "%s must be called from an agent task, not the main chunk or a coroutine of "
-                      "your own (use agent.task.spawn)", what);
+        luaL_error(L,
+                   "%s must be called from an agent task, not the main chunk or a coroutine of "
+                   "your own (use agent.task.spawn)",
+                   what);
     if (!lua_isyieldable(L))
         luaL_error(L, "%s cannot wait here (inside a metamethod or C callback)", what);
     return t;
@@ -433,12 +439,17 @@ static int l_spawn(lua_State *L)
     t->host = h;
     t->anchor = LUA_NOREF;
     luaL_setmetatable(L, TASK_MT);
-    lua_State *co = lua_newthread(L); /* stack: fn args… ud thread */
-    lua_setiuservalue(L, -2, 1);      /* the userdata keeps the thread alive */
-    lua_rotate(L, 1, 1);              /* ud fn args… */
-    lua_xmove(L, co, nargs + 1);      /* fn and args onto the new thread */
+    /* Made from the main state, so it inherits the host's count hook and
+     * extra space (host.c) whichever thread spawns it. */
+    if (!lua_checkstack(h->L, 1))
+        return luaL_error(L, "out of memory");
+    lua_newthread(h->L);
+    lua_xmove(h->L, L, 1); /* stack: fn args… ud thread */
+    lua_State *co = lua_tothread(L, -1);
+    lua_setiuservalue(L, -2, 1); /* the userdata keeps the thread alive */
+    lua_rotate(L, 1, 1);         /* ud fn args… */
+    lua_xmove(L, co, nargs + 1); /* fn and args onto the new thread */
     t->co = co;
-    lua_sethook(co, mcp_signals_runaway_hook, LUA_MASKCOUNT, MCP_RUNAWAY_HOOK_COUNT);
     lua_pushvalue(L, 1);
     t->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
     live_add(h, t);
@@ -523,7 +534,8 @@ static int l_status(lua_State *L)
 {
     mcp_task *t = check_task(L, 1);
     /* a task winding down after cancel already counts as cancelled */
-    lua_pushstring(L, t->cancel_requested && !task_finished(t) ? "cancelled" : state_names[t->state]);
+    lua_pushstring(L,
+                   t->cancel_requested && !task_finished(t) ? "cancelled" : state_names[t->state]);
     return 1;
 }
 
@@ -567,10 +579,26 @@ static int l_task_index(lua_State *L)
     return 1;
 }
 
+/* core.task.budget([seconds]) -> the previous budget in seconds (0 = none).
+ * A task that runs Lua longer than this without yielding is stopped with an
+ * error naming where it was (the host's count hook); 0 turns it off. */
+static int l_budget(lua_State *L)
+{
+    mcp_host *h = mcp_host_upvalue(L);
+    lua_pushnumber(L, (lua_Number)h->task_budget_ns / 1e9);
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Number s = luaL_checknumber(L, 1);
+        if (!(s >= 0 && s <= 3600))
+            return luaL_argerror(L, 1, "budget must be 0..3600 seconds");
+        h->task_budget_ns = (uint64_t)(s * 1e9);
+    }
+    return 1;
+}
+
 int luaopen_mcp_task(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"spawn", l_spawn},   {"wait", l_wait}, {"cancel", l_cancel},
-                                   {"status", l_status}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"spawn", l_spawn},   {"wait", l_wait},     {"cancel", l_cancel},
+                                   {"status", l_status}, {"budget", l_budget}, {NULL, NULL}};
     if (luaL_newmetatable(L, TASK_MT)) {
         lua_pushvalue(L, lua_upvalueindex(1));
         lua_pushcclosure(L, l_task_index, 1);
@@ -614,7 +642,7 @@ int mcp_sched_init(mcp_host *h)
     if (uv_idle_init(&h->loop, &h->idle) != 0)
         return -1;
     h->idle.data = h;
-    return mcp_signals_init(h);
+    return 0;
 }
 
 static void noop_close(uv_handle_t *handle)
@@ -627,12 +655,11 @@ void mcp_sched_close(mcp_host *h)
     while (h->live)
         task_cancel(h->live);
     uv_close((uv_handle_t *)&h->idle, noop_close);
-    mcp_signals_close(h);
     /* The caller runs the loop to its end once the Lua state is closed too:
      * servers close when their handles are collected. */
 }
 
-int mcp_sched_run_main(mcp_host *h, int nargs, int *nres)
+mcp_main_outcome mcp_sched_run_main(mcp_host *h, int nargs, int *nres)
 {
     lua_State *L = h->L;
     /* stack: fn args… → spawn a task for it through the same path as agent.task.spawn */
@@ -648,8 +675,9 @@ int mcp_sched_run_main(mcp_host *h, int nargs, int *nres)
         if (!alive && !task_finished(main) && !h->ready_head) {
             /* Nothing can ever wake it: every task waits on another. */
             mcp_sched_cancel_all(h);
+            lua_remove(L, main_idx);
             lua_pushliteral(L, "deadlock: every task is waiting and nothing can wake them");
-            return -1;
+            return MCP_MAIN_FAILED;
         }
     }
     /* Tasks the main task left running end with it. */
@@ -664,14 +692,14 @@ int mcp_sched_run_main(mcp_host *h, int nargs, int *nres)
         }
         lua_remove(L, main_idx);
         *nres = main->nresults;
-        return 0;
+        return MCP_MAIN_DONE;
     }
     if (main->state == TASK_FAILED) {
         lua_pushvalue(main->co, -1);
         lua_xmove(main->co, L, 1);
-    } else {
-        lua_pushfstring(L, "cancelled by %s", h->stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
+        lua_remove(L, main_idx);
+        return MCP_MAIN_FAILED;
     }
     lua_remove(L, main_idx);
-    return -1;
+    return MCP_MAIN_CANCELLED;
 }

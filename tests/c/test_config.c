@@ -114,6 +114,22 @@ static void test_full_example(void **state)
     mcp_config_free(&cfg); /* freeing twice is harmless */
 }
 
+static void test_monitor_keys(void **state)
+{
+    (void)state;
+    char *path = write_tmp("[monitor]\ninterval = \"2s\"\ndrift = \"fix\"\nkeep_events = 250\n");
+    mcp_config cfg;
+    mcp_error err = {{0}};
+    if (mcp_config_load(path, &cfg, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(cfg.monitor_interval_ms, 2000);
+    assert_string_equal(cfg.monitor_drift, "fix");
+    assert_int_equal(cfg.keep_events, 250);
+    mcp_config_free(&cfg);
+    unlink(path);
+    free(path);
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -140,7 +156,9 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.mcproxy_listener, ":443");
     assert_string_equal(cfg.metacrypt_mount, "pki");
     assert_string_equal(cfg.metacrypt_issuer, "web");
-    assert_int_equal(cfg.monitor_interval_ms, 60000);
+    assert_int_equal(cfg.monitor_interval_ms, 10000);
+    assert_string_equal(cfg.monitor_drift, "report");
+    assert_int_equal(cfg.keep_events, 10000);
     assert_string_equal(cfg.log_level, "info");
     assert_string_equal(cfg.log_format, "text");
     assert_null(cfg.policy_dir);
@@ -286,6 +304,17 @@ static void test_error_cases(void **state)
          "2:12: key 'monitor.interval': duration \"0s\" must be positive"},
         {"[monitor]\ninterval = 60\n",
          "2:12: key 'monitor.interval': expected a string, got integer"},
+        {"[monitor]\ndrift = \"repair\"\n",
+         "2:9: key 'monitor.drift': unknown drift mode \"repair\" (want report or fix)"},
+        {"[monitor]\ndrift = true\n", "2:9: key 'monitor.drift': expected a string, got bool"},
+        {"[monitor]\nkeep_events = 0\n",
+         "2:15: key 'monitor.keep_events': must be a positive integer, got 0"},
+        {"[monitor]\nkeep_events = -5\n",
+         "2:15: key 'monitor.keep_events': must be a positive integer, got -5"},
+        {"[monitor]\nkeep_events = \"100\"\n",
+         "2:15: key 'monitor.keep_events': expected an integer, got string"},
+        {"[monitor]\nkeep_events = 1.5\n",
+         "2:15: key 'monitor.keep_events': expected an integer, got float"},
         {"[log]\nlevel = \"verbose\"\n",
          "2:9: key 'log.level': unknown log level \"verbose\" (want debug, info, warn or error)"},
         {"[log]\nformat = \"xml\"\n",
@@ -360,6 +389,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_example),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_monitor_keys),
         cmocka_unit_test(test_empty_file_gives_defaults),
         cmocka_unit_test(test_relative_paths_and_choices),
         cmocka_unit_test(test_unknown_keys_warn_but_load),

@@ -140,6 +140,9 @@ static void full_service(mcp_service *svc)
     c->health.check = mcp_strdup("http");
     c->health.port = 8443;
     c->health.path = mcp_strdup("/healthz");
+    c->health.interval_ms = 2500;
+    c->health.timeout_ms = 300;
+    c->health.failure_threshold = 5;
     add_route(c, "rest", 8443, "l7", "metacrypt.example.net");
     add_route(c, "grpc", 9443, "l4", NULL);
     add_route(c, "admin", 0, "l4", "admin.example.net");
@@ -182,6 +185,9 @@ static void assert_service_equal(const mcp_service *a, const mcp_service *b)
         assert_opt_string_equal(x->health.check, y->health.check);
         assert_int_equal(x->health.port, y->health.port);
         assert_opt_string_equal(x->health.path, y->health.path);
+        assert_int_equal(x->health.interval_ms, y->health.interval_ms);
+        assert_int_equal(x->health.timeout_ms, y->health.timeout_ms);
+        assert_int_equal(x->health.failure_threshold, y->health.failure_threshold);
         assert_int_equal(x->n_routes, y->n_routes);
         for (size_t j = 0; j < x->n_routes; j++) {
             assert_string_equal(x->routes[j].name, y->routes[j].name);
@@ -932,7 +938,7 @@ static void test_survives_failed_statements(void **state)
     assert_int_equal(count_services(reg), 1);
     raw_exec(db, "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER "
                  "NOT NULL, service TEXT NOT NULL, component TEXT, kind TEXT NOT NULL, message "
-                 "TEXT NOT NULL)");
+                 "TEXT NOT NULL, exit_code INTEGER)");
     assert_int_equal(mcp_registry_add_event(reg, "a", "a", "deployed", "back", &err), 0);
     assert_int_equal(mcp_registry_list_events(reg, "a", 10, &ev, &n, &err), 0);
     assert_int_equal(n, 1);
@@ -1118,6 +1124,269 @@ static void test_creates_fresh_and_reopens(void **state)
     free(p);
 }
 
+/* ---- events with exit codes, following, trimming ---- */
+
+static void test_events_exit_code_since_and_after(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_error err = {{0}};
+    int code = 137;
+    assert_int_equal(mcp_registry_add_event_exit(reg, "a", "api", "died", "killed", &code, &err),
+                     0);
+    assert_int_equal(mcp_registry_add_event(reg, "b", NULL, "restarted", "again", &err), 0);
+    code = 0;
+    assert_int_equal(mcp_registry_add_event_exit(reg, "a", "api", "died", "clean", &code, &err), 0);
+    mcp_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(mcp_registry_list_events(reg, NULL, 10, &ev, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_true(ev[0].has_exit_code);
+    assert_int_equal(ev[0].exit_code, 0);
+    assert_false(ev[1].has_exit_code);
+    assert_true(ev[2].has_exit_code);
+    assert_int_equal(ev[2].exit_code, 137);
+    int64_t first_id = ev[2].id, first_ms = ev[2].time_ms;
+    mcp_events_free(ev, n);
+
+    /* since: a time in the future finds nothing, the first event's time finds all */
+    mcp_event_query q = {.limit = 10, .since_ms = first_ms + 60000};
+    assert_int_equal(mcp_registry_query_events(reg, &q, &ev, &n, &err), 0);
+    assert_int_equal(n, 0);
+    mcp_events_free(ev, n);
+    q.since_ms = first_ms;
+    assert_int_equal(mcp_registry_query_events(reg, &q, &ev, &n, &err), 0);
+    assert_int_equal(n, 3);
+    mcp_events_free(ev, n);
+
+    /* after: oldest first, above the id, of one service or all */
+    mcp_event_query f = {.limit = 10, .after_id = first_id};
+    assert_int_equal(mcp_registry_query_events(reg, &f, &ev, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(ev[0].message, "again");
+    assert_string_equal(ev[1].message, "clean");
+    mcp_events_free(ev, n);
+    f.service = "a";
+    assert_int_equal(mcp_registry_query_events(reg, &f, &ev, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].message, "clean");
+    mcp_events_free(ev, n);
+    mcp_event_query all = {.limit = -1, .after = true};
+    assert_int_equal(mcp_registry_query_events(reg, &all, &ev, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(ev[0].message, "killed");
+    mcp_events_free(ev, n);
+    mcp_registry_close(reg);
+}
+
+static int64_t raw_count(void **state, const char *sql);
+
+static void test_events_trimmed_to_keep(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_error err = {{0}};
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(mcp_registry_add_event(reg, "a", NULL, "x", "old", &err), 0);
+    assert_int_equal(raw_count(state, "SELECT count(*) FROM events"), 30);
+    /* Setting keep trims at once; with keep < 100 every insert trims. */
+    assert_int_equal(mcp_registry_set_keep_events(reg, 5, &err), 0);
+    assert_int_equal(raw_count(state, "SELECT count(*) FROM events"), 5);
+    char msg[16];
+    for (int i = 0; i < 12; i++) {
+        snprintf(msg, sizeof msg, "new%d", i);
+        assert_int_equal(mcp_registry_add_event(reg, "a", NULL, "x", msg, &err), 0);
+        assert_true(raw_count(state, "SELECT count(*) FROM events") <= 5);
+    }
+    mcp_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(mcp_registry_list_events(reg, NULL, -1, &ev, &n, &err), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(ev[0].message, "new11");
+    assert_string_equal(ev[4].message, "new7");
+    mcp_events_free(ev, n);
+    /* A large keep trims in batches: at most keep + keep/100 rows. */
+    assert_int_equal(mcp_registry_set_keep_events(reg, 1000, &err), 0);
+    for (int i = 0; i < 1100; i++)
+        assert_int_equal(mcp_registry_add_event(reg, "a", NULL, "x", "bulk", &err), 0);
+    int64_t rows = raw_count(state, "SELECT count(*) FROM events");
+    assert_true(rows >= 1000 && rows <= 1010);
+    assert_int_equal(mcp_registry_set_keep_events(reg, 0, &err), -1);
+    mcp_registry_close(reg);
+}
+
+/* ---- supervision ---- */
+
+static void test_supervision_upsert_and_clear(void **state)
+{
+    mcp_registry *reg = open_reg(state);
+    mcp_service a = one_route_service("a", "r");
+    add_component(&a, "worker", "img");
+    put(reg, &a, 10000, 10010);
+    mcp_error err = {{0}};
+    mcp_supervision got;
+    assert_int_equal(mcp_registry_get_supervision(reg, "a", "a", &got, &err), 0);
+
+    /* First write creates the row with only the given fields. */
+    mcp_supervision u = {.service = "a",
+                         .component = "a",
+                         .restarts = 2,
+                         .has_last_exit_code = true,
+                         .last_exit_code = 1,
+                         .state = "backoff",
+                         .has_backoff_until = true,
+                         .backoff_until = 1700000000.5};
+    assert_int_equal(mcp_registry_set_supervision(reg, &u,
+                                                  MCP_SUP_RESTARTS | MCP_SUP_LAST_EXIT_CODE |
+                                                      MCP_SUP_STATE | MCP_SUP_BACKOFF_UNTIL,
+                                                  &err),
+                     1);
+    assert_int_equal(mcp_registry_get_supervision(reg, "a", "a", &got, &err), 1);
+    assert_int_equal(got.restarts, 2);
+    assert_true(got.has_last_exit_code);
+    assert_int_equal(got.last_exit_code, 1);
+    assert_string_equal(got.state, "backoff");
+    assert_true(got.has_backoff_until);
+    assert_true(got.backoff_until == 1700000000.5);
+    assert_null(got.reason);
+    assert_false(got.has_started_at);
+    assert_true(got.updated_at > 1600000000.0);
+    mcp_supervision_free(&got);
+
+    /* A later write changes only its fields; a set NULL field is cleared. */
+    mcp_supervision v = {.service = "a",
+                         .component = "a",
+                         .state = "running",
+                         .has_started_at = true,
+                         .started_at = 1700000100.25};
+    assert_int_equal(mcp_registry_set_supervision(
+                         reg, &v, MCP_SUP_STATE | MCP_SUP_BACKOFF_UNTIL | MCP_SUP_STARTED_AT, &err),
+                     1);
+    assert_int_equal(mcp_registry_get_supervision(reg, "a", "a", &got, &err), 1);
+    assert_int_equal(got.restarts, 2);
+    assert_int_equal(got.last_exit_code, 1);
+    assert_string_equal(got.state, "running");
+    assert_false(got.has_backoff_until);
+    assert_true(got.started_at == 1700000100.25);
+    mcp_supervision_free(&got);
+
+    /* Unknown components are refused without a row. */
+    mcp_supervision bad = {.service = "a", .component = "nope", .state = "running"};
+    assert_int_equal(mcp_registry_set_supervision(reg, &bad, MCP_SUP_STATE, &err), 0);
+    bad.service = "zzz";
+    assert_int_equal(mcp_registry_set_supervision(reg, &bad, MCP_SUP_STATE, &err), 0);
+
+    mcp_supervision w = {.service = "a", .component = "worker", .reason = "gave up"};
+    assert_int_equal(mcp_registry_set_supervision(reg, &w, MCP_SUP_REASON, &err), 1);
+    mcp_supervision *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(mcp_registry_list_supervision(reg, &rows, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].component, "a");
+    assert_string_equal(rows[1].component, "worker");
+    assert_string_equal(rows[1].reason, "gave up");
+    assert_int_equal(rows[1].restarts, 0);
+    mcp_supervisions_free(rows, n);
+
+    /* A redeploy keeps the rows of components it keeps, drops the others. */
+    mcp_service a2 = one_route_service("a", "r");
+    put(reg, &a2, 10000, 10010);
+    assert_int_equal(mcp_registry_get_supervision(reg, "a", "a", &got, &err), 1);
+    assert_int_equal(got.restarts, 2);
+    mcp_supervision_free(&got);
+    assert_int_equal(mcp_registry_get_supervision(reg, "a", "worker", &got, &err), 0);
+
+    /* clear one, then the service's rows go with the service */
+    assert_int_equal(mcp_registry_clear_supervision(reg, "a", "a", &err), 1);
+    assert_int_equal(mcp_registry_get_supervision(reg, "a", "a", &got, &err), 0);
+    assert_int_equal(mcp_registry_set_supervision(reg, &u, MCP_SUP_RESTARTS, &err), 1);
+    assert_int_equal(mcp_registry_delete_service(reg, "a", &err), 1);
+    assert_int_equal(raw_count(state, "SELECT count(*) FROM supervision"), 0);
+    assert_int_equal(mcp_registry_delete_service(reg, "a", &err), 0);
+    mcp_service_free(&a);
+    mcp_service_free(&a2);
+    mcp_registry_close(reg);
+}
+
+/* A registry written by the previous schema version (1) opens, migrates and
+ * keeps its services, routes and events. */
+static void test_migrates_version_1(void **state)
+{
+    char *p = path_in(state, "reg.db");
+    make_sqlite(p,
+                "CREATE TABLE services (name TEXT PRIMARY KEY NOT NULL, active INTEGER NOT NULL "
+                "DEFAULT 1, updated_ms INTEGER NOT NULL);"
+                "CREATE TABLE components (service TEXT NOT NULL REFERENCES services(name) ON "
+                "DELETE CASCADE, name TEXT NOT NULL, position INTEGER NOT NULL, image TEXT NOT "
+                "NULL, network TEXT, user TEXT, restart TEXT, ports TEXT NOT NULL DEFAULT '[]', "
+                "volumes TEXT NOT NULL DEFAULT '[]', cmd TEXT NOT NULL DEFAULT '[]', env TEXT NOT "
+                "NULL DEFAULT '[]', desired_state TEXT NOT NULL DEFAULT 'running', health_check "
+                "TEXT, health_port INTEGER NOT NULL DEFAULT 0, health_path TEXT, PRIMARY KEY "
+                "(service, name));"
+                "CREATE TABLE routes (service TEXT NOT NULL, component TEXT NOT NULL, name TEXT "
+                "NOT NULL, position INTEGER NOT NULL, port INTEGER NOT NULL DEFAULT 0, mode TEXT "
+                "NOT NULL DEFAULT 'l4', hostname TEXT, host_port INTEGER NOT NULL UNIQUE, PRIMARY "
+                "KEY (service, component, name), FOREIGN KEY (service, component) REFERENCES "
+                "components(service, name) ON DELETE CASCADE);"
+                "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT "
+                "NULL, service TEXT NOT NULL, component TEXT, kind TEXT NOT NULL, message TEXT NOT "
+                "NULL);"
+                "CREATE INDEX events_by_service ON events(service, id);"
+                "INSERT INTO services VALUES ('web', 1, 1);"
+                "INSERT INTO components (service, name, position, image, restart, ports, "
+                "health_check, health_port) VALUES ('web', 'api', 0, 'img:v1', 'always', "
+                "'[\"8080\"]', 'tcp', 8080);"
+                "INSERT INTO routes VALUES ('web', 'api', 'http', 0, 8080, 'l4', NULL, 10042);"
+                "INSERT INTO events (time_ms, service, component, kind, message) VALUES "
+                "(1700000000000, 'web', 'api', 'deployed', 'v1');"
+                "PRAGMA application_id = 1296257089; PRAGMA user_version = 1;");
+    mcp_registry *reg = NULL;
+    mcp_error err = {{0}};
+    if (mcp_registry_open(p, &reg, &err) != 0)
+        fail_msg("open: %s", err.msg);
+    mcp_service got;
+    assert_int_equal(mcp_registry_get_service(reg, "web", &got, &err), 1);
+    assert_int_equal(got.n_components, 1);
+    const mcp_component *c = &got.components[0];
+    assert_string_equal(c->image, "img:v1");
+    assert_string_equal(c->restart, "always");
+    assert_string_equal(c->ports.v[0], "8080");
+    assert_string_equal(c->health.check, "tcp");
+    /* liveness defaults for rows written before they existed */
+    assert_int_equal(c->health.interval_ms, 10000);
+    assert_int_equal(c->health.timeout_ms, 1000);
+    assert_int_equal(c->health.failure_threshold, 3);
+    assert_int_equal(c->n_routes, 1);
+    assert_int_equal(c->routes[0].host_port, 10042);
+    mcp_service_free(&got);
+    mcp_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(mcp_registry_list_events(reg, NULL, 10, &ev, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].message, "v1");
+    assert_int_equal(ev[0].time_ms, 1700000000000LL);
+    assert_false(ev[0].has_exit_code);
+    mcp_events_free(ev, n);
+    mcp_supervision u = {.service = "web", .component = "api", .state = "running"};
+    assert_int_equal(mcp_registry_set_supervision(reg, &u, MCP_SUP_STATE, &err), 1);
+    mcp_registry_close(reg);
+    assert_int_equal(raw_count(state, "PRAGMA user_version"), 2);
+    free(p);
+}
+
+static int64_t raw_count(void **state, const char *sql)
+{
+    char *p = path_in(state, "reg.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(p);
+    return v;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1148,6 +1417,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuses_foreign_database, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_creates_fresh_and_reopens, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_events_exit_code_since_and_after, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_events_trimmed_to_keep, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_supervision_upsert_and_clear, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_migrates_version_1, setup_tmp, teardown_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -214,6 +214,22 @@ static const bad_case bad_cases[] = {
      "out of range"},
     {BASE "[components.health]\npath = \"healthz\"\n", "key 'components[0].health.path'",
      "must start with '/'"},
+    {BASE "[components.health]\ninterval = \"0s\"\n",
+     "t.toml:6:12: key 'components[0].health.interval'", "must be positive"},
+    {BASE "[components.health]\ninterval = \"10\"\n",
+     "t.toml:6:12: key 'components[0].health.interval'", "missing unit"},
+    {BASE "[components.health]\ninterval = 10\n",
+     "t.toml:6:12: key 'components[0].health.interval'", "expected a string, got integer"},
+    {BASE "[components.health]\ntimeout = \"-1s\"\n",
+     "t.toml:6:11: key 'components[0].health.timeout'", "negative"},
+    {BASE "[components.health]\ntimeout = \"0ms\"\n",
+     "t.toml:6:11: key 'components[0].health.timeout'", "must be positive"},
+    {BASE "[components.health]\nfailure_threshold = 0\n",
+     "t.toml:6:21: key 'components[0].health.failure_threshold'", "0 out of range 1.."},
+    {BASE "[components.health]\nfailure_threshold = \"3\"\n",
+     "t.toml:6:21: key 'components[0].health.failure_threshold'", "expected an integer"},
+    {BASE "restart = \"on-success\"\n", "t.toml:5:11: key 'components[0].restart'",
+     "invalid restart policy \"on-success\""},
     {BASE "[[components.routes]]\nname = \"r\"\nport = 70000\n",
      "t.toml:7:8: key 'components[0].routes[0].port'", "port 70000 out of range"},
     /* env */
@@ -257,6 +273,44 @@ static const bad_case bad_cases[] = {
     {"name = \"unterminated\n", "t.toml:1:", ""},
 };
 
+static void test_health_liveness_fields(void **state)
+{
+    (void)state;
+    mcp_service svc;
+    mcp_error err = {{0}};
+    if (parse(BASE "[components.health]\ncheck = \"tcp\"\ninterval = \"2m30s\"\n"
+                   "timeout = \"250ms\"\nfailure_threshold = 7\n",
+              &svc, &err) != 0)
+        fail_msg("%s", err.msg);
+    const mcp_health *h = &svc.components[0].health;
+    assert_int_equal(h->interval_ms, 150000);
+    assert_int_equal(h->timeout_ms, 250);
+    assert_int_equal(h->failure_threshold, 7);
+    mcp_service_free(&svc);
+    /* A health table without them takes the defaults. */
+    if (parse(BASE "[components.health]\ncheck = \"grpc\"\n", &svc, &err) != 0)
+        fail_msg("%s", err.msg);
+    h = &svc.components[0].health;
+    assert_int_equal(h->interval_ms, 10000);
+    assert_int_equal(h->timeout_ms, 1000);
+    assert_int_equal(h->failure_threshold, 3);
+    mcp_service_free(&svc);
+    /* Every restart value the supervisor knows is accepted; unset stays NULL. */
+    static const char *const restarts[] = {"no", "on-failure", "always", "unless-stopped"};
+    for (size_t i = 0; i < 4; i++) {
+        char doc[256];
+        snprintf(doc, sizeof doc, BASE "restart = \"%s\"\n", restarts[i]);
+        if (parse(doc, &svc, &err) != 0)
+            fail_msg("%s: %s", restarts[i], err.msg);
+        assert_string_equal(svc.components[0].restart, restarts[i]);
+        mcp_service_free(&svc);
+    }
+    if (parse(BASE, &svc, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_null(svc.components[0].restart);
+    mcp_service_free(&svc);
+}
+
 static void test_validation_errors(void **state)
 {
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
@@ -284,14 +338,14 @@ static void test_unknown_keys_warn_with_file_line_key(void **state)
 {
     int rc = -1;
     char *log = capture_stderr(BASE "colour = \"red\"\n[components.health]\ncheck = \"tcp\"\n"
-                                    "timeout = 5\n",
+                                    "retries = 5\n",
                                &rc);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(log, "file=t.toml"));
     assert_non_null(strstr(log, "line=5"));
     assert_non_null(strstr(log, "key=components[0].colour"));
     assert_non_null(strstr(log, "line=8"));
-    assert_non_null(strstr(log, "key=components[0].health.timeout"));
+    assert_non_null(strstr(log, "key=components[0].health.retries"));
     assert_non_null(strstr(log, "level=WARN"));
     free(log);
     log = capture_stderr(
@@ -483,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_multi_component_defaults_and_order),
         cmocka_unit_test(test_inactive_service),
         cmocka_unit_test(test_validation_errors),
+        cmocka_unit_test(test_health_liveness_fields),
         cmocka_unit_test(test_unknown_keys_warn_with_file_line_key),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_port_specs),
