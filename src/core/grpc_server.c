@@ -312,17 +312,6 @@ void mcp_grpc_server_shutdown(mcp_grpc_server *s, unsigned grace_ms, mcp_grpc_do
         s->listeners = l->next;
         uv_close((uv_handle_t *)&l->h, mcp_grpcs_listener_closed_cb);
     }
-    for (conn *c = s->conns; c; c = c->next) {
-        if (c->closing)
-            continue;
-        if (!c->session) {
-            c->want_close = true; /* TLS handshake not done yet: nothing to finish */
-        } else {
-            nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
-                                  nghttp2_session_get_last_proc_stream_id(c->session),
-                                  NGHTTP2_NO_ERROR, NULL, 0);
-        }
-    }
     /* long-lived streams would never finish by themselves: end them now */
     for (conn *c = s->conns; c; c = c->next) {
         if (c->closing)
@@ -334,6 +323,18 @@ void mcp_grpc_server_shutdown(mcp_grpc_server *s, unsigned grace_ms, mcp_grpc_do
                 mcp_grpcs_end_for_shutdown(st->call);
         }
         c->busy--;
+        mcp_grpcs_conn_flush(c); /* their trailers before the GOAWAY: some clients drop what follows it */
+    }
+    for (conn *c = s->conns; c; c = c->next) {
+        if (c->closing)
+            continue;
+        if (!c->session) {
+            c->want_close = true; /* TLS handshake not done yet: nothing to finish */
+        } else {
+            nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                                  nghttp2_session_get_last_proc_stream_id(c->session),
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+        }
     }
     /* flush outside the list walk: a flush may close (unlink) the connection later, not now */
     for (conn *c = s->conns; c; c = c->next)
