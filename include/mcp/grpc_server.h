@@ -173,8 +173,8 @@ size_t mcp_grpc_server_call_unsent(const mcp_grpc_server_call *call);
 /* Arms fn to run once when the unsent bytes drop to at most below. Replaces
  * an armed one; fn NULL disarms. Never runs once the call is cancelled (the
  * cancel callback runs instead). */
-void mcp_grpc_server_call_on_drain(mcp_grpc_server_call *call, size_t below,
-                                   mcp_grpc_drain_fn fn, void *ud);
+void mcp_grpc_server_call_on_drain(mcp_grpc_server_call *call, size_t below, mcp_grpc_drain_fn fn,
+                                   void *ud);
 
 /* Marks the call a long-lived stream, which shutdown ends at once instead of
  * waiting for it during the grace period. When the server is already

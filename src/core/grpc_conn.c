@@ -337,4 +337,3 @@ void mcp_grpcs_on_connection(uv_stream_t *lstream, int status)
     }
     mcp_grpcs_conn_flush(c); /* our SETTINGS go first */
 }
-

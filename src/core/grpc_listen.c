@@ -222,4 +222,3 @@ int mcp_grpc_server_tcp_port(const mcp_grpc_server *s)
 {
     return s->tcp_port;
 }
-

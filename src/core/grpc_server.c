@@ -135,8 +135,8 @@ size_t mcp_grpc_server_call_unsent(const mcp_grpc_server_call *call)
     return call->s ? mcp_grpcs_stream_unsent(call->s) : 0;
 }
 
-void mcp_grpc_server_call_on_drain(mcp_grpc_server_call *call, size_t below,
-                                   mcp_grpc_drain_fn fn, void *ud)
+void mcp_grpc_server_call_on_drain(mcp_grpc_server_call *call, size_t below, mcp_grpc_drain_fn fn,
+                                   void *ud)
 {
     call->drain = fn;
     call->drain_ud = ud;
@@ -323,7 +323,8 @@ void mcp_grpc_server_shutdown(mcp_grpc_server *s, unsigned grace_ms, mcp_grpc_do
                 mcp_grpcs_end_for_shutdown(st->call);
         }
         c->busy--;
-        mcp_grpcs_conn_flush(c); /* their trailers before the GOAWAY: some clients drop what follows it */
+        /* their trailers before the GOAWAY: curl drops what it reads after one */
+        mcp_grpcs_conn_flush(c);
     }
     for (conn *c = s->conns; c; c = c->next) {
         if (c->closing)

@@ -134,9 +134,8 @@ size_t mcp_grpcs_stream_unsent(const gstream *s)
 
 /* nghttp2 takes the queued output as DATA, as far as flow control allows;
  * with nothing queued it waits (DEFERRED) until more comes or the call ends. */
-static ssize_t out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                           size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                           void *user_data)
+static ssize_t out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                           uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     (void)user_data;
     gstream *s = source->ptr;
@@ -509,4 +508,3 @@ nghttp2_session_callbacks *mcp_grpcs_make_callbacks(void)
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     return cbs;
 }
-

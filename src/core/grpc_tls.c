@@ -223,8 +223,8 @@ bool mcp_tls_peer_cn(const mcp_tls *t, char *buf, size_t size)
     if (!cert)
         return false;
     char cn[128];
-    bool ok = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
-                                        sizeof cn) > 0;
+    bool ok =
+        X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0;
     if (ok)
         snprintf(buf, size, "%s", cn);
     X509_free(cert);

@@ -58,7 +58,7 @@ typedef struct api_call {
     mcp_grpc_server_call *call; /* NULL once finished */
     const ProtobufCMessageDescriptor *output;
     uv_loop_t *loop;
-    bool cancelled; /* the client went away, the deadline passed or the server ended it */
+    bool cancelled;  /* the client went away, the deadline passed or the server ended it */
     call_wait *wait; /* the task parked in send or wait_closed, or NULL */
 } api_call;
 
