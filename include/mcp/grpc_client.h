@@ -9,32 +9,10 @@
 #include <stdint.h>
 
 #include "mcp/error.h"
+#include "mcp/grpc_wire.h" /* status codes, framing, grpc-timeout */
 #include "mcp/http.h"
 
 #define MCP_GRPC_DEFAULT_TIMEOUT_MS 10000
-#define MCP_GRPC_DEFAULT_MAX_MSG ((size_t)4 << 20)
-
-/* All gRPC status codes (grpc/grpc doc/statuscodes.md), for the client and
- * the server (grpc_server.h includes this header). */
-enum {
-    MCP_GRPC_OK = 0,
-    MCP_GRPC_CANCELLED = 1,
-    MCP_GRPC_UNKNOWN = 2,
-    MCP_GRPC_INVALID_ARGUMENT = 3,
-    MCP_GRPC_DEADLINE_EXCEEDED = 4,
-    MCP_GRPC_NOT_FOUND = 5,
-    MCP_GRPC_ALREADY_EXISTS = 6,
-    MCP_GRPC_PERMISSION_DENIED = 7,
-    MCP_GRPC_RESOURCE_EXHAUSTED = 8,
-    MCP_GRPC_FAILED_PRECONDITION = 9,
-    MCP_GRPC_ABORTED = 10,
-    MCP_GRPC_OUT_OF_RANGE = 11,
-    MCP_GRPC_UNIMPLEMENTED = 12,
-    MCP_GRPC_INTERNAL = 13,
-    MCP_GRPC_UNAVAILABLE = 14,
-    MCP_GRPC_DATA_LOSS = 15,
-    MCP_GRPC_UNAUTHENTICATED = 16,
-};
 
 /* Where and what to call. Copied: nothing needs to outlive the call. */
 typedef struct mcp_grpc_request {
@@ -80,24 +58,5 @@ mcp_grpc_call *mcp_grpc_client_call(mcp_http *http, const mcp_grpc_request *rq, 
 /* Cancels the call: cb runs once on the next loop turn with cancelled = true
  * and status CANCELLED. Valid until cb has run. */
 void mcp_grpc_client_cancel(mcp_grpc_call *call);
-
-/* Pure helpers (exposed for tests and the server side). */
-
-/* Percent-decodes a grpc-message into a new string (invalid escapes are
- * kept as they are). NULL when out of memory. */
-char *mcp_grpc_percent_decode(const char *s);
-
-/* Frames msg (flag 0 + 4-byte big-endian length) into a new buffer of
- * msg_len + 5 bytes. NULL when out of memory. */
-uint8_t *mcp_grpc_frame(const void *msg, size_t msg_len);
-
-/* Unframes exactly one uncompressed message from body. Returns 0 and points
- * *msg into body, or -1 with err set (truncated, trailing bytes, compressed,
- * longer than max_msg — checked on the length prefix before anything else). */
-int mcp_grpc_unframe(const uint8_t *body, size_t body_len, size_t max_msg, const uint8_t **msg,
-                     size_t *msg_len, mcp_error *err);
-
-/* Formats a deadline as a grpc-timeout value ("500m", "30S", ...) into buf. */
-void mcp_grpc_timeout_header(int64_t timeout_ms, char *buf, size_t size);
 
 #endif

@@ -1,11 +1,14 @@
-/* A unary gRPC server on a caller's libuv loop: HTTP/2 by nghttp2, TLS by OpenSSL.
+/* A gRPC server on a caller's libuv loop: HTTP/2 by nghttp2, TLS by OpenSSL
+ * (grpc_tls.h). Unary calls and server streaming (one request message, any
+ * number of response messages).
  *
  * Listeners: a unix socket (mode 0660) and TCP, which needs TLS with client
  * certificates verified against a CA, unless the caller asks for plaintext AND
  * the address is loopback. Handlers are registered per method path; a handler
  * gets the call and the request bytes and completes the call whenever it likes
- * (possibly many loop turns later) with exactly one mcp_grpc_server_reply() or
- * mcp_grpc_server_fail(). If the client goes away, the deadline passes or the
+ * (possibly many loop turns later) with exactly one mcp_grpc_server_reply(),
+ * mcp_grpc_server_fail() or mcp_grpc_server_finish(), after any number of
+ * mcp_grpc_server_send(). If the client goes away, the deadline passes or the
  * server closes the connection first, the server answers or cleans up itself,
  * tells the handler through the optional cancel callback, and the handler's
  * later reply/fail is a harmless no-op that frees the call.
@@ -23,7 +26,7 @@
 #include <uv.h>
 
 #include "mcp/error.h"
-#include "mcp/grpc_client.h" /* status codes, mcp_grpc_percent_decode, framing helpers */
+#include "mcp/grpc_wire.h" /* status codes, framing, grpc-timeout, percent-encoding */
 
 typedef struct mcp_grpc_server mcp_grpc_server;
 typedef struct mcp_grpc_server_call mcp_grpc_server_call;
@@ -37,9 +40,17 @@ typedef void (*mcp_grpc_handler_fn)(mcp_grpc_server_call *call, const uint8_t *r
 /* Called at most once when the call ends before the handler finished it:
  * reason is MCP_GRPC_CANCELLED (client reset the stream or disconnected),
  * MCP_GRPC_DEADLINE_EXCEEDED (already answered to the client) or
- * MCP_GRPC_UNAVAILABLE (the server closed the connection). The call stays
+ * MCP_GRPC_UNAVAILABLE (the server closed the connection, or ended a streaming
+ * call at shutdown, answering UNAVAILABLE itself). It may run from inside any
+ * server function, including the handler's own send: record it (wake a task),
+ * do not free the call from it. The call stays
  * valid: the handler still completes it (reply/fail then only free it). */
 typedef void (*mcp_grpc_cancel_fn)(mcp_grpc_server_call *call, int reason, void *ud);
+
+/* Called once when a streamed call's unsent output dropped to the mark given
+ * to mcp_grpc_server_call_on_drain (from the loop, inside the server: record
+ * it, e.g. wake a task; sending from it is allowed). */
+typedef void (*mcp_grpc_drain_fn)(mcp_grpc_server_call *call, void *ud);
 
 /* Called once when mcp_grpc_server_shutdown() has closed everything. */
 typedef void (*mcp_grpc_done_fn)(mcp_grpc_server *server, void *ud);
@@ -84,8 +95,10 @@ int mcp_grpc_server_listen_tcp(mcp_grpc_server *server, const char *addr,
 /* The port the most recent TCP listener is bound to, or -1. */
 int mcp_grpc_server_tcp_port(const mcp_grpc_server *server);
 
-/* Graceful stop: closes the listeners, sends GOAWAY on every connection, lets
- * in-flight calls finish for up to grace_ms, then closes what is left
+/* Graceful stop: closes the listeners, sends GOAWAY on every connection, ends
+ * streaming calls at once (their queued messages, then UNAVAILABLE trailers;
+ * the handler is told through the cancel callback), lets the other
+ * calls in flight finish for up to grace_ms, then closes what is left
  * (cancelling their calls with MCP_GRPC_UNAVAILABLE), and calls done (may be
  * NULL) from the loop once everything is closed. Calling it again does
  * nothing: the first grace period and done callback stand. */
@@ -135,20 +148,37 @@ ProtobufCMessage *mcp_grpc_server_unpack_or_fail(mcp_grpc_server_call *call,
                                                  const ProtobufCMessageDescriptor *desc,
                                                  const uint8_t *req, size_t len);
 
-/* ---- wire helpers (also useful to clients) ---- */
+/* ---- server streaming ---- */
 
-/* Parses a grpc-timeout value ("100m", "5S", 1-8 digits + H M S m u n) into
- * milliseconds (rounded up). 0, or -1 when malformed. */
-int mcp_grpc_parse_timeout(const char *value, int64_t *ms);
+/* Queues msg (serialized, without prefix) as one message of the response;
+ * the response HEADERS go out with the first. Does not end the call, and
+ * marks it streaming (see mcp_grpc_server_call_set_streaming). 0 when
+ * queued; -1 when the call was cancelled or closed (nothing sent; the call
+ * still needs its finish/fail to be freed) or memory ran out. */
+int mcp_grpc_server_send(mcp_grpc_server_call *call, const uint8_t *msg, size_t len);
 
-/* Percent-encodes a grpc-message (bytes outside 0x20-0x7E and '%'). Fresh
- * string, NULL when out of memory. (Decoding: mcp_grpc_percent_decode in grpc_client.h.) */
-char *mcp_grpc_percent_encode(const char *msg);
+/* Packs msg and sends it (see mcp_grpc_server_send). */
+int mcp_grpc_server_send_message(mcp_grpc_server_call *call, const ProtobufCMessage *msg);
 
-/* True when host is a loopback address literal or "localhost". */
-bool mcp_grpc_host_is_loopback(const char *host);
+/* Ends the call with status OK: trailers after the sent messages, or
+ * Trailers-Only when none was sent. Frees the call. 0, or -1 when it had
+ * been cancelled. (mcp_grpc_server_fail after sends puts its status in the
+ * trailers the same way.) */
+int mcp_grpc_server_finish(mcp_grpc_server_call *call);
 
-/* A name for a status code ("DEADLINE_EXCEEDED"), "UNKNOWN" for others. */
-const char *mcp_grpc_status_name(int status);
+/* Bytes of sent messages not yet taken by HTTP/2 (flow control: the client
+ * reads slower than the handler sends). 0 once cancelled. */
+size_t mcp_grpc_server_call_unsent(const mcp_grpc_server_call *call);
+
+/* Arms fn to run once when the unsent bytes drop to at most below. Replaces
+ * an armed one; fn NULL disarms. Never runs once the call is cancelled (the
+ * cancel callback runs instead). */
+void mcp_grpc_server_call_on_drain(mcp_grpc_server_call *call, size_t below, mcp_grpc_drain_fn fn,
+                                   void *ud);
+
+/* Marks the call a long-lived stream, which shutdown ends at once instead of
+ * waiting for it during the grace period. When the server is already
+ * shutting down, ends it now (the cancel callback runs before this returns). */
+void mcp_grpc_server_call_set_streaming(mcp_grpc_server_call *call);
 
 #endif

@@ -10,96 +10,12 @@
 
 #include "mcp/util.h"
 
-#define GRPC_FRAME_HEADER 5
-
 struct mcp_grpc_call {
     mcp_http_req *req;
     mcp_grpc_cb cb;
     void *ud;
     size_t max_msg;
 };
-
-char *mcp_grpc_percent_decode(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = malloc(n + 1), *o = out;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
-            isxdigit((unsigned char)s[i + 2])) {
-            char hex[3] = {s[i + 1], s[i + 2], 0};
-            *o++ = (char)strtol(hex, NULL, 16);
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-uint8_t *mcp_grpc_frame(const void *msg, size_t msg_len)
-{
-    if (msg_len > UINT32_MAX)
-        return NULL;
-    uint8_t *buf = malloc(msg_len + GRPC_FRAME_HEADER);
-    if (!buf)
-        return NULL;
-    buf[0] = 0; /* not compressed */
-    buf[1] = (uint8_t)(msg_len >> 24);
-    buf[2] = (uint8_t)(msg_len >> 16);
-    buf[3] = (uint8_t)(msg_len >> 8);
-    buf[4] = (uint8_t)msg_len;
-    if (msg_len)
-        memcpy(buf + GRPC_FRAME_HEADER, msg, msg_len);
-    return buf;
-}
-
-int mcp_grpc_unframe(const uint8_t *body, size_t body_len, size_t max_msg, const uint8_t **msg,
-                     size_t *msg_len, mcp_error *err)
-{
-    if (body_len < GRPC_FRAME_HEADER) {
-        mcp_error_set(err, "truncated message: %zu bytes, want at least 5", body_len);
-        return -1;
-    }
-    size_t len = ((size_t)body[1] << 24) | ((size_t)body[2] << 16) | ((size_t)body[3] << 8) |
-                 (size_t)body[4];
-    if (len > max_msg) {
-        mcp_error_set(err, "message of %zu bytes exceeds the %zu byte cap", len, max_msg);
-        return -1;
-    }
-    if (body[0] != 0) {
-        mcp_error_set(err, "compressed message (flag %u) not supported", body[0]);
-        return -1;
-    }
-    if (body_len - GRPC_FRAME_HEADER < len) {
-        mcp_error_set(err, "truncated message: %zu of %zu bytes", body_len - GRPC_FRAME_HEADER,
-                      len);
-        return -1;
-    }
-    if (body_len - GRPC_FRAME_HEADER > len) {
-        mcp_error_set(err, "%zu bytes after the message (unary call)",
-                      body_len - GRPC_FRAME_HEADER - len);
-        return -1;
-    }
-    *msg = body + GRPC_FRAME_HEADER;
-    *msg_len = len;
-    return 0;
-}
-
-void mcp_grpc_timeout_header(int64_t timeout_ms, char *buf, size_t size)
-{
-    if (timeout_ms < 1)
-        timeout_ms = 1;
-    /* at most 8 digits: switch to seconds, then hours, for long deadlines */
-    if (timeout_ms <= 99999999)
-        snprintf(buf, size, "%lldm", (long long)timeout_ms);
-    else if (timeout_ms / 1000 <= 99999999)
-        snprintf(buf, size, "%lldS", (long long)(timeout_ms / 1000));
-    else
-        snprintf(buf, size, "%lldH", (long long)(timeout_ms / 3600000));
-}
 
 /* ---- the call ----------------------------------------------------------- */
 
@@ -277,7 +193,7 @@ mcp_grpc_call *mcp_grpc_client_call(mcp_http *http, const mcp_grpc_request *rq, 
             .url = url,
             .headers = (const char *const *)header_argv,
             .body = body,
-            .body_len = rq->msg_len + GRPC_FRAME_HEADER,
+            .body_len = rq->msg_len + MCP_GRPC_PREFIX_LEN,
             .unix_socket = rq->unix_socket,
             .version = MCP_HTTP_2,
             .ca_file = rq->ca_file,
@@ -286,7 +202,7 @@ mcp_grpc_call *mcp_grpc_client_call(mcp_http *http, const mcp_grpc_request *rq, 
             .timeout_ms = timeout,
             /* the frame header, and a little room so that the length prefix
              * (not the http cap) decides in most cases */
-            .max_response = call->max_msg + GRPC_FRAME_HEADER + 1,
+            .max_response = call->max_msg + MCP_GRPC_PREFIX_LEN + 1,
         };
         call->req = mcp_http_start(http, &hrq, on_http_done, call, err);
         if (call->req)

@@ -1,5 +1,7 @@
 /* The agent's gRPC API from Lua: core.api.serve{...} runs the server (every
- * call becomes a Lua task with the request as a table) and core.api.call()
+ * call becomes a Lua task with the request as a table, answered through the
+ * call object: reply, or send...finish for a server stream), core.api.codes
+ * names the status codes, and core.api.call()
  * is the client the CLI uses to reach a running daemon. Messages cross
  * between protobuf and Lua through the descriptors (pbconv.c). */
 #include <stdlib.h>
@@ -45,24 +47,153 @@ struct api_server {
 
 /* ---- calls ---- */
 
+/* Unsent bytes of a streamed call past which call:send waits for the client
+ * to read (a slow reader must not grow the agent's memory). It resumes once
+ * half of them are out. */
+#define SEND_BOUND (256 * 1024)
+
+typedef struct call_wait call_wait;
+
 typedef struct api_call {
     mcp_grpc_server_call *call; /* NULL once finished */
     const ProtobufCMessageDescriptor *output;
-    bool cancelled;
+    uv_loop_t *loop;
+    bool cancelled;  /* the client went away, the deadline passed or the server ended it */
+    call_wait *wait; /* the task parked in send or wait_closed, or NULL */
 } api_call;
+
+/* A task waiting on its call: for the output to drain, or for the call to close. */
+enum { WAIT_DRAIN, WAIT_CLOSED };
+enum { WAIT_DONE, WAIT_GONE, WAIT_TIMEOUT };
+
+struct call_wait {
+    mcp_op op;
+    api_call *c; /* NULL once released */
+    int kind;
+    bool has_timer;
+    uv_timer_t timer;
+};
 
 static api_call *check_call(lua_State *L, int idx)
 {
     return luaL_checkudata(L, idx, CALL_MT);
 }
 
+static void wait_free_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Detaches w from its call (disarming the drain callback) and frees it. */
+static void wait_release(call_wait *w)
+{
+    api_call *c = w->c;
+    if (c) {
+        c->wait = NULL;
+        if (c->call && w->kind == WAIT_DRAIN)
+            mcp_grpc_server_call_on_drain(c->call, 0, NULL, NULL);
+        w->c = NULL;
+    }
+    if (w->has_timer)
+        uv_close((uv_handle_t *)&w->timer, wait_free_cb); /* stops it too */
+    else
+        free(w);
+}
+
+/* Wakes the waiting task with what happened. */
+static void wait_end(call_wait *w, int what)
+{
+    mcp_task *t = w->op.task;
+    int kind = w->kind;
+    wait_release(w);
+    if (!t)
+        return;
+    lua_State *co = mcp_task_thread(t);
+    if ((kind == WAIT_DRAIN && what == WAIT_DONE) || (kind == WAIT_CLOSED && what == WAIT_GONE)) {
+        lua_pushboolean(co, 1);
+        mcp_task_wake(t, 1);
+        return;
+    }
+    lua_pushnil(co);
+    if (what == WAIT_TIMEOUT)
+        lua_pushliteral(co, "timeout");
+    else
+        lua_pushliteral(co, "closed");
+    mcp_task_wake(t, 2);
+}
+
+static void wait_cancel(mcp_op *op)
+{
+    wait_release((call_wait *)op); /* the task was cancelled: op->task is NULL */
+}
+
+static void wait_timer_cb(uv_timer_t *t)
+{
+    call_wait *w = t->data;
+    if (w->c)
+        wait_end(w, WAIT_TIMEOUT);
+}
+
+/* Parks the running task on c until wait_end; timeout_s < 0: no limit. */
+static int wait_start(lua_State *L, api_call *c, int kind, lua_Number timeout_s, const char *what)
+{
+    mcp_task *t = mcp_task_require(L, what);
+    call_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return luaL_error(L, "out of memory");
+    w->op.cancel = wait_cancel;
+    w->c = c;
+    w->kind = kind;
+    if (timeout_s >= 0) {
+        w->has_timer = true;
+        uv_timer_init(c->loop, &w->timer);
+        w->timer.data = w;
+        lua_Number ms = timeout_s * 1000.0 + 0.5;
+        uv_timer_start(&w->timer, wait_timer_cb, ms > 1e12 ? (uint64_t)1e12 : (uint64_t)ms, 0);
+    }
+    c->wait = w;
+    mcp_task_suspend(t, &w->op); /* may refuse at once (cancel requested): wait_cancel ran */
+    return lua_yield(L, 0);
+}
+
+static void on_drain(mcp_grpc_server_call *call, void *ud)
+{
+    (void)call;
+    api_call *c = ud;
+    if (c->wait && c->wait->kind == WAIT_DRAIN)
+        wait_end(c->wait, WAIT_DONE);
+}
+
+/* Takes the call out of c to finish it; a task waiting on it learns it closed. */
+static mcp_grpc_server_call *take_call(api_call *c)
+{
+    mcp_grpc_server_call *call = c->call;
+    c->call = NULL;
+    if (c->wait)
+        wait_end(c->wait, WAIT_GONE);
+    return call;
+}
+
 static void finish_fail(api_call *c, int status, const char *msg)
 {
     if (!c->call)
         return;
-    mcp_grpc_server_call *call = c->call;
-    c->call = NULL;
-    mcp_grpc_server_fail(call, status, msg);
+    mcp_grpc_server_fail(take_call(c), status, msg);
+}
+
+static int push_closed(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+static void check_open(lua_State *L, api_call *c)
+{
+    if (!c->call)
+        luaL_error(L, "this call was already answered");
+    if (c->wait)
+        luaL_error(L, "another task is waiting on this call");
 }
 
 /* call.reply(table): answers with the method's response message. */
@@ -70,12 +201,9 @@ static int l_call_reply(lua_State *L)
 {
     api_call *c = check_call(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!c->call)
-        return luaL_error(L, "this call was already answered");
+    check_open(L, c);
     ProtobufCMessage *msg = mcp_pb_check(L, 2, c->output); /* raises on a bad table */
-    mcp_grpc_server_call *call = c->call;
-    c->call = NULL;
-    int rc = mcp_grpc_server_reply_message(call, msg);
+    int rc = mcp_grpc_server_reply_message(take_call(c), msg);
     protobuf_c_message_free_unpacked(msg, NULL);
     lua_pushboolean(L, rc == 0);
     return 1;
@@ -88,24 +216,83 @@ static int l_call_reply_packed(lua_State *L)
     api_call *c = check_call(L, 1);
     size_t len;
     const char *bytes = luaL_checklstring(L, 2, &len);
-    if (!c->call)
-        return luaL_error(L, "this call was already answered");
-    mcp_grpc_server_call *call = c->call;
-    c->call = NULL;
-    lua_pushboolean(L, mcp_grpc_server_reply(call, (const uint8_t *)bytes, len) == 0);
+    check_open(L, c);
+    lua_pushboolean(L, mcp_grpc_server_reply(take_call(c), (const uint8_t *)bytes, len) == 0);
     return 1;
 }
 
-/* call.fail(status, message) */
+/* call.send(table[, timeout_s]): one message of a streamed response; the call
+ * stays open. Waits (this task only) while the client is SEND_BOUND behind.
+ * -> true | nil, "closed" | nil, "timeout" */
+static int l_call_send(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Number timeout = luaL_optnumber(L, 3, -1);
+    if (!lua_isnoneornil(L, 3) && !(timeout >= 0))
+        return luaL_argerror(L, 3, "timeout must be a number of seconds >= 0");
+    check_open(L, c);
+    ProtobufCMessage *msg = mcp_pb_check(L, 2, c->output); /* raises on a bad table */
+    int rc = c->cancelled ? -1 : mcp_grpc_server_send_message(c->call, msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (rc != 0 || c->cancelled)
+        return push_closed(L);
+    if (mcp_grpc_server_call_unsent(c->call) <= SEND_BOUND) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    mcp_grpc_server_call_on_drain(c->call, SEND_BOUND / 2, on_drain, c);
+    return wait_start(L, c, WAIT_DRAIN, timeout, "call:send");
+}
+
+/* call.finish(): ends a streamed call with status OK. -> true | nil, "closed" */
+static int l_call_finish(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    check_open(L, c);
+    bool was_cancelled = c->cancelled;
+    if (mcp_grpc_server_finish(take_call(c)) != 0 || was_cancelled)
+        return push_closed(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* call.closed(): true once the call is over (client gone, deadline, shutdown, answered). */
+static int l_call_closed(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    lua_pushboolean(L, c->cancelled || !c->call);
+    return 1;
+}
+
+/* call.wait_closed([timeout_s]): waits (this task only) until the call closes.
+ * -> true | nil, "timeout" */
+static int l_call_wait_closed(lua_State *L)
+{
+    api_call *c = check_call(L, 1);
+    lua_Number timeout = luaL_optnumber(L, 2, -1);
+    if (!lua_isnoneornil(L, 2) && !(timeout >= 0))
+        return luaL_argerror(L, 2, "timeout must be a number of seconds >= 0");
+    if (c->wait)
+        return luaL_error(L, "another task is waiting on this call");
+    if (c->call && !c->cancelled)
+        mcp_grpc_server_call_set_streaming(c->call); /* shutdown must end it, not wait */
+    if (c->cancelled || !c->call) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    return wait_start(L, c, WAIT_CLOSED, timeout, "call:wait_closed");
+}
+
+/* call.fail(status, message): after sends the status goes in trailers. */
 static int l_call_fail(lua_State *L)
 {
     api_call *c = check_call(L, 1);
     lua_Integer status = luaL_checkinteger(L, 2);
     const char *msg = luaL_optstring(L, 3, "");
-    if (status <= 0 || status > 16)
-        return luaL_argerror(L, 2, "a gRPC error status is 1..16");
-    if (!c->call)
-        return luaL_error(L, "this call was already answered");
+    if (status <= MCP_GRPC_OK || status > MCP_GRPC_STATUS_MAX)
+        return luaL_argerror(L, 2, "a gRPC error status is 1..16 (core.api.codes)");
+    check_open(L, c);
     finish_fail(c, (int)status, msg);
     lua_pushboolean(L, 1);
     return 1;
@@ -124,7 +311,8 @@ static int l_call_peer(lua_State *L)
     return 1;
 }
 
-/* A handler task that ends (or is cancelled) without answering still answers. */
+/* A handler task that ends (or is cancelled) without answering still answers
+ * (after sends: in trailers). */
 static int l_call_close(lua_State *L)
 {
     api_call *c = check_call(L, 1);
@@ -138,6 +326,8 @@ static void on_call_cancel(mcp_grpc_server_call *call, int reason, void *ud)
     (void)reason;
     api_call *c = ud;
     c->cancelled = true;
+    if (c->wait)
+        wait_end(c->wait, WAIT_GONE);
 }
 
 /* ---- the server ---- */
@@ -183,7 +373,9 @@ static void on_request(mcp_grpc_server_call *call, const uint8_t *req, size_t le
     api_call *c = lua_newuserdatauv(L, sizeof *c, 0);
     c->call = call;
     c->output = m->desc->output;
+    c->loop = &s->host->loop;
     c->cancelled = false;
+    c->wait = NULL;
     luaL_setmetatable(L, CALL_MT);
     mcp_grpc_server_call_set_cancel(call, on_call_cancel, c);
     int cidx = lua_gettop(L);
@@ -508,6 +700,10 @@ int luaopen_mcp_api(lua_State *L)
     static const luaL_Reg call_methods[] = {{"reply", l_call_reply},
                                             {"fail", l_call_fail},
                                             {"reply_packed", l_call_reply_packed},
+                                            {"send", l_call_send},
+                                            {"finish", l_call_finish},
+                                            {"closed", l_call_closed},
+                                            {"wait_closed", l_call_wait_closed},
                                             {"cancelled", l_call_cancelled},
                                             {"peer", l_call_peer},
                                             {NULL, NULL}};
@@ -524,7 +720,8 @@ int luaopen_mcp_api(lua_State *L)
     lua_pop(L, 1);
     if (luaL_newmetatable(L, CALL_MT)) {
         lua_newtable(L);
-        luaL_setfuncs(L, call_methods, 0);
+        lua_pushvalue(L, lua_upvalueindex(1)); /* the host: send and wait_closed park tasks */
+        luaL_setfuncs(L, call_methods, 1);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, l_call_close);
         lua_setfield(L, -2, "__close");
@@ -535,5 +732,11 @@ int luaopen_mcp_api(lua_State *L)
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));
     luaL_setfuncs(L, fns, 1);
+    /* core.api.codes: the gRPC status codes by name, from the one C list */
+    lua_createtable(L, 0, MCP_GRPC_STATUS_MAX + 1);
+#define PUSH_CODE(name, code) (lua_pushinteger(L, code), lua_setfield(L, -2, #name));
+    MCP_GRPC_STATUS_LIST(PUSH_CODE)
+#undef PUSH_CODE
+    lua_setfield(L, -2, "codes");
     return 1;
 }

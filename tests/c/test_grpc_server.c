@@ -1,6 +1,7 @@
 /* The gRPC server: wire helpers, listener refusals, and in-process calls from a
  * libcurl HTTP/2 client (in a thread) over a unix socket, checking async
- * replies, Trailers-Only errors, cancellation, deadlines and shutdown. */
+ * replies, Trailers-Only errors, cancellation, deadlines, shutdown and server
+ * streaming (messages, then trailers; open streams ended by shutdown). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,11 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <nghttp2/nghttp2.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <uv.h>
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -254,6 +260,7 @@ static void client_thread(void *arg)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, getenv("CURL_DEBUG") ? 1L : 0L);
     r->rc = curl_easy_perform(c);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
@@ -280,7 +287,7 @@ static void call(fixture *f, client_req *r)
 }
 
 /* Handler state shared with the test. */
-typedef enum { REPLY_LATER, NEVER, FAIL_NOW, SHUTDOWN } mode;
+typedef enum { REPLY_LATER, NEVER, FAIL_NOW, SHUTDOWN, STREAM, STREAM_FAIL, STREAM_OPEN } mode;
 typedef struct hstate {
     mode m;
     fixture *f;
@@ -289,6 +296,7 @@ typedef struct hstate {
     int cancels;
     uv_timer_t timer;
     char service[64];
+    uint64_t shutdown_at, done_at; /* uv_now of the shutdown and of its done callback */
 } hstate;
 
 static void on_cancel(mcp_grpc_server_call *c, int reason, void *ud)
@@ -308,6 +316,21 @@ static void reply_now(uv_timer_t *t)
     assert_false(mcp_grpc_server_call_cancelled(h->call));
     assert_int_equal(mcp_grpc_server_reply_message(h->call, &out.base), 0);
     h->call = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void on_stream_done(mcp_grpc_server *s, void *ud)
+{
+    hstate *h = ud;
+    h->done_at = uv_now(&h->f->loop);
+    h->f->done = true;
+}
+
+static void shutdown_later(uv_timer_t *t)
+{
+    hstate *h = t->data;
+    h->shutdown_at = uv_now(&h->f->loop);
+    mcp_grpc_server_shutdown(h->f->server, 5000, on_stream_done, h);
     uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -339,6 +362,27 @@ static void handler(mcp_grpc_server_call *c, const uint8_t *req, size_t len, voi
         mcp_grpc_server_shutdown(h->f->server, 50, on_done, h->f);
         break;
     case NEVER:
+        break;
+    case STREAM:
+    case STREAM_FAIL:
+        for (int i = 1; i <= 3; i++) {
+            Grpc__Health__V1__HealthCheckResponse out =
+                GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+            out.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)i;
+            assert_int_equal(mcp_grpc_server_send_message(c, &out.base), 0);
+        }
+        assert_int_equal(mcp_grpc_server_call_unsent(c) <= 3 * 7, true);
+        if (h->m == STREAM)
+            assert_int_equal(mcp_grpc_server_finish(c), 0);
+        else
+            assert_int_equal(mcp_grpc_server_fail(c, MCP_GRPC_NOT_FOUND, "gone"), 0);
+        h->call = NULL;
+        break;
+    case STREAM_OPEN: /* one message, then the stream stays open until shutdown ends it */
+        assert_int_equal(mcp_grpc_server_send(c, (const uint8_t *)"\x08\x01", 2), 0);
+        uv_timer_init(&h->f->loop, &h->timer);
+        h->timer.data = h;
+        uv_timer_start(&h->timer, shutdown_later, 100, 0);
         break;
     }
 }
@@ -468,6 +512,253 @@ static void test_shutdown_from_a_handler_cancels_after_grace(void **state)
     assert_int_equal(mcp_grpc_server_reply(h.call, (const uint8_t *)"", 0), -1);
 }
 
+/* Three messages, then OK trailers: HEADERS, DATA, trailers (not Trailers-Only). */
+static void test_stream_then_finish(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = STREAM};
+    start_unix(f, &h);
+    client_req r = {.path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ};
+    call(f, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    static const uint8_t three[] = {
+        0, 0, 0, 0, 2, 0x08, 1, /* status 1 */
+        0, 0, 0, 0, 2, 0x08, 2, /* status 2 */
+        0, 0, 0, 0, 2, 0x08, 3, /* status 3 */
+    };
+    assert_int_equal(r.resp_len, sizeof three);
+    assert_memory_equal(r.resp, three, sizeof three);
+    assert_non_null(strstr(r.headers, "grpc-status: 0"));
+    assert_int_equal(h.cancels, 0);
+}
+
+/* A failure after messages carries its status in the trailers. */
+static void test_stream_then_fail(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = STREAM_FAIL};
+    start_unix(f, &h);
+    client_req r = {.path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ};
+    call(f, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_int_equal(r.resp_len, 21);
+    assert_non_null(strstr(r.headers, "grpc-status: 5"));
+    assert_non_null(strstr(r.headers, "grpc-message: gone"));
+    /* the status came after the body: in trailers, not in the response headers */
+    char *content_type = strstr(r.headers, "content-type: application/grpc");
+    assert_non_null(content_type);
+    assert_true(strstr(r.headers, "grpc-status: 5") > content_type);
+}
+
+/* Shutdown ends an open stream at once (not after the 5 s grace): the client
+ * gets the message sent so far, the handler a cancel with UNAVAILABLE. */
+static void test_shutdown_ends_open_streams(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = STREAM_OPEN};
+    start_unix(f, &h);
+    client_req r = {.path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ, .timeout_ms = 4000};
+    call(f, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    static const uint8_t one[] = {0, 0, 0, 0, 2, 0x08, 1};
+    assert_int_equal(r.resp_len, sizeof one);
+    assert_memory_equal(r.resp, one, sizeof one);
+    /* UNAVAILABLE goes out in trailers before the GOAWAY, but curl 7.88 drops
+     * what it has not yet reported once it sees the GOAWAY: grpcio sees it
+     * (tests/integration/test_grpc_stream.py) */
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* the server finishes closing */
+    assert_true(f->done);
+    assert_true(h.done_at - h.shutdown_at < 2000);
+    assert_int_equal(h.cancels, 1);
+    assert_int_equal(h.cancel_reason, MCP_GRPC_UNAVAILABLE);
+    assert_int_equal(mcp_grpc_server_send(h.call, (const uint8_t *)"", 0), -1);
+    assert_int_equal(mcp_grpc_server_finish(h.call), -1); /* frees the orphaned call */
+}
+
+/* ---- a slow reader: an nghttp2 client that opens its flow-control window by hand ---- */
+
+typedef struct h2client {
+    int fd;
+    nghttp2_session *session;
+    size_t received, consumed;
+    bool closed;
+    char status[8];
+} h2client;
+
+static ssize_t cl_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud)
+{
+    ssize_t n = write(((h2client *)ud)->fd, data, len);
+    if (n < 0)
+        return errno == EAGAIN ? NGHTTP2_ERR_WOULDBLOCK : NGHTTP2_ERR_CALLBACK_FAILURE;
+    return n;
+}
+
+static int cl_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *d, size_t len,
+                   void *ud)
+{
+    ((h2client *)ud)->received += len;
+    return 0;
+}
+
+static int cl_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+    h2client *c = ud;
+    if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0 && valuelen < sizeof c->status) {
+        memcpy(c->status, value, valuelen);
+        c->status[valuelen] = '\0';
+    }
+    return 0;
+}
+
+static int cl_close(nghttp2_session *s, int32_t id, uint32_t error_code, void *ud)
+{
+    ((h2client *)ud)->closed = true;
+    return 0;
+}
+
+static ssize_t cl_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+                       uint32_t *data_flags, nghttp2_data_source *src, void *ud)
+{
+    memcpy(buf, HC_REQ, sizeof HC_REQ);
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return sizeof HC_REQ;
+}
+
+static void cl_open(h2client *c, const char *sock, uint32_t window)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(c->fd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(sock) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(fcntl(c->fd, F_SETFL, O_NONBLOCK), 0);
+    nghttp2_session_callbacks *cbs;
+    assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+    nghttp2_session_callbacks_set_send_callback(cbs, cl_send);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cl_data);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, cl_header);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cl_close);
+    nghttp2_option *opt;
+    assert_int_equal(nghttp2_option_new(&opt), 0);
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* the window opens only by cl_consume */
+    assert_int_equal(nghttp2_session_client_new2(&c->session, cbs, c, opt), 0);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window}};
+    assert_int_equal(nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 1), 0);
+#define CNV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0}
+    nghttp2_nv nv[] = {CNV(":method", "POST"),
+                       CNV(":scheme", "http"),
+                       CNV(":path", CHECK),
+                       CNV(":authority", "localhost"),
+                       CNV("content-type", "application/grpc"),
+                       CNV("te", "trailers")};
+#undef CNV
+    nghttp2_data_provider body = {.read_callback = cl_body};
+    assert_int_equal(nghttp2_submit_request(c->session, NULL, nv, 6, &body, NULL), 1);
+}
+
+/* One turn of the server's loop and of the client's I/O. */
+static void cl_pump(fixture *f, h2client *c)
+{
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(nghttp2_session_send(c->session), 0);
+    uint8_t buf[16384];
+    ssize_t n;
+    while ((n = read(c->fd, buf, sizeof buf)) > 0)
+        assert_int_equal(nghttp2_session_mem_recv(c->session, buf, (size_t)n), n);
+    assert_int_equal(nghttp2_session_send(c->session), 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    usleep(1000);
+}
+
+/* The client reads what came and opens its window by as much. */
+static void cl_consume(h2client *c)
+{
+    size_t n = c->received - c->consumed;
+    c->consumed = c->received;
+    assert_int_equal(nghttp2_session_consume(c->session, 1, n), 0);
+}
+
+static void cl_free(h2client *c)
+{
+    nghttp2_session_del(c->session);
+    close(c->fd);
+}
+
+#define BIG_MSG 10240
+#define BIG_COUNT 20
+
+typedef struct slow {
+    hstate h;
+    size_t unsent_after_sends, unsent_at_drain;
+    int drains;
+} slow;
+
+static void on_slow_drain(mcp_grpc_server_call *c, void *ud)
+{
+    slow *sl = ud;
+    sl->drains++;
+    sl->unsent_at_drain = mcp_grpc_server_call_unsent(c);
+}
+
+static void slow_handler(mcp_grpc_server_call *c, const uint8_t *req, size_t len, void *ud)
+{
+    slow *sl = ud;
+    sl->h.call = c;
+    mcp_grpc_server_call_set_cancel(c, on_cancel, &sl->h);
+    static uint8_t msg[BIG_MSG];
+    for (int i = 0; i < BIG_COUNT; i++)
+        assert_int_equal(mcp_grpc_server_send(c, msg, sizeof msg), 0);
+    sl->unsent_after_sends = mcp_grpc_server_call_unsent(c);
+    mcp_grpc_server_call_on_drain(c, 100000, on_slow_drain, sl);
+}
+
+/* Messages the client has no window for stay queued (unsent), and the drain
+ * callback runs once the client has read enough for them to drop under the mark. */
+static void test_slow_reader_drains_by_flow_control(void **state)
+{
+    fixture *f = *state;
+    slow sl = {.h.f = f};
+    mcp_error err;
+    assert_int_equal(mcp_grpc_server_handle(f->server, CHECK, slow_handler, &sl, &err), 0);
+    assert_int_equal(mcp_grpc_server_listen_unix(f->server, f->sock, &err), 0);
+    h2client c;
+    cl_open(&c, f->sock, 16384);
+    for (int i = 0; i < 200 && c.received < 16384; i++)
+        cl_pump(f, &c);
+    assert_non_null(sl.h.call);
+    size_t total = BIG_COUNT * (BIG_MSG + 5);
+    assert_true(sl.unsent_after_sends > total - 65536); /* at most a window went at once */
+    for (int i = 0; i < 50; i++)
+        cl_pump(f, &c);
+    assert_int_equal(c.received, 16384); /* no window, no more data */
+    assert_int_equal(sl.drains, 0);
+    int rounds = 0;
+    while (sl.drains == 0 && rounds < 100) {
+        cl_consume(&c);
+        for (int i = 0; i < 20; i++)
+            cl_pump(f, &c);
+        rounds++;
+    }
+    assert_int_equal(sl.drains, 1);
+    assert_true(rounds > 1); /* not at the first window update: only under the mark */
+    assert_true(sl.unsent_at_drain <= 100000);
+    assert_int_equal(mcp_grpc_server_finish(sl.h.call), 0);
+    for (int i = 0; i < 2000 && !c.closed; i++) {
+        cl_consume(&c);
+        cl_pump(f, &c);
+    }
+    assert_true(c.closed);
+    assert_int_equal(c.received, total);
+    assert_string_equal(c.status, "0");
+    assert_int_equal(sl.h.cancels, 0);
+    cl_free(&c);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -484,6 +775,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_gone_cancels_the_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_from_a_handler_cancels_after_grace, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stream_then_finish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_then_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_ends_open_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader_drains_by_flow_control, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

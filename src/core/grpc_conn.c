@@ -1,0 +1,339 @@
+/* Connections of the gRPC server: accept, read, TLS (grpc_tls.c) or
+ * plaintext, nghttp2 in memory, queued writes, close. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc_server_impl.h"
+#include "mcp/log.h"
+
+typedef struct write_req {
+    uv_write_t req;
+    uint8_t *buf;
+} write_req;
+
+/* A growable byte buffer for one flush. */
+typedef struct bytes {
+    uint8_t *p;
+    size_t len, cap;
+} bytes;
+
+static int bytes_append(bytes *b, const void *data, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + len)
+            cap *= 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    write_req *w = (write_req *)req;
+    conn *c = req->handle->data;
+    free(w->buf);
+    free(w);
+    if (status < 0 && !c->closing)
+        mcp_grpcs_conn_close(c);
+}
+
+/* Hands buf (owned) to libuv. */
+static void conn_write(conn *c, uint8_t *buf, size_t len)
+{
+    write_req *w = malloc(sizeof *w);
+    if (!w) {
+        free(buf);
+        c->want_close = true;
+        return;
+    }
+    w->buf = buf;
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->h, &b, 1, on_write) != 0) {
+        free(buf);
+        free(w);
+        c->want_close = true;
+    }
+}
+
+static void drain_tls(conn *c, bytes *out)
+{
+    uint8_t tmp[16384];
+    size_t n;
+    while ((n = mcp_tls_take_output(c->tls, tmp, sizeof tmp)) > 0)
+        if (bytes_append(out, tmp, n) != 0)
+            break;
+}
+
+/* Sends whatever nghttp2 and TLS have queued; closes the connection when it is finished. */
+void mcp_grpcs_conn_flush(conn *c)
+{
+    if (c->busy || c->closing)
+        return;
+    bytes out = {0};
+    if (c->session) {
+        c->busy++;
+        for (bool again = true; again;) {
+            for (;;) {
+                const uint8_t *data;
+                ssize_t n = nghttp2_session_mem_send(c->session, &data);
+                if (n < 0) {
+                    c->want_close = true;
+                    break;
+                }
+                if (n == 0)
+                    break;
+                if (c->tls ? mcp_tls_write(c->tls, data, (size_t)n) != 0
+                           : bytes_append(&out, data, (size_t)n) != 0) {
+                    c->want_close = true;
+                    break;
+                }
+            }
+            /* a stream drained below its mark: its handler may queue more */
+            again = !c->want_close && mcp_grpcs_notify_drained(c);
+        }
+        c->busy--;
+    }
+    if (c->tls)
+        drain_tls(c, &out);
+    if (out.len)
+        conn_write(c, out.p, out.len);
+    else
+        free(out.p);
+    if (c->want_close || (c->session && !nghttp2_session_want_read(c->session) &&
+                          !nghttp2_session_want_write(c->session)))
+        mcp_grpcs_conn_close(c);
+}
+
+static void conn_closed_cb(uv_handle_t *h)
+{
+    conn *c = h->data;
+    mcp_grpc_server *s = c->server;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    s->open_handles--;
+    free(c);
+    mcp_grpcs_check_done(s);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    uv_close((uv_handle_t *)req->handle, conn_closed_cb);
+    free(req);
+}
+
+/* Cancels what is in flight, frees the session and TLS, and closes the socket
+ * after the queued bytes are written. Never call it while busy. */
+void mcp_grpcs_conn_close(conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->hs_timer) {
+        c->hs_timer->data = NULL;
+        uv_close((uv_handle_t *)c->hs_timer, mcp_grpcs_timer_free_cb);
+        c->hs_timer = NULL;
+    }
+    while (c->streams) {
+        gstream *s = c->streams;
+        if (s->call)
+            mcp_grpcs_call_orphan(s->call, c->cancel_reason);
+        mcp_grpcs_stream_free(s);
+    }
+    if (c->session) {
+        nghttp2_session_del(c->session);
+        c->session = NULL;
+    }
+    if (c->tls) {
+        bytes out = {0};
+        mcp_tls_close_notify(c->tls);
+        drain_tls(c, &out);
+        if (out.len)
+            conn_write(c, out.p, out.len);
+        else
+            free(out.p);
+        mcp_tls_free(c->tls);
+        c->tls = NULL;
+    }
+    uv_read_stop((uv_stream_t *)&c->h);
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req || uv_shutdown(req, (uv_stream_t *)&c->h, on_shutdown) != 0) {
+        free(req);
+        uv_close((uv_handle_t *)&c->h, conn_closed_cb);
+    }
+}
+
+static void hs_timeout_cb(uv_timer_t *t)
+{
+    conn *c = t->data;
+    if (c && !c->got_frame) {
+        mcp_log(MCP_LOG_INFO, "grpc: closing a connection that sent no HTTP/2 frame in time",
+                "peer", c->peer, NULL);
+        mcp_grpcs_conn_close(c);
+    }
+}
+
+int mcp_grpcs_conn_start_session(conn *c)
+{
+    mcp_grpc_server *s = c->server;
+    if (nghttp2_session_server_new(&c->session, s->cbs, c) != 0) {
+        c->session = NULL;
+        return -1;
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->opts.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16384},
+    };
+    if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 2) != 0)
+        return -1;
+    if (s->shutting_down)
+        nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+    return 0;
+}
+
+/* Feeds plaintext HTTP/2 bytes to nghttp2. */
+static void conn_recv_h2(conn *c, const uint8_t *data, size_t len)
+{
+    if (!c->session || c->want_close)
+        return;
+    c->busy++;
+    ssize_t rv = nghttp2_session_mem_recv(c->session, data, len);
+    c->busy--;
+    if (rv < 0) {
+        mcp_log(MCP_LOG_INFO, "grpc: bad HTTP/2 from client", "peer", c->peer, "error",
+                nghttp2_strerror((int)rv), NULL);
+        c->want_close = true;
+    }
+}
+
+/* Decrypts what arrived; finishes the handshake first. */
+static void conn_recv_tls(conn *c, const uint8_t *data, size_t len)
+{
+    mcp_grpc_server *s = c->server;
+    bool was_ready = mcp_tls_ready(c->tls);
+    char why[256];
+    mcp_tls_state st = mcp_tls_recv(c->tls, data, len, why, sizeof why);
+    if (st == MCP_TLS_FAILED) {
+        mcp_log(MCP_LOG_WARN, "grpc: TLS handshake failed", "peer", c->peer, "error", why, NULL);
+        c->want_close = true; /* the flush still sends the alert */
+        return;
+    }
+    if (st == MCP_TLS_AGAIN)
+        return;
+    if (!was_ready) {
+        mcp_tls_peer_cn(c->tls, c->peer, sizeof c->peer);
+        if (mcp_grpcs_conn_start_session(c) != 0) {
+            c->want_close = true;
+            return;
+        }
+    }
+    for (;;) {
+        int n = mcp_tls_read(c->tls, s->tlsbuf, sizeof s->tlsbuf);
+        if (n < 0)
+            c->want_close = true;
+        if (n <= 0)
+            return;
+        conn_recv_h2(c, s->tlsbuf, (size_t)n);
+        if (c->want_close)
+            return;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn *c = h->data;
+    buf->base = c->server->readbuf;
+    buf->len = sizeof c->server->readbuf;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = stream->data;
+    if (c->closing)
+        return;
+    if (nread < 0) {
+        mcp_grpcs_conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (c->tls)
+        conn_recv_tls(c, (const uint8_t *)buf->base, (size_t)nread);
+    else
+        conn_recv_h2(c, (const uint8_t *)buf->base, (size_t)nread);
+    mcp_grpcs_conn_flush(c);
+}
+
+static void reject_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void mcp_grpcs_on_connection(uv_stream_t *lstream, int status)
+{
+    listener *l = lstream->data;
+    mcp_grpc_server *s = l->server;
+    if (status < 0) {
+        mcp_log(MCP_LOG_WARN, "grpc: accept failed", "error", uv_strerror(status), NULL);
+        return;
+    }
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->server = s;
+    c->cancel_reason = MCP_GRPC_CANCELLED;
+    if (l->is_unix)
+        uv_pipe_init(s->loop, &c->h.pipe, 0);
+    else
+        uv_tcp_init(s->loop, &c->h.tcp);
+    c->h.tcp.data = c;
+    if (uv_accept(lstream, (uv_stream_t *)&c->h) != 0 || s->shutting_down ||
+        s->nconns >= s->opts.max_connections) {
+        if (!s->shutting_down && s->nconns >= s->opts.max_connections)
+            mcp_log(MCP_LOG_WARN, "grpc: connection limit reached, refusing a connection", NULL);
+        uv_close((uv_handle_t *)&c->h, reject_closed_cb);
+        return;
+    }
+    snprintf(c->peer, sizeof c->peer, "%s", l->is_unix ? "unix" : l->tls ? "tls" : "tcp");
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    s->open_handles++;
+    if (!l->is_unix)
+        uv_tcp_nodelay(&c->h.tcp, 1);
+    if (l->tls) {
+        c->tls = mcp_tls_new(l->tls);
+        if (!c->tls) {
+            mcp_grpcs_conn_close(c);
+            return;
+        }
+    } else if (mcp_grpcs_conn_start_session(c) != 0) {
+        mcp_grpcs_conn_close(c);
+        return;
+    }
+    c->hs_timer = malloc(sizeof *c->hs_timer);
+    if (c->hs_timer) {
+        uv_timer_init(s->loop, c->hs_timer);
+        c->hs_timer->data = c;
+        uv_timer_start(c->hs_timer, hs_timeout_cb, s->opts.handshake_timeout_ms, 0);
+    }
+    if (uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read) != 0) {
+        mcp_grpcs_conn_close(c);
+        return;
+    }
+    mcp_grpcs_conn_flush(c); /* our SETTINGS go first */
+}
