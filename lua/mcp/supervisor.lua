@@ -206,9 +206,12 @@ function M.new(agent, opts)
         local svc, comp = entry.service, entry.component
         if comp.desired_state ~= "running" then return end
         local st = state_of(name, svc, comp)
-        if st.timer or st.state == "given up" or st.state == "exited" then return end
+        -- the stream and a list may both report one death: one handles it
+        if st.timer or st.handling or st.state == "given up" or st.state == "exited" then return end
         local busy, done = lifecycle.activity(agent, name)
         if busy then return end
+        st.handling = true
+        local guard <close> = setmetatable({}, { __close = function() st.handling = nil end }) -- luacheck: ignore 211
         if done and agent.clock.now() - done < M.RECENT then
             -- the agent itself just stopped or replaced it: look before acting
             local now_rec, ireason = agent.runtime.inspect(name)

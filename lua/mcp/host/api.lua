@@ -137,6 +137,7 @@ function M.new(agent, state)
     -- the past), then each new one as it is stored, until the client goes.
     -- A follower costs one wake-up a second to notice a client gone quietly.
     h[SVC .. "WatchEvents"] = function(req, call)
+        call:wait_closed(0) -- a stream from now on: shutdown ends it at once
         local service = req.service ~= "" and req.service or nil
         local last = 0
         local function send(e)

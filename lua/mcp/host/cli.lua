@@ -378,6 +378,12 @@ local function print_status(s)
     for _, c in ipairs(s.components) do
         say("  %-24s desired=%-8s observed=%-8s %s%s", c.container, c.desired_state,
             c.observed_state, port_text(c.ports), c.ok and "" or "  <- differs")
+        -- what the supervisor makes of it (SPEC §10)
+        if (c.restarts or 0) > 0 or (c.state and c.state ~= "" and c.state ~= c.observed_state) then
+            say("    state=%s restarts=%d last_exit_code=%d%s", c.state ~= "" and c.state or c.observed_state,
+                c.restarts or 0, c.last_exit_code or 0,
+                (c.last_error and c.last_error ~= "") and (" last_error=" .. c.last_error) or "")
+        end
         for _, r in ipairs(c.routes) do
             local listen = (r.port and r.port ~= 0) and r.port or r.host_port
             say("    route %s: %s 127.0.0.1:%s -> %s %s%s%s", r.name, r.mode ~= "" and r.mode or "l4",

@@ -1,0 +1,204 @@
+"""The daemon supervises (SPEC §10) on real podman, in an isolated store with
+its own --tmpdir (so its event stream sees only this test's containers):
+a killed container comes back on its own with died/restarted events, a
+crash loop follows the policy until it gives up, `start` brings a given-up
+component back, a stopped one stays down, and the event log is followed
+live by `events --follow` and by a stock grpcio WatchEvents client."""
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from agent_env import AgentEnv, toml_str
+from grpc_env import gen_stubs
+from podman_env import PodmanEnv, podman_missing_reason
+from test_boot_podman import LiveAgent
+
+GIVE_UP_AFTER_TWO = """\
+-- an operator's supervise.lua: two restarts, then give up
+local M = {}
+function M.on_exit(_agent, _component, info)
+    if info.restarts >= 2 then return false, "two strikes" end
+    return 0.5
+end
+return M
+"""
+
+
+def service_toml(name, image, cmd):
+    return "\n".join(["name = %s" % toml_str(name), "[[components]]", "name = %s" % toml_str(name),
+                      "image = %s" % toml_str(image),
+                      "cmd = [%s]" % ", ".join(toml_str(c) for c in cmd)]) + "\n"
+
+
+@unittest.skipIf(podman_missing_reason(), podman_missing_reason() or "")
+class SuperviseOnPodman(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.pod = PodmanEnv()
+        self.addCleanup(self.pod.cleanup)
+        self.agent = AgentEnv(self.id().split(".")[-1])
+        self.addCleanup(self.agent.cleanup)
+        self.env = {"CONTAINERS_CONF": self.pod.conf, "TMPDIR": self.pod.env["TMPDIR"]}
+        self.socket = self.agent.path("agent.sock")
+
+    def start_daemon(self, policy_dir=None):
+        lines = ["[agent]", 'container_runtime = "podman"',
+                 "podman_args = [%s]" % ", ".join(toml_str(a) for a in self.pod.podman_args),
+                 'podman_timeout = "60s"', "socket = %s" % toml_str(self.socket),
+                 "[database]", "path = %s" % toml_str(self.agent.db),
+                 "[monitor]", 'interval = "2s"']
+        if policy_dir:
+            lines += ["[policy]", "dir = %s" % toml_str(policy_dir)]
+        self.agent.write("mcp-agent.toml", "\n".join(lines) + "\n")
+        live = LiveAgent(self.agent, ["run"], self.env)
+        self.addCleanup(live.kill)
+        self.assertTrue(live.wait_for_log("boot finished", 60), live.stderr())
+        return live
+
+    def cli(self, *args, timeout=60):
+        return self.agent.run(*args, timeout=timeout, env=self.env)
+
+    def deploy(self, name, cmd):
+        self.pod.track(name)
+        r = self.cli("deploy", self.agent.write(name + ".toml", service_toml(name, self.pod.image, cmd)))
+        self.assertEqual(r.rc, 0, r.stdout + r.stderr)
+
+    def events(self, service):
+        r = self.cli("events", service, "--json")
+        self.assertEqual(r.rc, 0, r.stderr)
+        return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+    def wait_for_event(self, service, kind, timeout, count=1):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            evs = [e for e in self.events(service) if e["kind"] == kind]
+            if len(evs) >= count:
+                return evs
+            time.sleep(0.2)
+        self.fail("no %d %r event(s) for %s within %ss: %s" % (count, kind, service, timeout,
+                                                              self.events(service)))
+
+    def component(self, service):
+        r = self.cli("status", service, "--json")
+        return json.loads(r.stdout)["services"][0]["components"][0]
+
+    def test_a_killed_container_comes_back_on_its_own(self):
+        live = self.start_daemon()
+        self.deploy("web", ["sleep", "3600"])
+        before = self.pod.inspect("web")["Id"]
+        self.pod.podman("kill", "web")
+        died = self.wait_for_event("web", "died", 10)
+        self.assertEqual(died[0]["exit_code"], 137)
+        restarted = self.wait_for_event("web", "restarted", 10)
+        self.assertEqual(restarted[0]["exit_code"], 137)
+        self.assertRegex(died[0]["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        info = self.pod.inspect("web")
+        self.assertEqual(info["State"]["Status"], "running")
+        self.assertEqual(info["Id"], before, "the same container is started again")
+        self.assertEqual(info["Config"]["Labels"]["mcp.service"], "web")
+        self.assertIn("mcp.spec-hash", info["Config"]["Labels"])
+        self.assertEqual(info["HostConfig"]["RestartPolicy"]["Name"], "no")
+        comp = self.component("web")
+        self.assertEqual((comp["restarts"], comp["last_exit_code"], comp["state"]), (1, 137, "running"))
+        # stop: desired state stopped is never restarted
+        r = self.cli("stop", "web")
+        self.assertEqual(r.rc, 0, r.stderr)
+        time.sleep(3)  # longer than a list interval
+        self.assertEqual(self.pod.inspect("web")["State"]["Status"], "exited")
+        self.assertEqual(len([e for e in self.events("web") if e["kind"] == "died"]), 1)
+        live.proc.terminate()
+        rc, _, err = live.finish(30)
+        self.assertEqual(rc, 0, err)
+
+    def test_a_crash_loop_follows_the_policy_until_it_gives_up(self):
+        pol = tempfile.mkdtemp(dir=self.agent.dir)
+        with open(os.path.join(pol, "supervise.lua"), "w") as f:
+            f.write(GIVE_UP_AFTER_TWO)
+        live = self.start_daemon(policy_dir=pol)
+        self.deploy("loop", ["sh", "-c", "sleep 0.2; exit 1"])
+        gave = self.wait_for_event("loop", "gave-up", 30)
+        self.assertIn("two strikes", gave[0]["message"])
+        evs = self.events("loop")
+        self.assertEqual(len([e for e in evs if e["kind"] == "restarted"]), 2, evs)
+        comp = self.component("loop")
+        self.assertEqual(comp["state"], "given up")
+        self.assertEqual(comp["last_exit_code"], 1)
+        time.sleep(3)
+        self.assertEqual(self.pod.inspect("loop")["State"]["Status"], "exited", "a given-up component stays down")
+        r = self.cli("status", "loop")
+        self.assertIn("given up", r.stdout)
+        # start clears the given-up state and brings it back
+        r = self.cli("start", "loop")
+        self.assertEqual(r.rc, 0, r.stdout + r.stderr)
+        self.assertNotEqual(self.component("loop")["state"], "given up")
+        self.wait_for_event("loop", "gave-up", 30, count=2)
+        live.proc.terminate()
+        live.finish(30)
+
+    def test_the_event_log_is_followed_live(self):
+        live = self.start_daemon()
+        self.deploy("app", ["sleep", "3600"])
+        follow = subprocess.Popen(self.agent.argv(["events", "app", "--follow", "--json"]),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=self.agent.env(self.env), cwd=self.agent.dir)
+        self.addCleanup(lambda: follow.poll() is None and follow.kill())
+        agent_pb2, agent_pb2_grpc, _, _ = gen_stubs(tempfile.mkdtemp(dir=self.agent.dir))
+        import grpc
+        channel = grpc.insecure_channel("unix:" + self.socket)
+        self.addCleanup(channel.close)
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        stream = stub.WatchEvents(agent_pb2.WatchEventsRequest(service="app"), timeout=30)
+        seen = []
+
+        def read():
+            try:
+                for ev in stream:
+                    seen.append(ev)
+                    if ev.kind == "restarted":
+                        return
+            except grpc.RpcError:
+                pass
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        time.sleep(0.5)  # both followers are listening
+        self.pod.podman("kill", "app")
+        reader.join(20)
+        stream.cancel()
+        kinds = [e.kind for e in seen]
+        self.assertIn("died", kinds)
+        self.assertIn("restarted", kinds)
+        died = seen[kinds.index("died")]
+        self.assertEqual((died.service, died.exit_code), ("app", 137))
+        self.assertGreater(died.time_unix_ms, 1.6e12)
+        # events --follow printed the same, one JSON object a line
+        deadline = time.monotonic() + 10
+        lines = []
+
+        def read_follow():
+            for line in follow.stdout:
+                lines.append(line)
+                if '"restarted"' in line:
+                    return
+
+        follower = threading.Thread(target=read_follow, daemon=True)
+        follower.start()
+        follower.join(max(0, deadline - time.monotonic()))
+        follow.terminate()
+        follow.wait(10)
+        follow.stdout.close()
+        follow.stderr.close()
+        got = [json.loads(l)["kind"] for l in lines if l.strip()]
+        self.assertIn("died", got)
+        self.assertIn("restarted", got)
+        live.proc.terminate()
+        live.finish(30)
+
+
+if __name__ == "__main__":
+    unittest.main()
