@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on real podman, in an isolated podman store under /tmp:
 # deploy three services, make podman lose its state (stop everything and
-# delete its container database, as after a crash), `recover`, `status`.
+# delete its container database, as after a crash), `recover`, `status`;
+# then `run` supervises: a container killed with `podman kill` comes back
+# on its own, and `events` shows what happened.
 # Installs and builds first. KEEP=1 leaves the demo running for a look.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ cleanup() {
         echo "demo left running in $demo (CONTAINERS_CONF=$demo/containers.conf)"
         return
     fi
+    [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
     pod rm -f -t 0 web api api-worker batch >/dev/null 2>&1 || true
     # also what podman forgot when its database was deleted
     scripts/podman-store-cleanup.sh "$demo"
@@ -50,6 +53,7 @@ cat > "$demo/agent.toml" <<CONF
 node_name = "demo"
 podman_args = [$(printf '"%s", ' "${podman_args[@]}" | sed 's/, $//')]
 port_range = "18100-18199"
+socket = "$demo/agent.sock"
 [database]
 path = "$demo/registry.db"
 [log]
@@ -87,3 +91,19 @@ step "mcp-agent status"
 out=$(answer "$web_port"); echo "web answers on the same route port $web_port: $out"
 step "mcp-agent recover (again: nothing to do)"
 "$agent" -c "$demo/agent.toml" recover
+
+step "mcp-agent run (the daemon supervises the node)"
+"$agent" -c "$demo/agent.toml" run &
+daemon=$!
+for _ in $(seq 100); do [ -S "$demo/agent.sock" ] && break; sleep 0.1; done
+sleep 1
+step "podman kill web"
+pod kill web >/dev/null
+for _ in $(seq 50); do
+    [ "$(pod inspect --format '{{.State.Status}}' web)" = running ] && \
+        "$agent" -c "$demo/agent.toml" events web | grep -q restarted && break
+    sleep 0.2
+done
+echo "web answers again: $(answer "$web_port")"
+step "mcp-agent events web"
+"$agent" -c "$demo/agent.toml" events web

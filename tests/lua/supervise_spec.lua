@@ -110,7 +110,8 @@ describe("mcp.supervisor", function()
         for i = 2, math.min(#times, #seen) do
             local gap = times[i] - times[i - 1]
             local want = 0.2 + seen[i].delay
-            assert.is_true(math.abs(gap - want) < 0.01, ("restart %d: %g s after the last, want %g"):format(i, gap, want))
+            assert.is_true(math.abs(gap - want) < 0.01,
+                ("restart %d: %g s after the last, want %g"):format(i, gap, want))
         end
         assert.is_true(#kinds(w, "backoff") >= 4)
     end)
@@ -251,7 +252,7 @@ describe("mcp.supervisor", function()
 
     it("most containers vanishing at once is one recover pass and one event", function()
         local w = world({ svc("a"), svc("b"), svc("c"), svc("d") })
-        supervised(w, nil, function(agent, sup)
+        supervised(w, nil, function(_, sup)
             w.runtime.vanish()
             sup.reconcile()
         end)

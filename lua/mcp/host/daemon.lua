@@ -160,10 +160,10 @@ function M.run(agent, args)
     })
     agent.supervisor = sup
     local boot_task = agent.task.spawn(function()
-        local ok, err = pcall(run_boot, agent, state)
+        local ok, boot_err = pcall(run_boot, agent, state)
         if not ok then
-            agent.log.error("boot failed", { error = tostring(err) })
-            state.boot_error = tostring(err)
+            agent.log.error("boot failed", { error = tostring(boot_err) })
+            state.boot_error = tostring(boot_err)
         end
         state.boot_done = true
         sup.start()
