@@ -138,16 +138,19 @@ function M.new(opts)
         return t
     end
 
-    -- Wakes every stream's waiting task (its sleeper is cancelled).
-    local function notify()
-        for st in pairs(streams) do
-            if st.waker then
-                st.notified = true
-                local w = st.waker
-                st.waker = nil
-                task_api.cancel(w)
-            end
+    -- Wakes the task waiting on one stream (its sleeper is cancelled).
+    local function wake(st)
+        if st.waker then
+            st.notified = true
+            local w = st.waker
+            st.waker = nil
+            task_api.cancel(w)
         end
+    end
+
+    -- Wakes every stream's waiting task.
+    local function notify()
+        for st in pairs(streams) do wake(st) end
     end
 
     local function emit(c, status, exit_code, at)
@@ -260,10 +263,10 @@ function M.new(opts)
             if w and coroutine.status(w) ~= "dead" then
                 error("bad argument #1 to 'next' (another task is already waiting on this stream)", 2)
             end
-            local wake = next_due()
-            if deadline and (not wake or deadline < wake) then wake = deadline end
+            local until_t = next_due()
+            if deadline and (not until_t or deadline < until_t) then until_t = deadline end
             self.waiting = coroutine.running()
-            local ok, why = wait_event(self, wake)
+            local ok, why = wait_event(self, until_t)
             self.waiting = nil
             if not ok then return nil, why end
         end
@@ -275,12 +278,7 @@ function M.new(opts)
         if self.closed then return end
         self.closed, self.queue, self.overflowed = true, {}, false
         streams[self] = nil
-        if self.waker then
-            self.notified = true
-            local w = self.waker
-            self.waker = nil
-            task_api.cancel(w)
-        end
+        wake(self)
     end
     Stream.__close = Stream.close
     Stream.__gc = function(self) self.closed = true end
@@ -327,6 +325,16 @@ function M.new(opts)
         entry.ok = false
         entry.reason = reason
         return nil, reason, detail
+    end
+
+    -- Every operation: recorded, its latency waited and an injected failure
+    -- popped, then the crashes due by now applied. -> entry | nil, reason, detail
+    local function enter(entry)
+        log_op(entry)
+        local reason, detail = begin(entry.op)
+        if reason then return fail(entry, reason, detail) end
+        settle()
+        return entry
     end
 
     local function record_public(c, full)
@@ -404,20 +412,27 @@ function M.new(opts)
         return c
     end
 
-    local function check_name(fname, name)
+    local function check_name(fname, name, level)
         if type(name) ~= "string" or name == "" then
-            error(fname .. ": container name must be a non-empty string", 3)
+            error(fname .. ": container name must be a non-empty string", level or 3)
         end
+    end
+
+    -- An operation on the container `name` (checked, entered as above):
+    -- -> entry, the container or nil | nil, nil, reason, detail
+    local function enter_on(op, name)
+        check_name(op, name, 4)
+        local entry, reason, detail = enter({ op = op, name = name, ok = true })
+        if not entry then return nil, nil, reason, detail end
+        return entry, containers[name]
     end
 
     -- The agent.runtime API ---------------------------------------------
 
     --- All containers (any state), sorted by name.
     function rt.list()
-        local entry = log_op({ op = "list", ok = true })
-        local reason, detail = begin("list")
-        if reason then return fail(entry, reason, detail) end
-        settle()
+        local entry, reason, detail = enter({ op = "list", ok = true })
+        if not entry then return nil, reason, detail end
         local names = {}
         for name in pairs(containers) do names[#names + 1] = name end
         table.sort(names)
@@ -428,12 +443,8 @@ function M.new(opts)
 
     --- One container with env, cmd, volumes, user, network, restart.
     function rt.inspect(name)
-        check_name("inspect", name)
-        local entry = log_op({ op = "inspect", name = name, ok = true })
-        local reason, detail = begin("inspect")
-        if reason then return fail(entry, reason, detail) end
-        settle()
-        local c = containers[name]
+        local entry, c, reason, detail = enter_on("inspect", name)
+        if not entry then return nil, reason, detail end
         if not c then return fail(entry, "no such container") end
         return record_public(c, true)
     end
@@ -463,11 +474,9 @@ function M.new(opts)
                 labels[k] = tostring(v)
             end
         end
-        local entry = log_op({ op = "run", name = spec.name, image = spec.image, ok = true,
-                               spec = spec })
-        local reason, detail = begin("run")
-        if reason then return fail(entry, reason, detail) end
-        settle()
+        local entry, reason, detail = enter({ op = "run", name = spec.name, image = spec.image, ok = true,
+                                              spec = spec })
+        if not entry then return nil, reason, detail end
         if containers[spec.name] then
             return fail(entry, "name in use", "the container name \"" .. spec.name .. "\" is already in use")
         end
@@ -495,12 +504,8 @@ function M.new(opts)
 
     --- Starts an existing container.
     function rt.start(name)
-        check_name("start", name)
-        local entry = log_op({ op = "start", name = name, ok = true })
-        local reason, detail = begin("start")
-        if reason then return fail(entry, reason, detail) end
-        settle()
-        local c = containers[name]
+        local entry, c, reason, detail = enter_on("start", name)
+        if not entry then return nil, reason, detail end
         if not c then return fail(entry, "no such container") end
         if c.state ~= "running" then
             local conflict = conflicting_port(c)
@@ -515,15 +520,11 @@ function M.new(opts)
 
     --- Stops a container (exit code 0 as after a clean SIGTERM).
     function rt.stop(name, timeout_s)
-        check_name("stop", name)
         if timeout_s ~= nil and type(timeout_s) ~= "number" then
             error("stop: timeout must be a number", 2)
         end
-        local entry = log_op({ op = "stop", name = name, ok = true })
-        local reason, detail = begin("stop")
-        if reason then return fail(entry, reason, detail) end
-        settle()
-        local c = containers[name]
+        local entry, c, reason, detail = enter_on("stop", name)
+        if not entry then return nil, reason, detail end
         if not c then return fail(entry, "no such container") end
         if c.state == "running" then
             exited(c, 0, now())
@@ -534,12 +535,8 @@ function M.new(opts)
 
     --- Removes a container, forcibly; a missing one is fine.
     function rt.remove(name)
-        check_name("remove", name)
-        local entry = log_op({ op = "remove", name = name, ok = true })
-        local reason, detail = begin("remove")
-        if reason then return fail(entry, reason, detail) end
-        settle()
-        local c = containers[name]
+        local entry, c, reason, detail = enter_on("remove", name)
+        if not entry then return nil, reason, detail end
         entry.existed = c ~= nil
         if c then
             if c.state == "running" then exited(c, 137, now()) end
@@ -552,18 +549,15 @@ function M.new(opts)
     --- true when the image is present locally, false when not.
     function rt.image_exists(image)
         if type(image) ~= "string" then error("image_exists: image must be a string", 2) end
-        local entry = log_op({ op = "image_exists", image = image, ok = true })
-        local reason, detail = begin("image_exists")
-        if reason then return fail(entry, reason, detail) end
+        local entry, reason, detail = enter({ op = "image_exists", image = image, ok = true })
+        if not entry then return nil, reason, detail end
         return images[image] == true or opts.any_image == true
     end
 
     --- A stream of container events (see Events at the top), or nil, reason, detail.
     function rt.events()
-        local entry = log_op({ op = "events", ok = true })
-        local reason, detail = begin("events")
-        if reason then return fail(entry, reason, detail) end
-        settle() -- what happened before the stream opened is not in it
+        local entry, reason, detail = enter({ op = "events", ok = true })
+        if not entry then return nil, reason, detail end
         local st = setmetatable({ queue = {}, closed = false, ended = false }, Stream)
         streams[st] = true
         return st
@@ -635,12 +629,7 @@ function M.new(opts)
                 st.detail = detail or "podman events exited with status 1"
             end
             streams[st] = nil
-            if st.waker then
-                st.notified = true
-                local w = st.waker
-                st.waker = nil
-                task_api.cancel(w)
-            end
+            wake(st)
         end
         return true
     end

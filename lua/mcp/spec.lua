@@ -52,9 +52,8 @@ function M.route_env(component)
 end
 
 local function copy(list)
-    local out = {}
-    for i, v in ipairs(list or {}) do out[i] = v end
-    return out
+    list = list or {}
+    return table.move(list, 1, #list, 1, {})
 end
 
 -- FNV-1a, 64 bits (Lua integers wrap): a stable fingerprint, not a

@@ -168,6 +168,15 @@ function M.new(agent, opts)
         persist(st)
     end
 
+    -- The restart of st, delay seconds from now, in a task of its own.
+    local function schedule(st, delay, exit_code)
+        st.timer = agent.task.spawn(function()
+            if delay > 0 and not agent.clock.sleep(delay) then return end
+            st.timer = nil
+            restart_now(st, exit_code)
+        end)
+    end
+
     -- Decides and schedules (or gives up) for a component that is down.
     function restart_after(st, comp, info)
         local delay, why = decide(st, comp, info)
@@ -186,11 +195,7 @@ function M.new(agent, opts)
             event(st, "backoff", string.format("restarting %s in %.1fs (restart %d)", st.name, delay, st.restarts + 1),
                 info.exit_code)
         end
-        st.timer = agent.task.spawn(function()
-            if delay > 0 and not agent.clock.sleep(delay) then return end
-            st.timer = nil
-            restart_now(st, info.exit_code)
-        end)
+        schedule(st, delay, info.exit_code)
     end
 
     --- The policy's stable period (s): up this long, the restart count resets.
@@ -352,11 +357,7 @@ function M.new(agent, opts)
                 if row.state == "backoff" then
                     local left = math.max(0, (row.backoff_until or wall) - wall)
                     st.backoff_until = wall + left
-                    st.timer = agent.task.spawn(function()
-                        if left > 0 and not agent.clock.sleep(left) then return end
-                        st.timer = nil
-                        restart_now(st, st.last_exit_code)
-                    end)
+                    schedule(st, left, st.last_exit_code)
                 end
             end
         end
