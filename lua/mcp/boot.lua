@@ -40,9 +40,11 @@ end
 -- Brings a container that is not running back through the lifecycle: the
 -- same container started again when its spec is current, else recreated.
 -- Returns true or nil, reason.
-local function restart(agent, service, component, record, quiet)
-    local r = lifecycle.up(agent, service, component, { existing = record or false, reuse = true,
-        event = "restarted", why = "boot", quiet = quiet })
+local function restart(agent, service, component, record, quiet, because)
+    -- record nil: unknown, the lifecycle looks (a container that is there
+    -- must not be removed for an image that is gone)
+    local r = lifecycle.up(agent, service, component, { existing = record, reuse = true,
+        event = "restarted", why = "boot", detail = because, quiet = quiet })
     if r.outcome == "failed" or r.outcome == "skipped" then return nil, r.entry.reason end
     return true
 end
@@ -142,7 +144,7 @@ local function watch_component(agent, stage, service, component, start, w)
     local target = health.probe_spec(component, stage)
     local probe_timeout = settings.probe_timeout
     local st = initial_state(agent, component, target, start)
-    local last_down
+    local last_down, restart_failed
     while true do
         res.attempts = res.attempts + 1
         local late = agent.clock.now() >= w.timeout_at
@@ -159,11 +161,10 @@ local function watch_component(agent, stage, service, component, start, w)
             last_down = reason
             log(string.format("%s is not running (%s), restarting it", name, reason),
                 { service = service.name, exit_code = st.exit_code })
-            local done, rreason = restart(agent, service, component, st.record, repeated)
+            local done, rreason = restart(agent, service, component, st.record, repeated, reason)
+            restart_failed = not done
             if done then
                 res.restarts = res.restarts + 1
-                agent.registry.event(service.name, component.name, "restarted",
-                    "boot restarted " .. name .. " (" .. reason .. ")")
                 st.up, st.record, st.exit_code = true, nil, nil
                 st.since, st.checked = agent.clock.now(), agent.clock.now()
                 st.hp, st.resolved = st.pinned, st.pinned ~= nil
@@ -199,7 +200,8 @@ local function watch_component(agent, stage, service, component, start, w)
         res.reason = reason
         if reason == "cancelled" then res.cancelled = true; return res end
         local delay
-        if late then
+        -- a restart that failed (no image, podman refusing) is not retried at probe speed
+        if late or restart_failed then
             slow = slow or settings.retry_delays()
             delay = slow.next()
         else

@@ -92,6 +92,7 @@ end
 ---              "restarted", …); nil records only failures
 ---   why        who asks, for messages ("recover", "deploy", …)
 ---   exit_code  recorded with the event (the supervisor's restarts)
+---   detail     why, appended to the event's message
 ---   dry_run, quiet (warnings at debug level), route_attempts, route_delays
 --- Returns { outcome = "already_running" | "started" | "created" | "skipped"
 ---           | "failed" | "planned", entry = { service=, component=,
@@ -191,6 +192,7 @@ function M.up(agent, service, component, opts)
             msg = string.format("%s recreated %s from %s (was %s)", why, name, tostring(component.image),
                 existing and tostring(existing.state) or "missing")
         end
+        if opts.detail then msg = msg .. " (" .. tostring(opts.detail) .. ")" end
         agent.registry.event(service.name, component.name, opts.event, msg, opts.exit_code)
     end
     agent.log.info(string.format("%s: %s %s", why, how, name),

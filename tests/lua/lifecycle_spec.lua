@@ -1,0 +1,121 @@
+-- mcp.lifecycle, the one way a component comes up: the same behaviour
+-- through each of its callers — deploy and start (mcp.host.ops), recover
+-- (policy.recover) and boot (policy.boot) — on mcp.testing.
+local t = require "mcp.testing"
+local spec = require "mcp.spec"
+local ops = require "mcp.host.ops"
+local recover = require "policy.recover"
+local boot = require "policy.boot"
+
+local IMG = "localhost/app:1"
+
+local function service(extra)
+    local s = { name = "app", image = IMG, routes = { { name = "web", port = 8080, host_port = 10080,
+                                                       hostname = "app.example" } } }
+    for k, v in pairs(extra or {}) do s[k] = v end
+    return s
+end
+
+-- Each path brings service "app" up and returns whether it reported success.
+local PATHS = {
+    deploy = function(agent)
+        -- the registry stores the definition; the fake's stand-in returns the stored service
+        agent.registry.deploy = function(name) return agent.registry.service(name) end
+        local resp = ops.deploy(agent, "app", "app.toml")
+        return resp.ok
+    end,
+    start = function(agent)
+        return ops.service_action(agent, "start", "app").ok
+    end,
+    recover = function(agent)
+        local r = recover.run(agent, {})
+        return #r.failed == 0 and #r.skipped == 0
+    end,
+    boot = function(agent)
+        -- a later stage: the foundation (first stage) would retry a missing image for ever
+        local stages = { { name = "foundation", services = {} }, { name = "apps", services = { "app" }, timeout = 5 } }
+        return boot.run(agent, stages, {}).healthy
+    end,
+}
+local ORDER = { "deploy", "start", "recover", "boot" }
+
+local function ops_of(w)
+    local out = {}
+    for _, m in ipairs(w.runtime.mutations()) do out[#out + 1] = m.op end
+    return table.concat(out, " ")
+end
+
+local function world(opts)
+    opts = opts or {}
+    return t.world{ services = { service(opts.service) }, images = opts.images or { IMG },
+                    containers = opts.containers }
+end
+
+-- A container record for "app" as the runtime would hold it.
+local function container(state, labels)
+    return { name = "app", image = IMG, state = state, exit_code = state == "running" and 0 or 1,
+             labels = labels }
+end
+
+local function current_labels()
+    local svc = t.service(service())
+    return spec.container(svc, svc.components[1]).labels
+end
+
+for _, path in ipairs(ORDER) do
+    describe("lifecycle through " .. path, function()
+        it("clears podman's 'name in use' once and runs again", function()
+            local w = world()
+            w.runtime.fail_next("run", "name in use", 'the container name "app" is already in use')
+            local ok = w:run(PATHS[path])
+            assert.is_true(ok)
+            assert.equal("run remove run", ops_of(w))
+            assert.equal("running", w.runtime.inspect("app").state)
+        end)
+
+        it("skips a missing image and never removes the container it has", function()
+            local w = world({ images = {}, containers = { container("exited", { ["mcp.spec-hash"] = "old" }) } })
+            local ok = w:run(PATHS[path])
+            assert.is_false(ok)
+            assert.equal("", ops_of(w))
+            assert.equal("exited", w.runtime.inspect("app").state)
+            assert.is_true(w:logged("warn", "image localhost/app:1 not found"))
+        end)
+
+        it("replaces a stale container made from another spec", function()
+            local w = world({ containers = { container("exited", { ["mcp.spec-hash"] = "old" }) } })
+            assert.is_true(w:run(PATHS[path]))
+            assert.equal("remove run", ops_of(w))
+            local rec = w.runtime.inspect("app")
+            assert.equal("running", rec.state)
+            assert.equal(current_labels()["mcp.spec-hash"], rec.labels["mcp.spec-hash"])
+        end)
+
+        it("retries a refused route registration", function()
+            local w = world()
+            w.proxy.fail_next("refused")
+            assert.is_true(w:run(PATHS[path]))
+            assert.is_table(w.proxy.routes_by_key[":443 app.example"])
+            assert.is_false(w:logged("warn", "cannot register route"))
+        end)
+    end)
+end
+
+describe("lifecycle reuse", function()
+    it("start starts the same container again when its spec is current; recover and boot recreate it", function()
+        for _, case in ipairs({ { "start", "start" }, { "recover", "remove run" }, { "boot", "remove run" } }) do
+            local w = world({ containers = { container("exited", current_labels()) } })
+            assert.is_true(w:run(PATHS[case[1]]))
+            assert.equal(case[2], ops_of(w), case[1])
+        end
+    end)
+
+    it("deploy replaces even a running container; start leaves it alone", function()
+        local w = world({ containers = { container("running", current_labels()) } })
+        assert.is_true(w:run(PATHS.deploy))
+        assert.equal("remove run", ops_of(w))
+        local w2 = world({ containers = { container("running", current_labels()) } })
+        assert.is_true(w2:run(PATHS.start))
+        assert.equal("", ops_of(w2))
+    end)
+end)
