@@ -28,7 +28,9 @@ M.MAX_DELAY = 86400 -- s: a longer delay from a policy is nonsense, not a plan
 M.FALLBACK_DELAY = 60 -- s: when even the built-in policy cannot answer
 M.RECENT = 2 -- s: a death this soon after lifecycle work is verified first
 M.STREAM_BACKOFF = { base = 0.5, cap = 30 } -- restarting the events child
-M.MANY_AT_ONCE = 0.5 -- this share (and at least 2) missing at one list: recover
+M.MANY_AT_ONCE = 0.5 -- this share (and at least 2) down at once: one recover pass
+M.BURST_WINDOW = 2 -- s: deaths of stable components this close together count as at once
+M.BURST_SETTLE = 0.5 -- s: the recover pass waits this long for the rest of a burst
 
 local function rfc3339(wall)
     return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(wall))
@@ -54,8 +56,8 @@ end
 --- supervise policy table: called at every decision, so a reload takes
 --- effect), builtin (function returning the built-in one, the fallback for
 --- a policy that fails), interval (s between full lists), stream (false: no
---- event stream, lists only), recover (function(agent) -> report: the
---- many-at-once pass).
+--- event stream, lists only), recover (function(agent, only) -> report:
+--- the many-at-once pass over `only`, a set of service names).
 function M.new(agent, opts)
     opts = opts or {}
     local sup = {}
@@ -205,6 +207,46 @@ function M.new(agent, opts)
         return (type(v) == "number" and v > 0) and v or 600
     end
 
+    -- Deaths of stable components (no restarts pending) by container, for
+    -- telling "podman lost its state" from crashes: many within
+    -- BURST_WINDOW are one recover pass (SPEC §10 many at once).
+    local deaths, pass = {}, nil
+
+    local function wanted_count()
+        local n = 0
+        for _, e in pairs(supervised()) do
+            if e.component.desired_state == "running" then n = n + 1 end
+        end
+        return n
+    end
+
+    -- Records a death; true when it belongs to a burst that one recover
+    -- pass (started here, BURST_SETTLE later) takes care of.
+    local function in_burst(name)
+        local now = agent.clock.now()
+        deaths[name] = now
+        if pass then return true end
+        local n = 0
+        for k, at in pairs(deaths) do
+            if now - at <= M.BURST_WINDOW then n = n + 1 else deaths[k] = nil end
+        end
+        if not opts.recover or n < 2 or n < wanted_count() * M.MANY_AT_ONCE then return false end
+        pass = agent.task.spawn(function()
+            if not agent.clock.sleep(M.BURST_SETTLE) then pass = nil; return end
+            local names = {}
+            for k in pairs(deaths) do
+                names[#names + 1] = k
+                local st = states[k]
+                if st and st.timer then agent.task.cancel(st.timer); st.timer = nil end
+            end
+            table.sort(names)
+            deaths = {}
+            sup.recover_all(names)
+            pass = nil
+        end)
+        return true
+    end
+
     -- A container of ours is down (reason "died" or "missing"). rec: what
     -- the runtime said of it, when known.
     local function handle_down(name, entry, reason, exit_code, rec)
@@ -238,6 +280,7 @@ function M.new(agent, opts)
             persist(st)
             return
         end
+        if st.restarts == 0 and in_burst(name) then return end
         restart_after(st, comp, {
             service = svc.name, component = comp.name, container = name, exit_code = exit_code,
             oom = rec and rec.oom or false, restarts = st.restarts, running_for = running_for or 0,
@@ -278,12 +321,17 @@ function M.new(agent, opts)
 
     --- Podman lost (most of) its state: one recover pass, one event.
     function sup.recover_all(missing)
-        agent.log.warn(string.format("supervisor: %d containers vanished at once; running one recover pass",
+        agent.log.warn(string.format("supervisor: %d containers went down at once; running one recover pass",
             #missing))
-        local ok, report = pcall(opts.recover, agent)
+        local only, want = {}, supervised()
+        for _, name in ipairs(missing) do
+            local e = want[name]
+            if e then only[e.service.name] = true end
+        end
+        local ok, report = pcall(opts.recover, agent, only)
         local recovered = ok and type(report) == "table" and #(report.recovered or {}) or 0
         agent.registry.event("", nil, "recovered", string.format(
-            "%d containers vanished at once (%s); one recover pass recreated %d", #missing,
+            "%d containers went down at once (%s); one recover pass recreated %d", #missing,
             table.concat(missing, ", "), recovered))
         local wall = agent.clock.wallclock()
         for _, name in ipairs(missing) do

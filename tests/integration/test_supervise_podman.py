@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from agent_env import AgentEnv, toml_str
+from agent_env import AgentEnv, pgrep, toml_str
 from grpc_env import gen_stubs
 from podman_env import PodmanEnv, podman_missing_reason
 from test_boot_podman import LiveAgent
@@ -196,6 +196,59 @@ class SuperviseOnPodman(unittest.TestCase):
         got = [json.loads(l)["kind"] for l in lines if l.strip()]
         self.assertIn("died", got)
         self.assertIn("restarted", got)
+        live.proc.terminate()
+        live.finish(30)
+
+    def events_children(self):
+        """PIDs of `podman … events` children watching this test's store."""
+        return [p for p in pgrep(self.pod.root) if p in pgrep("events --format json")]
+
+    def test_a_killed_events_child_is_restarted_and_nothing_is_missed(self):
+        live = self.start_daemon()
+        self.deploy("gap", ["sleep", "3600"])
+        deadline = time.monotonic() + 10
+        while not self.events_children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        old = self.events_children()
+        self.assertEqual(len(old), 1, "one events child follows the store")
+        os.kill(old[0], 9)
+        self.pod.podman("kill", "gap")  # dies while nobody follows podman's events
+        restarted = self.wait_for_event("gap", "restarted", 15)
+        self.assertEqual(restarted[0]["exit_code"], 137)
+        self.assertEqual(self.pod.inspect("gap")["State"]["Status"], "running")
+        self.assertTrue(live.wait_for_log("event stream ended", 5), live.stderr())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            new = self.events_children()
+            if new and new != old:
+                break
+            time.sleep(0.1)
+        self.assertTrue(new and new[0] != old[0], "a new events child follows the store")
+        live.proc.terminate()
+        live.finish(30)
+
+    def test_podman_losing_its_state_is_one_recover_pass(self):
+        live = self.start_daemon()
+        for name in ("s1", "s2", "s3"):
+            self.deploy(name, ["sleep", "3600"])
+        self.pod.wipe_store(keep_storage=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all((self.pod.inspect(n) or {}).get("State", {}).get("Status") == "running"
+                   for n in ("s1", "s2", "s3")):
+                break
+            time.sleep(0.3)
+        for n in ("s1", "s2", "s3"):
+            self.assertEqual(self.pod.inspect(n)["State"]["Status"], "running", live.stderr())
+        r = self.cli("events", "--json")
+        node = [json.loads(l) for l in r.stdout.splitlines() if '"recovered"' in l]
+        node = [e for e in node if e["service"] == ""]
+        self.assertGreaterEqual(len(node), 1, r.stdout + r.stderr + live.stderr())
+        self.assertIn("went down at once", node[0]["message"])
+        # one pass, not a restart each: only a first death, before it was a
+        # burst, may have been restarted on its own
+        restarted = [l for l in r.stdout.splitlines() if '"restarted"' in l]
+        self.assertLessEqual(len(restarted), 1, r.stdout)
         live.proc.terminate()
         live.finish(30)
 

@@ -28,7 +28,7 @@ local function supervised(w, policy, body, sopts)
             policy = function() return policy or builtin end,
             builtin = function() return builtin end,
             interval = sopts.interval or 10,
-            recover = function(a) return recover.run(a, {}) end,
+            recover = function(a, only) return recover.run(a, { only = only }) end,
         })
         sup.start()
         agent.clock.sleep(0.001) -- let it read the stream and list once
@@ -261,9 +261,45 @@ describe("mcp.supervisor", function()
             if e.service == "" then rec[#rec + 1] = e end
         end
         assert.equal(1, #rec)
-        assert.truthy(rec[1].message:find("4 containers vanished at once", 1, true))
+        assert.truthy(rec[1].message:find("4 containers went down at once", 1, true))
         assert.equal(0, #kinds(w, "died"))
         for _, n in ipairs({ "a", "b", "c", "d" }) do assert.equal("running", w.runtime.inspect(n).state) end
+    end)
+
+    it("most stable containers dying together (the event stream) is one recover pass", function()
+        local w = world({ svc("a"), svc("b"), svc("c"), svc("d") })
+        supervised(w, nil, function(agent)
+            for _, n in ipairs({ "a", "b", "c" }) do
+                w.runtime.kill(n, 137)
+                agent.clock.sleep(0.05)
+            end
+            agent.clock.sleep(3)
+        end)
+        local node = {}
+        for _, e in ipairs(kinds(w, "recovered")) do
+            if e.service == "" then node[#node + 1] = e end
+        end
+        assert.equal(1, #node)
+        assert.equal(3, #kinds(w, "died"))
+        -- only the first death, before it was a burst, may have been restarted on its own
+        assert.is_true(#kinds(w, "restarted") <= 1)
+        for _, n in ipairs({ "a", "b", "c", "d" }) do assert.equal("running", w.runtime.inspect(n).state) end
+    end)
+
+    it("crash-looping components dying together keep their own backoff", function()
+        local w = world({ svc("a"), svc("b"), svc("c") })
+        supervised(w, nil, function(agent)
+            w.runtime.crash_loop("a", 1, 0.3)
+            w.runtime.crash_loop("b", 1, 0.3)
+            agent.clock.sleep(20)
+        end)
+        local node = 0
+        for _, e in ipairs(kinds(w, "recovered")) do
+            if e.service == "" then node = node + 1 end
+        end
+        -- their first deaths may be taken for a burst once; after that the policy decides
+        assert.is_true(node <= 1, "recover passes: " .. node)
+        assert.is_true(#kinds(w, "backoff") >= 6)
     end)
 
     it("a death while the event stream is down is caught by the next list", function()

@@ -153,9 +153,9 @@ function M.run(agent, args)
         policy = function() return (policies.get("supervise")) end,
         builtin = function() return require "policy.builtin.supervise" end,
         interval = cfg.monitor_interval,
-        recover = function(a)
+        recover = function(a, only)
             local recover = assert(policies.get("recover"))
-            return recover.run(a, {})
+            return recover.run(a, { only = only })
         end,
     })
     agent.supervisor = sup
