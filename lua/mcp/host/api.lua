@@ -100,7 +100,10 @@ function M.new(agent, state)
         local recover, err = policies.get("recover")
         if not recover then return nil, INTERNAL, err end
         local report, kind, detail = ops.recover(agent, recover, req.dry_run)
-        if not report then return failure(kind, detail) end
+        if not report then
+            if kind == "policy" then agent.log.error("recover policy failed", { error = detail }) end
+            return failure(kind, detail)
+        end
         return report
     end
 

@@ -11,6 +11,9 @@ local supervisor = require "mcp.supervisor"
 local M = {}
 
 M.SHUTDOWN_GRACE = 10 -- seconds for calls in flight at SIGTERM
+-- Lua that runs this long without yielding (a policy spinning) is stopped
+-- with an error naming its line, so the API and the supervisor keep going.
+M.TASK_BUDGET = 2
 
 --- Boot progress in the BootStatus message's shape, fed by the boot policy's
 --- progress events and finished from its report.
@@ -131,6 +134,7 @@ function M.run(agent, args)
         end
     end
     local cfg = agent.config
+    core.task.budget(M.TASK_BUDGET)
     local state = { boot_done = false, started = agent.clock.now() }
     agent.registry = listing.counting_registry(agent.registry, state)
     state.boot = boot_tracker(agent, cfg.boot or {})
