@@ -189,16 +189,24 @@ local function watch_component(agent, stage, service, component, start, w)
             end
         end
         if ok then
+            w.waiting[name] = nil
             res.healthy = true
             res.time_to_healthy = agent.clock.now() - w.started
             agent.log.info(name .. " is healthy", { service = service.name, attempts = res.attempts,
                 seconds = string.format("%.3f", res.time_to_healthy) })
             progress(settings, { stage = stage.name, service = service.name, component = component.name,
-                             state = "healthy" })
+                                 container = name, state = "healthy" })
             return res
         end
         res.reason = reason
         if reason == "cancelled" then res.cancelled = true; return res end
+        -- what the stage waits for, and why (BootStatus, the foundation's log)
+        if w.waiting[name] ~= reason then
+            w.waiting[name] = reason
+            progress(settings, { stage = stage.name, service = service.name, component = component.name,
+                                 container = name, state = "waiting", error = tostring(reason),
+                                 attempts = res.attempts })
+        end
         local delay
         -- a restart that failed (no image, podman refusing) is not retried at probe speed
         if late or restart_failed then
@@ -272,8 +280,8 @@ function M.stage(agent, stage, foundation, services_by_name, settings)
     -- Start only this stage's services, all at once; each component's probe
     -- loop begins as soon as its own container is up.
     local deadline = not foundation and (started + timeout) or nil
-    local w = { settings = settings, started = started, timeout_at = started + timeout, deadline = deadline,
-                observer = new_observer(agent) }
+    local w = { settings = settings, waiting = {}, started = started, timeout_at = started + timeout,
+                deadline = deadline, observer = new_observer(agent) }
     local handles, owners, slots, watched = {}, {}, {}, {}
     local function watch(svc, c, start)
         local name = container_of(svc, c)
@@ -312,8 +320,11 @@ function M.stage(agent, stage, foundation, services_by_name, settings)
         local ok, res = agent.task.wait(h, limit)
         if ok == nil and res == "timeout" then
             -- Only the foundation waits with a timeout: say so, then keep waiting.
+            local waiting = {}
+            for name, why in pairs(w.waiting) do waiting[#waiting + 1] = name .. " (" .. tostring(why) .. ")" end
+            table.sort(waiting)
             agent.log.warn(string.format("foundation stage %s not healthy after %gs; retrying until it is",
-                tostring(stage.name), timeout))
+                tostring(stage.name), timeout), { waiting_for = table.concat(waiting, ", ") })
             sr.timed_out = true
             ok, res = agent.task.wait(h)
         end

@@ -92,6 +92,8 @@ end
 ---              "restarted", …); nil records only failures
 ---   why        who asks, for messages ("recover", "deploy", …)
 ---   exit_code  recorded with the event (the supervisor's restarts)
+---   routes     false: leave the routes to the caller (the supervisor adds
+---              them back once the component passes its probe)
 ---   detail     why, appended to the event's message
 ---   dry_run, quiet (warnings at debug level), route_attempts, route_delays
 --- Returns { outcome = "already_running" | "started" | "created" | "skipped"
@@ -197,7 +199,7 @@ function M.up(agent, service, component, opts)
     end
     agent.log.info(string.format("%s: %s %s", why, how, name),
         { service = service.name, component = component.name, id = id })
-    M.register_routes(agent, service, component, warn, opts)
+    if opts.routes ~= false then M.register_routes(agent, service, component, warn, opts) end
     return outcome(how)
 end
 

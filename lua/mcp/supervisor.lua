@@ -18,9 +18,15 @@
 -- unless-stopped) applies; a restart goes through mcp.lifecycle (the same
 -- container started again when its spec-hash matches, else recreated).
 -- When most supervised containers vanish at once (podman lost its state),
--- one recover pass runs instead of a restart each.
+-- one recover pass runs instead of a restart each. Liveness probes
+-- (mcp.liveness) report unhealthy components, which on_unhealthy restarts
+-- with the same backoff; routes follow readiness (mcp.readiness); drift
+-- (mcp.drift) is reported once per change, or fixed with [monitor] drift = "fix".
 local lifecycle = require "mcp.lifecycle"
 local spec = require "mcp.spec"
+local drift = require "mcp.drift"
+local liveness = require "mcp.liveness"
+local readiness = require "mcp.readiness"
 
 local M = {}
 
@@ -57,13 +63,17 @@ end
 --- effect), builtin (function returning the built-in one, the fallback for
 --- a policy that fails), interval (s between full lists), stream (false: no
 --- event stream, lists only), recover (function(agent, only) -> report:
---- the many-at-once pass over `only`, a set of service names).
+--- the many-at-once pass over `only`, a set of service names), drift
+--- ("report" | "fix"), random (jitter source), probed (function(check, ok,
+--- seconds) after every liveness probe).
 function M.new(agent, opts)
     opts = opts or {}
     local sup = {}
     local states = {}   -- container name -> state
     local running = false
     local tasks = {}
+    local ready = readiness.new(agent)
+    local live -- mcp.liveness, made below (its hooks need the functions here)
 
     local function log_fields(st, extra)
         local f = { service = st.service, component = st.component }
@@ -139,11 +149,15 @@ function M.new(agent, opts)
         return d
     end
 
-    local restart_after
+    local restart_after, check_drift
 
     -- Restarts a component now through the lifecycle; a failure counts as
-    -- one more death, so the backoff grows.
-    local function restart_now(st, exit_code)
+    -- one more death, so the backoff grows. how: nil (start the same
+    -- container again when its spec is current), "restart" (it runs but is
+    -- unhealthy: stop it first), "recreate" (drifted: make it anew). Routes
+    -- come back through readiness: at once without a probe, else at its
+    -- first pass.
+    local function restart_now(st, exit_code, how)
         local svc = agent.registry.service(st.service)
         local comp
         for _, c in ipairs(svc and svc.components or {}) do
@@ -154,7 +168,9 @@ function M.new(agent, opts)
             persist(st)
             return
         end
-        local r = lifecycle.up(agent, svc, comp, { reuse = true, event = "restarted", why = "supervisor",
+        if how == "restart" then lifecycle.down(agent, svc, comp) end
+        local r = lifecycle.up(agent, svc, comp, { reuse = how ~= "recreate", recreate = how == "recreate",
+                                                    routes = false, event = "restarted", why = "supervisor",
                                                     exit_code = exit_code, quiet = st.restarts > 0 })
         st.restarts = st.restarts + 1
         st.backoff_until = nil
@@ -167,20 +183,24 @@ function M.new(agent, opts)
             return
         end
         st.state, st.reason, st.started_at = "running", nil, agent.clock.wallclock()
+        st.drifted, st.drift_seen = nil, nil
         persist(st)
+        if live then live.reset(st.name) end
+        if not comp.health then ready.restore(svc, comp) end
     end
 
     -- The restart of st, delay seconds from now, in a task of its own.
-    local function schedule(st, delay, exit_code)
+    local function schedule(st, delay, exit_code, how)
         st.timer = agent.task.spawn(function()
             if delay > 0 and not agent.clock.sleep(delay) then return end
             st.timer = nil
-            restart_now(st, exit_code)
+            restart_now(st, exit_code, how)
         end)
     end
 
-    -- Decides and schedules (or gives up) for a component that is down.
-    function restart_after(st, comp, info)
+    -- Decides and schedules (or gives up) for a component that is down
+    -- (or unhealthy, or drifted: `how` as restart_now takes it).
+    function restart_after(st, comp, info, how)
         local delay, why = decide(st, comp, info)
         if delay == false then
             st.state, st.reason, st.backoff_until = "given up", why, nil
@@ -197,7 +217,7 @@ function M.new(agent, opts)
             event(st, "backoff", string.format("restarting %s in %.1fs (restart %d)", st.name, delay, st.restarts + 1),
                 info.exit_code)
         end
-        schedule(st, delay, info.exit_code)
+        schedule(st, delay, info.exit_code, how)
     end
 
     --- The policy's stable period (s): up this long, the restart count resets.
@@ -274,6 +294,7 @@ function M.new(agent, opts)
         local what = reason == "missing" and "vanished" or ("died (exit code " .. tostring(exit_code) .. ")")
         event(st, "died", string.format("%s %s", name, what), exit_code)
         agent.log.warn(name .. " " .. what, log_fields(st, { exit_code = exit_code }))
+        ready.withdraw(svc, comp, what)
         local mode = comp.restart or "unless-stopped"
         if mode == "no" or (mode == "on-failure" and exit_code == 0) then
             st.state, st.backoff_until = "exited", nil
@@ -286,6 +307,35 @@ function M.new(agent, opts)
             oom = rec and rec.oom or false, restarts = st.restarts, running_for = running_for or 0,
             reason = reason,
         })
+    end
+
+    -- A running container made from another spec than the registry's (or
+    -- not by the agent): one `drift` event per change; with [monitor] drift
+    -- = "fix" it is recreated through the lifecycle, with the backoff.
+    function check_drift(name, e, rec)
+        local st = state_of(name, e.service, e.component)
+        local why, have = drift.of(rec, e.service, e.component)
+        if not why then
+            if st.drifted then
+                st.drifted, st.drift_seen = nil, nil
+                if st.state == "drifted" then st.state = "running"; persist(st) end
+            end
+            return
+        end
+        local seen = have or "(none)"
+        if st.drift_seen == seen or st.timer or st.handling then return end
+        st.drift_seen, st.drifted = seen, true
+        event(st, "drift", string.format("%s drifted: %s", name, why))
+        agent.log.warn(name .. " drifted: " .. why, log_fields(st))
+        if opts.drift == "fix" then
+            local wall = agent.clock.wallclock()
+            restart_after(st, e.component, { service = st.service, component = st.component, container = name,
+                exit_code = nil, oom = false, restarts = st.restarts, reason = "drifted",
+                running_for = st.started_at and math.max(0, wall - st.started_at) or 0 }, "recreate")
+        else
+            st.state = "drifted"
+            persist(st)
+        end
     end
 
     --- One full list: every supervised component that is down is handled;
@@ -314,8 +364,17 @@ function M.new(agent, opts)
         for _, name in ipairs(missing) do handle_down(name, want[name], "missing", nil, nil) end
         for name, e in pairs(want) do
             local rec = by[name]
-            if rec and rec.state ~= "running" then handle_down(name, e, "died", rec.exit_code, rec) end
+            if rec and rec.state ~= "running" then
+                handle_down(name, e, "died", rec.exit_code, rec)
+            elseif rec and e.component.desired_state == "running" then
+                check_drift(name, e, rec)
+            end
         end
+        live.sync(want)
+        ready.retry_pending(function(name)
+            local e = want[name]
+            if e then return e.service, e.component end
+        end)
         return true
     end
 
@@ -335,8 +394,9 @@ function M.new(agent, opts)
             table.concat(missing, ", "), recovered))
         local wall = agent.clock.wallclock()
         for _, name in ipairs(missing) do
-            local st = states[name]
+            local st, e = states[name], want[name]
             if st then st.state, st.started_at = "running", wall; persist(st) end
+            if e then ready.restore(e.service, e.component) end -- recover registered them: say so
         end
         return true
     end
@@ -353,6 +413,40 @@ function M.new(agent, opts)
         local e = supervised()[ev.name]
         if e then handle_down(ev.name, e, "died", ev.exit_code, nil) end
     end
+
+    -- Liveness (SPEC §10): probe what should be up; an unhealthy verdict
+    -- is decided by on_unhealthy with the same backoff as a death.
+    live = liveness.new(agent, {
+        random = opts.random,
+        probed = opts.probed,
+        running = function(name)
+            local st = states[name]
+            return not (st and (st.timer or st.handling or st.state == "given up" or st.state == "exited"
+                or st.state == "backoff"))
+        end,
+        unhealthy = function(name, e, err)
+            local st = state_of(name, e.service, e.component)
+            if st.timer or st.handling then return end
+            st.state, st.reason = "unhealthy", err
+            persist(st)
+            event(st, "unhealthy", string.format("%s is unhealthy: %s", name, err))
+            agent.log.warn(name .. " is unhealthy", log_fields(st, { error = err }))
+            ready.withdraw(e.service, e.component, "unhealthy: " .. err)
+            local wall = agent.clock.wallclock()
+            local running_for = st.started_at and math.max(0, wall - st.started_at) or nil
+            if running_for and running_for >= stable_after() then st.restarts = 0 end
+            restart_after(st, e.component, { service = st.service, component = st.component, container = name,
+                exit_code = nil, oom = false, restarts = st.restarts, running_for = running_for or 0,
+                reason = "unhealthy", error = err }, "restart")
+        end,
+        healthy = function(name, e, first)
+            if not first then
+                agent.registry.event(e.service.name, e.component.name, "healthy",
+                    name .. " passes its probe again")
+            end
+            ready.restore(e.service, e.component)
+        end,
+    })
 
     local function read_events()
         local backoff = require("policy.backoff").new(M.STREAM_BACKOFF)
@@ -425,6 +519,7 @@ function M.new(agent, opts)
 
     function sup.stop()
         running = false
+        live.stop()
         for _, h in ipairs(tasks) do agent.task.cancel(h) end
         for _, st in pairs(states) do
             if st.timer then agent.task.cancel(st.timer); st.timer = nil end
@@ -439,6 +534,8 @@ function M.new(agent, opts)
             if st.service == service and (component == nil or st.component == component) then
                 if st.timer then agent.task.cancel(st.timer) end
                 states[name] = nil
+                ready.forget(name)
+                live.reset(name)
             end
         end
         if agent.registry.clear_supervision then agent.registry.clear_supervision(service, component) end
@@ -446,6 +543,9 @@ function M.new(agent, opts)
 
     --- The in-memory state of a container (tests, status).
     function sup.state(name) return states[name] end
+
+    --- The liveness view of a container: { fails=, healthy=, last_error= } or nil.
+    function sup.liveness(name) return live.view(name) end
 
     return sup
 end

@@ -33,7 +33,7 @@ local function boot_tracker(agent, stages_cfg)
         for j, name in ipairs(st.services or {}) do
             services[j] = { name = name, healthy = false, attempts = 0, seconds_to_healthy = 0,
                             last_error = components[name] and "" or "not in the registry",
-                            healthy_components = 0 }
+                            waiting_for = "", healthy_components = 0 }
         end
         t.stages[i] = { name = st.name, state = "pending", services = services, elapsed_seconds = 0 }
         by_name[st.name] = t.stages[i]
@@ -46,10 +46,18 @@ local function boot_tracker(agent, stages_cfg)
         if ev.state == "starting" then
             st.state = "running"
             started[st.name] = agent.clock.now()
+        elseif ev.service and ev.state == "waiting" then
+            for _, s in ipairs(st.services) do
+                if s.name == ev.service then
+                    s.waiting_for, s.last_error = ev.container or "", ev.error or ""
+                    s.attempts = math.max(s.attempts, ev.attempts or 0)
+                end
+            end
         elseif ev.service and ev.state == "healthy" then
             for _, s in ipairs(st.services) do
                 if s.name == ev.service then
                     s.healthy_components = s.healthy_components + 1
+                    if s.waiting_for == ev.container then s.waiting_for, s.last_error = "", "" end
                     if s.healthy_components >= (components[s.name] or 1) then
                         s.healthy = true
                         s.seconds_to_healthy = agent.clock.now() - (started[st.name] or agent.clock.now())
@@ -157,6 +165,7 @@ function M.run(agent, args)
         policy = function() return (policies.get("supervise")) end,
         builtin = function() return require "policy.builtin.supervise" end,
         interval = cfg.monitor_interval,
+        drift = cfg.monitor_drift,
         recover = function(a, only)
             local recover = assert(policies.get("recover"))
             return recover.run(a, { only = only })

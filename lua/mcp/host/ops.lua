@@ -6,6 +6,7 @@ local lifecycle = require "mcp.lifecycle"
 local parallel = require "mcp.parallel"
 local routes = require "mcp.routes"
 local supervisor = require "mcp.supervisor"
+local drift = require "mcp.drift"
 
 local M = {}
 
@@ -231,7 +232,7 @@ function M.list(agent)
 end
 
 -- proxy: { set = registered routes, listener = } or nil; cert: expiry text or nil
-local function component_status(comp, observed, proxy, cert_expiry, row)
+local function component_status(svc, comp, observed, proxy, cert_expiry, row)
     local c = observed and observed[comp.container]
     local rts = {}
     for i, r in ipairs(comp.routes or {}) do
@@ -249,6 +250,11 @@ local function component_status(comp, observed, proxy, cert_expiry, row)
     local running = c ~= nil and c.state == "running"
     local obs = observed and (c and c.state or "missing") or "unknown"
     row = row or {}
+    -- drift is checked here too (SPEC §10), daemon or not
+    local drifted = running and drift.of(c, svc, comp)
+    if drifted and (not row.state or row.state == "running" or row.state == "drifted") then
+        row = setmetatable({ state = "drifted", reason = drifted }, { __index = row })
+    end
     return {
         restarts = row.restarts or 0, last_exit_code = row.last_exit_code or 0,
         state = state_text(row, obs),
@@ -280,7 +286,7 @@ function M.service_status(agent, svc, observed, err, proxy)
     local comps = {}
     local rows = supervision_rows(agent)
     for i, comp in ipairs(svc.components) do
-        comps[i] = component_status(comp, observed, proxy, expiry, rows[svc.name .. "/" .. comp.name])
+        comps[i] = component_status(svc, comp, observed, proxy, expiry, rows[svc.name .. "/" .. comp.name])
     end
     local events = {}
     for i, e in ipairs(agent.registry.events(svc.name, 5) or {}) do
