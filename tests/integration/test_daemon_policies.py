@@ -7,7 +7,7 @@ import signal
 import time
 import unittest
 
-from test_daemon import Daemon, DaemonTestCase, daemon_config, service_toml
+from test_daemon import DaemonTestCase, daemon_config, free_port, service_toml
 import test_daemon
 
 BROKEN_SUPERVISE = """-- supervise.lua with a syntax error on line 3
@@ -81,6 +81,28 @@ class DaemonPolicies(DaemonTestCase):
             self.assertIn("without yielding", str(cm.exception.details()))
             self.assertLess(time.monotonic() - t0, 10)
         self.assertIn("recover.lua:4", d.log())
+
+    def test_boot_status_names_what_a_blocked_foundation_waits_for(self):
+        port = free_port()  # nothing listens there: the probe is refused
+        daemon_config(self.env, boot=[("foundation", ["db"], "60s", "tcp")])
+        path = self.env.write("db.toml", service_toml("db", host_port=port, route=False, health_port=8080))
+        r = self.local("deploy", path)
+        self.assertEqual(r.rc, 0, r.stderr)
+        d = self.daemon()
+        deadline = time.monotonic() + 10
+        svc = None
+        with d.unix_channel() as ch:
+            stub = test_daemon.agent_pb2_grpc.AgentServiceStub(ch)
+            while time.monotonic() < deadline:
+                st = stub.BootStatus(test_daemon.agent_pb2.BootStatusRequest(), timeout=10)
+                svc = st.stages[0].services[0]
+                if svc.waiting_for:
+                    break
+                time.sleep(0.1)
+            self.assertFalse(st.boot_done)
+        self.assertEqual(svc.waiting_for, "db", svc)
+        self.assertIn("refused", svc.last_error)
+        self.assertGreater(svc.attempts, 0)
 
 
 if __name__ == "__main__":
