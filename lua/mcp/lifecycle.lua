@@ -76,6 +76,12 @@ end
 local function run_clearing_name(agent, name, run_spec)
     local id, reason, detail = agent.runtime.run(run_spec)
     if id or reason ~= "name in use" then return id, reason, detail end
+    -- A container podman does know by that name, made by someone else in
+    -- the meantime, is not ours to remove (SPEC §10 drift).
+    local rec = agent.runtime.inspect(name)
+    if rec and not (rec.labels and rec.labels["mcp.spec-hash"]) then
+        return nil, "name in use", "a container the agent did not create holds the name " .. name
+    end
     local removed, rreason, rdetail = agent.runtime.remove(name)
     if not removed then return nil, "cannot remove stale container", fmt_reason(rreason, rdetail) end
     return agent.runtime.run(run_spec)
