@@ -354,6 +354,19 @@ function M.world(opts)
     agent.log = new_log(w)
     agent.probe = new_probes(w)
     if opts.proxy ~= false then w.proxy = new_proxy(w); agent.proxy = w.proxy end
+    -- agent.http: requests are recorded in w.http_requests; w.http_answer
+    -- (status, body, or a function(req) -> status, body) is what they get
+    w.http_requests = {}
+    agent.http = { request = function(req)
+        if type(req) ~= "table" or type(req.url) ~= "string" then
+            error("http.request: needs a table with a url", 2)
+        end
+        w.http_requests[#w.http_requests + 1] = deep_copy(req)
+        w.sched.sleep(w.http_latency or 0.01)
+        local a = w.http_answer
+        if type(a) == "function" then return a(req) end
+        return (a and a.status) or 200, (a and a.body) or ""
+    end }
     if opts.certs ~= false then w.certs = new_certs(w); agent.certs = w.certs end
     return w
 end

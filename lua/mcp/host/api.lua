@@ -40,7 +40,8 @@ function M.new(agent, state)
     local lister = listing.new(agent, state)
     local releaser = idle.releaser(agent)
     local bus = event_bus.new(agent)
-    state.on_event = bus.notify
+    state.event_listeners = state.event_listeners or {}
+    table.insert(state.event_listeners, bus.notify)
 
     -- Writes wait for boot: the boot sequence owns the containers until then.
     local function writable()

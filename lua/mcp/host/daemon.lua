@@ -172,6 +172,10 @@ function M.run(agent, args)
         end,
     })
     agent.supervisor = sup
+    -- supervise.on_event hooks: one task per event, never in the way
+    local hooks = require("mcp.hooks").new(agent, { policy = function() return (policies.get("supervise")) end })
+    state.event_listeners = state.event_listeners or {}
+    table.insert(state.event_listeners, hooks.dispatch)
     local boot_task = agent.task.spawn(function()
         local ok, boot_err = pcall(run_boot, agent, state)
         if not ok then

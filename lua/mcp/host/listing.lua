@@ -37,7 +37,9 @@ local function observed_cache(agent)
 end
 
 --- A registry whose writes bump state.registry_gen (cached answers key on
---- it), and whose events call state.on_event() once stored (followers wake).
+--- it), and whose events, once stored, go to every function in
+--- state.event_listeners (followers wake, hooks run) in the Event message's
+--- shape.
 function M.counting_registry(registry, state)
     state.registry_gen = state.registry_gen or 0
     local w = setmetatable({}, { __index = registry })
@@ -50,9 +52,14 @@ function M.counting_registry(registry, state)
         end
     end
     local event = registry.event
-    w.event = function(...)
-        local r = table.pack(event(...))
-        if state.on_event then state.on_event() end
+    w.event = function(service, component, kind, message, exit_code)
+        local r = table.pack(event(service, component, kind, message, exit_code))
+        if r[1] then
+            local ev = { time_unix_ms = math.floor(core.clock.wallclock() * 1000), service = service or "",
+                         component = component or "", kind = kind, message = message or "",
+                         exit_code = exit_code or 0 }
+            for _, listener in ipairs(state.event_listeners or {}) do listener(ev) end
+        end
         return table.unpack(r, 1, r.n)
     end
     return w
