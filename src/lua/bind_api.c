@@ -818,7 +818,8 @@ static void watch_on_end(const mcp_grpc_result *res, void *ud)
     }
     w->status = res->status;
     if (w->overflow)
-        w->message = mcp_sprintf("the reader fell %d messages behind", WATCH_MAX_QUEUED);
+        w->message = mcp_sprintf("the reader fell behind (%d messages or %zu bytes unread)",
+                                 WATCH_MAX_QUEUED, WATCH_MAX_QUEUED_BYTES);
     else if (res->message && *res->message)
         w->message = strdup(res->message);
     else
