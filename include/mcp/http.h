@@ -26,6 +26,12 @@ typedef enum mcp_http_version {
                          a server that does not speak it fails the request */
 } mcp_http_version;
 
+/* Streaming: receives the body bytes of a request as they arrive (status: the
+ * HTTP status of the response they belong to). Called on the loop but from
+ * inside curl: it must not start, cancel or destroy requests. Returning false
+ * aborts the transfer (its callback then has reason "aborted"). */
+typedef bool (*mcp_http_data_cb)(const void *data, size_t len, long status, void *ud);
+
 /* What to send. Strings and the body are copied: they need not outlive the call. */
 typedef struct mcp_http_request {
     const char *method;         /* NULL: "GET", or "POST" when body_len > 0 */
@@ -41,6 +47,14 @@ typedef struct mcp_http_request {
     int64_t timeout_ms;               /* whole request; <= 0: MCP_HTTP_DEFAULT_TIMEOUT_MS */
     int64_t connect_timeout_ms;       /* <= 0: same as timeout_ms */
     size_t max_response;              /* body cap; 0: MCP_HTTP_DEFAULT_MAX_RESPONSE */
+    /* A long-lived response (e.g. a gRPC server stream): with on_data set the
+     * body goes to it instead of into res->body, and max_response does not
+     * apply (on_data bounds what it keeps). */
+    mcp_http_data_cb on_data;
+    void *data_ud;
+    bool no_deadline; /* no limit on the whole request: only connect_timeout_ms (or
+                         timeout_ms when unset) bounds the connection set-up; the
+                         caller bounds the rest (and cancels) */
 } mcp_http_request;
 
 /* One response header or trailer, in arrival order. */
@@ -59,7 +73,7 @@ typedef struct mcp_http_response {
     const char *reason; /* short and stable, "" when the transfer completed (whatever
                            the HTTP status): "timeout", "refused", "reset", "too large",
                            "cancelled", "dns", "tls: <text>", "http2 error: <text>",
-                           "not http/2", else curl's text */
+                           "not http/2", "aborted" (on_data said stop), else curl's text */
     long status;        /* HTTP status; 0 when no response arrived */
     int http_version;   /* 1 or 2 (major version used), 0 when unknown */
     char *body;         /* NUL-terminated (the NUL is not counted in body_len) */

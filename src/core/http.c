@@ -31,6 +31,9 @@ struct mcp_http_req {
     mcp_http_cb cb;
     void *ud;
     mcp_http_version version;
+    mcp_http_data_cb on_data; /* streaming: the body goes here, not into body */
+    void *data_ud;
+    bool aborted; /* on_data asked to stop */
     size_t max_response;
     int64_t started_ms;
     bool queued;    /* finished or cancelled, waiting for delivery */
@@ -170,6 +173,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     mcp_http_req *r = ud;
     size_t n = size * nmemb;
+    if (r->on_data) {
+        long status = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (!r->on_data(data, n, status, r->data_ud)) {
+            r->aborted = true;
+            return 0; /* CURLE_WRITE_ERROR */
+        }
+        return n;
+    }
     if (r->body_len + n > r->max_response) {
         r->too_large = true;
         return 0; /* makes curl fail with CURLE_WRITE_ERROR */
@@ -277,6 +289,8 @@ static void req_reason(mcp_http_req *r, const char *error, long os_errno)
         fixed = "too large";
     else if (r->oom)
         fixed = "out of memory";
+    else if (r->aborted)
+        fixed = "aborted";
     else if (rc == CURLE_OK)
         fixed = "";
     else if (rc == CURLE_OPERATION_TIMEDOUT)
@@ -341,6 +355,8 @@ static void req_deliver(mcp_http_req *r)
         error = "cancelled";
     else if (r->too_large)
         error = "response body larger than the cap";
+    else if (r->aborted)
+        error = "aborted by the receiver";
     else if (r->result != CURLE_OK)
         error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result);
     req_reason(r, error, os_errno);
@@ -630,7 +646,7 @@ static int req_setup(mcp_http_req *r, const mcp_http_request *rq, mcp_error *err
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, rq->no_deadline ? 0L : (long)timeout);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect);
     if (rq->unix_socket && curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, rq->unix_socket)) {
         mcp_error_set(err, "http: bad unix socket path \"%s\"", rq->unix_socket);
@@ -688,6 +704,8 @@ mcp_http_req *mcp_http_start(mcp_http *c, const mcp_http_request *rq, mcp_http_c
     r->cb = cb;
     r->ud = ud;
     r->version = rq->version;
+    r->on_data = rq->on_data;
+    r->data_ud = rq->data_ud;
     r->max_response = rq->max_response ? rq->max_response : MCP_HTTP_DEFAULT_MAX_RESPONSE;
     r->started_ms = mcp_now_ms();
     if (req_setup(r, rq, err) != 0) {

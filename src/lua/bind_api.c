@@ -2,7 +2,8 @@
  * call becomes a Lua task with the request as a table, answered through the
  * call object: reply, or send...finish for a server stream), core.api.codes
  * names the status codes, and core.api.call()
- * is the client the CLI uses to reach a running daemon. Messages cross
+ * is the client the CLI uses to reach a running daemon; core.api.watch()
+ * follows a server stream from it. Messages cross
  * between protobuf and Lua through the descriptors (pbconv.c). */
 #include <stdlib.h>
 #include <string.h>
@@ -673,6 +674,376 @@ static int l_call(lua_State *L)
     return lua_yield(L, 0);
 }
 
+/* ---- the client: following a server stream ---- */
+
+#define STREAM_MT "mcp.api.stream"
+
+/* Messages that arrived and were not read yet, at most: a reader this far
+ * behind ends its stream (RESOURCE_EXHAUSTED) rather than grow without bound. */
+#define WATCH_MAX_QUEUED 4096
+#define WATCH_MAX_QUEUED_BYTES ((size_t)16 << 20)
+
+typedef struct watch_msg {
+    struct watch_msg *next;
+    size_t len;
+    uint8_t data[];
+} watch_msg;
+
+typedef struct watch_wait watch_wait;
+
+/* Heap-allocated: freed once both its Lua handle is gone and the stream ended. */
+typedef struct api_watch {
+    mcp_grpc_stream *stream; /* NULL once it ended */
+    const ProtobufCMessageDescriptor *output;
+    uv_loop_t *loop;
+    watch_msg *head, *tail;
+    size_t queued, queued_bytes;
+    bool overflow; /* the reader fell too far behind: we ended the stream */
+    bool closed;   /* stream:close() (or __close/__gc) */
+    bool orphaned; /* the Lua handle is gone */
+    bool ended;
+    int status;       /* how it ended */
+    char *message;    /* grpc-message, else our reason */
+    watch_wait *wait; /* the task parked in next(), or NULL */
+} api_watch;
+
+struct watch_wait {
+    mcp_op op;
+    api_watch *w; /* NULL once released */
+    uv_timer_t timer;
+};
+
+typedef struct watch_handle {
+    api_watch *w;
+} watch_handle;
+
+static void watch_drop_queue(api_watch *w)
+{
+    while (w->head) {
+        watch_msg *m = w->head;
+        w->head = m->next;
+        free(m);
+    }
+    w->tail = NULL;
+    w->queued = w->queued_bytes = 0;
+}
+
+static void watch_free(api_watch *w)
+{
+    watch_drop_queue(w);
+    free(w->message);
+    free(w);
+}
+
+static void watch_wait_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void watch_wait_release(watch_wait *ww)
+{
+    if (ww->w) {
+        ww->w->wait = NULL;
+        ww->w = NULL;
+    }
+    uv_close((uv_handle_t *)&ww->timer, watch_wait_closed_cb); /* stops it too */
+}
+
+/* Wakes the task in next(): with true (look again) or nil, "timeout". */
+static void watch_wake(api_watch *w, bool timed_out)
+{
+    watch_wait *ww = w->wait;
+    mcp_task *t = ww->op.task;
+    watch_wait_release(ww);
+    if (!t)
+        return;
+    lua_State *co = mcp_task_thread(t);
+    if (timed_out) {
+        lua_pushnil(co);
+        lua_pushliteral(co, "timeout");
+        mcp_task_wake(t, 2);
+    } else {
+        lua_pushboolean(co, 1);
+        mcp_task_wake(t, 1);
+    }
+}
+
+static void watch_wait_cancel(mcp_op *op)
+{
+    watch_wait_release((watch_wait *)op); /* the task was cancelled: op->task is NULL */
+}
+
+static void watch_timer_cb(uv_timer_t *t)
+{
+    watch_wait *ww = t->data;
+    if (ww->w)
+        watch_wake(ww->w, true);
+}
+
+/* From inside curl: queue a copy, wake the reader (it unpacks in its own task). */
+static int watch_on_msg(const uint8_t *msg, size_t len, void *ud)
+{
+    api_watch *w = ud;
+    if (w->queued >= WATCH_MAX_QUEUED || w->queued_bytes + len > WATCH_MAX_QUEUED_BYTES) {
+        w->overflow = true;
+        return MCP_GRPC_RESOURCE_EXHAUSTED;
+    }
+    watch_msg *m = malloc(sizeof *m + len);
+    if (!m)
+        return MCP_GRPC_RESOURCE_EXHAUSTED;
+    m->next = NULL;
+    m->len = len;
+    if (len)
+        memcpy(m->data, msg, len);
+    if (w->tail)
+        w->tail->next = m;
+    else
+        w->head = m;
+    w->tail = m;
+    w->queued++;
+    w->queued_bytes += len;
+    if (w->wait)
+        watch_wake(w, false);
+    return 0;
+}
+
+static void watch_on_end(const mcp_grpc_result *res, void *ud)
+{
+    api_watch *w = ud;
+    w->stream = NULL;
+    w->ended = true;
+    if (w->orphaned) {
+        watch_free(w);
+        return;
+    }
+    w->status = res->status;
+    if (w->overflow)
+        w->message = mcp_sprintf("the reader fell behind (%d messages or %zu bytes unread)",
+                                 WATCH_MAX_QUEUED, WATCH_MAX_QUEUED_BYTES);
+    else if (res->message && *res->message)
+        w->message = strdup(res->message);
+    else
+        w->message =
+            strdup(res->reason && *res->reason ? res->reason : mcp_grpc_status_name(res->status));
+    if (w->wait)
+        watch_wake(w, false);
+}
+
+static api_watch *check_watch(lua_State *L, int idx)
+{
+    watch_handle *hd = luaL_checkudata(L, idx, STREAM_MT);
+    return hd->w;
+}
+
+/* Stops the stream; the next next() says "cancelled". */
+static void watch_close(api_watch *w)
+{
+    w->closed = true;
+    watch_drop_queue(w);
+    if (w->stream)
+        mcp_grpc_client_stream_cancel(w->stream);
+}
+
+/* What next() answers now, or 0 when it must wait. */
+static int watch_answer(lua_State *L, api_watch *w)
+{
+    if (w->closed) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cancelled");
+        return 2;
+    }
+    if (w->head) {
+        watch_msg *m = w->head;
+        w->head = m->next;
+        if (!w->head)
+            w->tail = NULL;
+        w->queued--;
+        w->queued_bytes -= m->len;
+        ProtobufCMessage *msg = protobuf_c_message_unpack(w->output, NULL, m->len, m->data);
+        free(m);
+        if (!msg) {
+            /* the stream is not what the method promises: stop it */
+            watch_close(w);
+            lua_pushnil(L);
+            lua_pushliteral(L, "closed");
+            lua_pushinteger(L, MCP_GRPC_INTERNAL);
+            lua_pushfstring(L, "a message of the stream is not a valid %s", w->output->name);
+            return 4;
+        }
+        mcp_pb_push(L, msg);
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return 1;
+    }
+    if (w->ended) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        lua_pushinteger(L, w->status);
+        lua_pushstring(L, w->message ? w->message : "");
+        return 4;
+    }
+    return 0;
+}
+
+/* Resumed: true means "look again"; anything else (nil, "timeout" | nil,
+ * "cancelled") is the answer. */
+static int watch_next_cont(lua_State *L, int status, lua_KContext base)
+{
+    (void)status;
+    int nargs = lua_gettop(L) - (int)base;
+    if (nargs == 1 && lua_toboolean(L, -1)) {
+        lua_pop(L, 1);
+        api_watch *w = check_watch(L, 1);
+        int n = w ? watch_answer(L, w) : 0;
+        if (n > 0)
+            return n;
+        lua_pushnil(L); /* woken with nothing to read: cannot happen, answer anyway */
+        lua_pushliteral(L, "timeout");
+        return 2;
+    }
+    return nargs;
+}
+
+/* stream:next(timeout_s) -> message | nil, "timeout" | nil, "closed", status,
+ * message | nil, "cancelled". Waits (this task only) up to timeout_s. */
+static int l_stream_next(lua_State *L)
+{
+    api_watch *w = check_watch(L, 1);
+    lua_Number timeout = luaL_checknumber(L, 2);
+    if (!(timeout >= 0))
+        return luaL_argerror(L, 2, "timeout must be a number of seconds >= 0");
+    lua_settop(L, 2);
+    if (!w) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cancelled");
+        return 2;
+    }
+    if (w->wait)
+        return luaL_error(L, "another task is waiting on this stream");
+    int n = watch_answer(L, w);
+    if (n > 0)
+        return n;
+    if (timeout == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "timeout");
+        return 2;
+    }
+    mcp_task *t = mcp_task_require(L, "stream:next");
+    watch_wait *ww = calloc(1, sizeof *ww);
+    if (!ww)
+        return luaL_error(L, "out of memory");
+    ww->op.cancel = watch_wait_cancel;
+    ww->w = w;
+    uv_timer_init(w->loop, &ww->timer);
+    ww->timer.data = ww;
+    lua_Number ms = timeout * 1000.0 + 0.5;
+    uv_timer_start(&ww->timer, watch_timer_cb, ms > 1e12 ? (uint64_t)1e12 : (uint64_t)ms, 0);
+    w->wait = ww;
+    mcp_task_suspend(t, &ww->op); /* may refuse at once (cancel requested): watch_wait_cancel ran */
+    return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), watch_next_cont);
+}
+
+/* stream:close() (also __close and __gc): cancels the request. -> true */
+static int l_stream_close(lua_State *L)
+{
+    watch_handle *hd = luaL_checkudata(L, 1, STREAM_MT);
+    if (hd->w && !hd->w->closed)
+        watch_close(hd->w);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_stream_gc(lua_State *L)
+{
+    watch_handle *hd = luaL_checkudata(L, 1, STREAM_MT);
+    api_watch *w = hd->w;
+    hd->w = NULL;
+    if (!w)
+        return 0;
+    if (w->wait) /* cannot be: a waiting task keeps its stream alive */
+        watch_wait_release(w->wait);
+    if (!w->closed)
+        watch_close(w);
+    if (w->stream)
+        w->orphaned = true; /* watch_on_end frees it */
+    else
+        watch_free(w);
+    return 0;
+}
+
+/* core.api.watch(socket, "/mcp.agent.v1.AgentService/Method", request[, opts])
+ * opts: deadline (seconds for the whole stream; default none), connect_timeout
+ * (seconds, default 10), max_msg (bytes per message, default 4 MiB).
+ * -> stream | nil, "failed", message, status */
+static int l_watch(lua_State *L)
+{
+    const char *socket = luaL_checkstring(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 4))
+        luaL_checktype(L, 4, LUA_TTABLE);
+    const ProtobufCMethodDescriptor *m = find_method(path);
+    if (!m)
+        return luaL_argerror(L, 2, "not a method of the agent's API");
+    lua_Number deadline = 0, connect = 10, max_msg = 0;
+    if (lua_istable(L, 4)) {
+        struct {
+            const char *key;
+            lua_Number *v;
+        } fields[] = {
+            {"deadline", &deadline}, {"connect_timeout", &connect}, {"max_msg", &max_msg}};
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            int ty = lua_getfield(L, 4, fields[i].key);
+            if (ty != LUA_TNIL) {
+                if (ty != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 1e9)
+                    return luaL_argerror(
+                        L, 4, lua_pushfstring(L, "%s must be a number > 0", fields[i].key));
+                *fields[i].v = lua_tonumber(L, -1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    mcp_host *h = mcp_host_upvalue(L);
+    mcp_http *http = mcp_host_http(L, h); /* raises when curl cannot be set up */
+    ProtobufCMessage *req = mcp_pb_check(L, 3, m->input);
+    size_t len = protobuf_c_message_get_packed_size(req);
+    uint8_t *buf = malloc(len ? len : 1);
+    api_watch *w = calloc(1, sizeof *w);
+    if (!buf || !w) {
+        free(buf);
+        free(w);
+        protobuf_c_message_free_unpacked(req, NULL);
+        return luaL_error(L, "out of memory");
+    }
+    protobuf_c_message_pack(req, buf);
+    protobuf_c_message_free_unpacked(req, NULL);
+    w->output = m->output;
+    w->loop = &h->loop;
+    /* the handle first: once the stream starts, a raised error must not leak it */
+    watch_handle *hd = lua_newuserdatauv(L, sizeof *hd, 0);
+    hd->w = NULL;
+    luaL_setmetatable(L, STREAM_MT);
+    mcp_grpc_request rq = {.unix_socket = socket,
+                           .method = path,
+                           .msg = buf,
+                           .msg_len = len,
+                           .timeout_ms = (int64_t)(deadline * 1000),
+                           .max_msg = (size_t)max_msg};
+    mcp_error err = {{0}};
+    w->stream = mcp_grpc_client_stream(http, &rq, (int64_t)(connect * 1000), watch_on_msg,
+                                       watch_on_end, w, &err);
+    free(buf);
+    if (!w->stream) {
+        free(w);
+        lua_pushnil(L);
+        lua_pushliteral(L, "failed");
+        lua_pushstring(L, err.msg);
+        lua_pushinteger(L, MCP_GRPC_UNAVAILABLE);
+        return 4;
+    }
+    hd->w = w;
+    return 1;
+}
+
 /* core.api.pack(method_path, table) -> the method's response, packed. */
 static int l_pack(lua_State *L)
 {
@@ -708,7 +1079,7 @@ int luaopen_mcp_api(lua_State *L)
                                             {"peer", l_call_peer},
                                             {NULL, NULL}};
     static const luaL_Reg fns[] = {
-        {"serve", l_serve}, {"call", l_call}, {"pack", l_pack}, {NULL, NULL}};
+        {"serve", l_serve}, {"call", l_call}, {"watch", l_watch}, {"pack", l_pack}, {NULL, NULL}};
     if (luaL_newmetatable(L, SERVER_MT)) {
         lua_newtable(L);
         lua_pushvalue(L, lua_upvalueindex(1));
@@ -726,6 +1097,19 @@ int luaopen_mcp_api(lua_State *L)
         lua_pushcfunction(L, l_call_close);
         lua_setfield(L, -2, "__close");
         lua_pushcfunction(L, l_call_close);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    static const luaL_Reg stream_methods[] = {
+        {"next", l_stream_next}, {"close", l_stream_close}, {NULL, NULL}};
+    if (luaL_newmetatable(L, STREAM_MT)) {
+        lua_newtable(L);
+        lua_pushvalue(L, lua_upvalueindex(1));
+        luaL_setfuncs(L, stream_methods, 1);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_stream_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_stream_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);

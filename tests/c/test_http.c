@@ -658,6 +658,208 @@ static void test_grpc_cancel(void **state)
     grpc_got_free(&g);
 }
 
+/* ---- grpc server streams ------------------------------------------------ */
+
+typedef struct stream_got {
+    int messages, ends;
+    bool in_order;
+    size_t total_bytes, want_size;
+    int stop_at; /* > 0: the receiver stops at this message */
+    grpc_got end;
+} stream_got;
+
+static int on_stream_msg(const uint8_t *msg, size_t len, void *ud)
+{
+    stream_got *g = ud;
+    char head[16];
+    int n = snprintf(head, sizeof head, "%d:", g->messages);
+    if (len != g->want_size || (len >= (size_t)n && memcmp(msg, head, (size_t)n) != 0))
+        g->in_order = false;
+    g->messages++;
+    g->total_bytes += len;
+    return g->stop_at > 0 && g->messages == g->stop_at ? MCP_GRPC_ABORTED : 0;
+}
+
+static void on_stream_end(const mcp_grpc_result *res, void *ud)
+{
+    stream_got *g = ud;
+    g->ends++;
+    assert_null(res->data);
+    on_grpc(res, &g->end);
+}
+
+static mcp_grpc_stream *stream_start(ctx *c, mcp_grpc_request *rq, stream_got *g)
+{
+    mcp_error err = {{0}};
+    g->in_order = true;
+    mcp_grpc_stream *s =
+        mcp_grpc_client_stream(c->http, rq, 5000, on_stream_msg, on_stream_end, g, &err);
+    if (!s)
+        fail_msg("mcp_grpc_client_stream: %s", err.msg);
+    assert_int_equal(g->ends, 0); /* never from inside start */
+    return s;
+}
+
+/* Many small messages (several per DATA frame) and large ones (each split
+ * over DATA frames and read callbacks) arrive whole and in order, over TCP
+ * and a unix socket; the end comes once, with the trailers' status. */
+static void test_grpc_stream_messages_in_order(void **state)
+{
+    ctx *c = *state;
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", G.grpc.port);
+    const struct {
+        const char *req;
+        int n;
+        size_t size;
+    } cases[] = {{"300 3", 300, 3}, {"20 70000", 20, 70000}, {"5 0", 5, 0}, {"0 1", 0, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int unix_sock = 0; unix_sock < 2; unix_sock++) {
+            stream_got g = {.want_size = cases[i].size};
+            mcp_grpc_request rq = {.method = "/test.Echo/Stream",
+                                   .msg = cases[i].req,
+                                   .msg_len = strlen(cases[i].req)};
+            if (unix_sock)
+                rq.unix_socket = G.grpc_sock;
+            else
+                rq.target = target;
+            stream_start(c, &rq, &g);
+            assert_true(run_until(&c->loop, &g.ends, 10000));
+            assert_int_equal(g.ends, 1);
+            assert_string_equal(g.end.reason, "");
+            assert_int_equal(g.end.res.status, MCP_GRPC_OK);
+            assert_int_equal(g.messages, cases[i].n);
+            assert_true(g.in_order);
+            assert_int_equal(g.total_bytes, (size_t)cases[i].n * cases[i].size);
+            grpc_got_free(&g.end);
+        }
+    }
+}
+
+/* An error after some messages comes in the trailers; an error before any is
+ * Trailers-Only; a unary method is a stream of one message. */
+static void test_grpc_stream_error_status(void **state)
+{
+    ctx *c = *state;
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", G.grpc.port);
+    const char *reqs[] = {"3 10 9", "0 10 7"};
+    const int want_msgs[] = {3, 0},
+              want_status[] = {MCP_GRPC_FAILED_PRECONDITION, MCP_GRPC_PERMISSION_DENIED};
+    for (int i = 0; i < 2; i++) {
+        stream_got g = {.want_size = 10};
+        mcp_grpc_request rq = {
+            .target = target, .method = "/test.Echo/Stream", .msg = reqs[i], .msg_len = 6};
+        stream_start(c, &rq, &g);
+        assert_true(run_until(&c->loop, &g.ends, 10000));
+        assert_int_equal(g.messages, want_msgs[i]);
+        assert_int_equal(g.end.res.status, want_status[i]);
+        assert_string_equal(g.end.message, "stream failed");
+        assert_string_equal(g.end.reason, "");
+        grpc_got_free(&g.end);
+    }
+    stream_got g = {.want_size = 4};
+    mcp_grpc_request rq = {
+        .target = target, .method = "/test.Echo/Echo", .msg = "0:ab", .msg_len = 4};
+    stream_start(c, &rq, &g);
+    assert_true(run_until(&c->loop, &g.ends, 10000));
+    assert_int_equal(g.messages, 1);
+    assert_true(g.in_order);
+    assert_int_equal(g.end.res.status, MCP_GRPC_OK);
+    grpc_got_free(&g.end);
+}
+
+/* A message over max_msg ends the stream RESOURCE_EXHAUSTED before it is
+ * kept; a receiver that says stop ends it with its status; nothing more
+ * arrives after either. */
+static void test_grpc_stream_cap_and_receiver_stop(void **state)
+{
+    ctx *c = *state;
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", G.grpc.port);
+    stream_got g = {.want_size = 5000};
+    mcp_grpc_request rq = {.target = target,
+                           .method = "/test.Echo/Stream",
+                           .msg = "2 5000",
+                           .msg_len = 6,
+                           .max_msg = 4999};
+    stream_start(c, &rq, &g);
+    assert_true(run_until(&c->loop, &g.ends, 10000));
+    assert_int_equal(g.messages, 0);
+    assert_int_equal(g.end.res.status, MCP_GRPC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(g.end.reason, "exceeds"));
+    grpc_got_free(&g.end);
+
+    stream_got h = {.want_size = 100, .stop_at = 3};
+    rq = (mcp_grpc_request){
+        .target = target, .method = "/test.Echo/Stream", .msg = "50 100", .msg_len = 6};
+    stream_start(c, &rq, &h);
+    assert_true(run_until(&c->loop, &h.ends, 10000));
+    assert_int_equal(h.messages, 3);
+    assert_int_equal(h.end.res.status, MCP_GRPC_ABORTED);
+    grpc_got_free(&h.end);
+}
+
+/* A stream without deadline outlives the http default: it is still open
+ * after its first message until cancelled, and the cancel ends it once, on
+ * a later loop turn. With a deadline it ends DEADLINE_EXCEEDED. A peer that
+ * is not there ends it UNAVAILABLE. */
+static void test_grpc_stream_cancel_deadline_refused(void **state)
+{
+    ctx *c = *state;
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", G.grpc.port);
+    stream_got g = {.want_size = 5};
+    mcp_grpc_request rq = {.target = target, .method = "/test.Echo/StreamHang"};
+    mcp_grpc_stream *s = stream_start(c, &rq, &g);
+    assert_true(run_until(&c->loop, &g.messages, 10000));
+    uint64_t until = uv_now(&c->loop) + 300;
+    while (uv_now(&c->loop) < until && g.ends == 0)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    assert_int_equal(g.ends, 0);
+    mcp_grpc_client_stream_cancel(s);
+    assert_int_equal(g.ends, 0);
+    assert_true(run_until(&c->loop, &g.ends, 2000));
+    assert_int_equal(g.ends, 1);
+    assert_true(g.end.res.cancelled);
+    assert_int_equal(g.end.res.status, MCP_GRPC_CANCELLED);
+    grpc_got_free(&g.end);
+
+    stream_got d = {.want_size = 5};
+    rq.timeout_ms = 300;
+    stream_start(c, &rq, &d);
+    assert_true(run_until(&c->loop, &d.ends, 10000));
+    assert_int_equal(d.messages, 1);
+    assert_int_equal(d.end.res.status, MCP_GRPC_DEADLINE_EXCEEDED);
+    grpc_got_free(&d.end);
+
+    char missing[256];
+    snprintf(missing, sizeof missing, "%s/nobody.sock", G.dir);
+    stream_got r = {0};
+    rq = (mcp_grpc_request){.unix_socket = missing, .method = "/test.Echo/Stream"};
+    stream_start(c, &rq, &r);
+    assert_true(run_until(&c->loop, &r.ends, 10000));
+    assert_int_equal(r.end.res.status, MCP_GRPC_UNAVAILABLE);
+    assert_int_equal(r.messages, 0);
+    grpc_got_free(&r.end);
+}
+
+/* Destroying the client with a stream open ends it once, cancelled. */
+static void test_grpc_stream_destroy_in_flight(void **state)
+{
+    ctx *c = *state;
+    stream_got g = {.want_size = 5};
+    mcp_grpc_request rq = {.unix_socket = G.grpc_sock, .method = "/test.Echo/StreamHang"};
+    stream_start(c, &rq, &g);
+    assert_true(run_until(&c->loop, &g.messages, 10000));
+    mcp_http_destroy(c->http);
+    c->http = NULL;
+    assert_int_equal(g.ends, 0);
+    assert_true(run_until(&c->loop, &g.ends, 2000));
+    assert_true(g.end.res.cancelled);
+    grpc_got_free(&g.end);
+}
+
 #define CONCURRENT 200
 
 static void concurrent_calls(ctx *c, mcp_grpc_request *rq)
@@ -792,6 +994,11 @@ int main(void)
         http_loop_test(test_grpc_deadline),
         http_loop_test(test_grpc_size_cap_and_transport_failures),
         http_loop_test(test_grpc_cancel),
+        http_loop_test(test_grpc_stream_messages_in_order),
+        http_loop_test(test_grpc_stream_error_status),
+        http_loop_test(test_grpc_stream_cap_and_receiver_stop),
+        http_loop_test(test_grpc_stream_cancel_deadline_refused),
+        http_loop_test(test_grpc_stream_destroy_in_flight),
         http_loop_test(test_grpc_200_concurrent_cleartext_h2),
         http_loop_test(test_grpc_bad_requests),
         cmocka_unit_test(test_grpc_helpers),

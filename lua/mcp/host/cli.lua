@@ -320,10 +320,69 @@ local function print_event(e, json)
     io.stdout:flush()
 end
 
--- How often `events --follow` looks at the registry for new events, and
--- how many it prints at most before following.
+-- How often `events --follow` looks at the registry for new events (no
+-- daemon), how long one wait on the daemon's stream lasts before it is simply
+-- renewed, and how many events it prints at most before following.
 M.FOLLOW_POLL = 0.25
+M.FOLLOW_WAIT = 5
 M.EVENTS_LIMIT = 10000
+
+--- What tells two events apart in the output (the stream carries no ids).
+local function event_key(e)
+    return table.concat({ e.service, e.component, e.kind, e.message, tostring(e.exit_code) }, "\0")
+end
+
+--- Follows the daemon's WatchEvents from since_ms (inclusive). seen counts
+--- the lines already printed at exactly since_ms, by event_key: the stream
+--- repeats those and they are skipped, so a line stored in the same
+--- millisecond after the backlog was read is neither lost nor doubled.
+--- Ctrl-C/SIGTERM -> OK; the daemon ending the stream (it stopped or died) ->
+--- GOAL with a message: following a daemon that is gone would print nothing
+--- for ever, and after a restart `events --follow` again shows what was missed.
+local function follow_daemon(socket, service, since_ms, seen, json, stop)
+    local core = require "mcp.core"
+    local stream <close>, reason, detail = core.api.watch(socket, "/mcp.agent.v1.AgentService/WatchEvents",
+        { service = service or "", since_unix_ms = since_ms })
+    if not stream then
+        complain("events: cannot follow the daemon on %s: %s (%s)", socket, tostring(detail), tostring(reason))
+        return GOAL
+    end
+    if stop.stopped then return OK end
+    stop.stream = stream
+    while true do
+        local e, why, status, message = stream:next(M.FOLLOW_WAIT)
+        if e then
+            local key = event_key(e)
+            if e.time_unix_ms <= since_ms and (seen[key] or 0) > 0 then
+                seen[key] = seen[key] - 1
+            else
+                print_event(e, json)
+            end
+        elseif why == "cancelled" then
+            return OK
+        elseif why ~= "timeout" then
+            local name = "status " .. tostring(status)
+            for k, v in pairs(core.api.codes) do if v == status then name = k end end
+            complain("events: the daemon on %s ended the stream (%s: %s)", socket, name, tostring(message))
+            return GOAL
+        end
+    end
+end
+
+--- Ctrl-C/SIGTERM end `events --follow` as done (exit 0), not as a command
+--- cancelled half-way: a task takes the signal, closes the stream and says
+--- stop. (SIGHUP is ignored.)
+local function follow_stopper(agent)
+    local core = require "mcp.core"
+    local stop = { stopped = false }
+    agent.task.spawn(function()
+        local sig
+        repeat sig = core.signals.wait() until sig ~= "SIGHUP"
+        stop.stopped = true
+        if stop.stream then stop.stream:close() end
+    end)
+    return stop
+end
 
 function M.events(agent, cmd)
     local service = cmd.args[1]
@@ -340,15 +399,25 @@ function M.events(agent, cmd)
         complain("events: no such service: %s", service)
         return USAGE
     end
+    local start_ms = math.floor(agent.clock.wallclock() * 1000)
     -- The registry is read here even beside a daemon: it is its single
     -- writer, and SQLite's WAL lets readers in at any time.
     local rows = agent.registry.events(service, M.EVENTS_LIMIT, since) or {}
-    local last = 0
+    local last, newest_ms, seen = 0, nil, {}
     for i = #rows, 1, -1 do
-        print_event(event_message(rows[i]), cmd.flags.json)
+        local e = event_message(rows[i])
+        print_event(e, cmd.flags.json)
         last = math.max(last, rows[i].id)
+        if not newest_ms or e.time_unix_ms > newest_ms then newest_ms, seen = e.time_unix_ms, {} end
+        if e.time_unix_ms == newest_ms then seen[event_key(e)] = (seen[event_key(e)] or 0) + 1 end
     end
     if not cmd.flags.follow then return OK end
+    local stop = follow_stopper(agent)
+    local b = backend_for(agent, "events")
+    if not b then return USAGE end
+    if b.remote then
+        return follow_daemon(b.socket, service, newest_ms or start_ms, seen, cmd.flags.json, stop)
+    end
     if #rows == 0 then
         local newest = agent.registry.events(nil, 1)
         last = newest[1] and newest[1].id or 0
@@ -358,7 +427,7 @@ function M.events(agent, cmd)
             print_event(event_message(e), cmd.flags.json)
             last = e.id
         end
-        if not agent.clock.sleep(M.FOLLOW_POLL) then return OK end
+        if not agent.clock.sleep(M.FOLLOW_POLL) or stop.stopped then return OK end
     end
 end
 
