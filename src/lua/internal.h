@@ -112,6 +112,7 @@ int luaopen_mcp_proxy(lua_State *L);    /* upvalue: host */
 int luaopen_mcp_certs(lua_State *L);    /* upvalue: host */
 /* The host's http client (host.c), created on first use; raises on failure. */
 mcp_http *mcp_host_http(lua_State *L, mcp_host *h);
+int luaopen_mcp_http(lua_State *L);
 int luaopen_mcp_hash(lua_State *L); /* bind_hash.c */
 
 /* --- conversions (convert.c) --- */

@@ -61,6 +61,7 @@ function M.build(opts)
         registry = core.registry,
         runtime = build_runtime(config, opts.print),
         probe = core.probe,
+        http = core.http, -- webhooks from policies (agent.http.request)
         version = core.version,
     }
     -- mc-proxy and Metacrypt only when configured: policies test for them
