@@ -539,6 +539,8 @@ function M.new(agent, opts)
             end
         end
         if agent.registry.clear_supervision then agent.registry.clear_supervision(service, component) end
+        -- a deploy or start may bring health checks: probe them from now on
+        if running then live.sync(supervised()) end
     end
 
     --- The in-memory state of a container (tests, status).
