@@ -119,7 +119,9 @@ static const command commands[] = {
     },
     {
         .name = "version",
-        .summary = "print the version",
+        .summary = "print the version, git commit and the Lua, SQLite, libuv, podman versions",
+        .flags = {{"--verbose", NULL, "also say where lua/ and policies/ are loaded from"},
+                  JSON_FLAG("the versions")},
     },
     {
         .name = "help",

@@ -16,6 +16,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "version.h"
 
 #ifndef MCP_VERSION
 #define MCP_VERSION "0.0.0"
@@ -228,8 +229,7 @@ int main(int argc, char **argv)
         command_help(cmd);
         rc = EXIT_OK;
     } else if (strcmp(cmd->name, "version") == 0) {
-        printf("mcp-agent %s\n", MCP_VERSION);
-        rc = EXIT_OK;
+        rc = version_command(&p, DEFAULT_CONFIG);
     } else {
         rc = run_command(cmd, config_path, &p);
     }

@@ -42,6 +42,7 @@ struct mcp_host {
     const char *config_path;
     char lua_dir[PATH_MAX];
     char builtin_policy_dir[PATH_MAX];
+    const char *paths_origin; /* how they were found (mcp_host_paths.origin) */
 
     /* scheduler */
     mcp_task *current;                 /* the task now running, or NULL */
