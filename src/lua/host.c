@@ -190,6 +190,7 @@ static int open_core(lua_State *L)
     add_area(L, h, "signals", luaopen_mcp_signals);
     add_area(L, h, "api", luaopen_mcp_api);
     add_area(L, h, "hash", luaopen_mcp_hash);
+    add_area(L, h, "notify", luaopen_mcp_notify);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_pushcfunction(L, l_release_memory);
