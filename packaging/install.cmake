@@ -71,4 +71,6 @@ install(FILES ${PROJECT_SOURCE_DIR}/completion/mcp-agent.bash
 
 # The example config and service files, for the operator to copy from.
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples
-        FILES_MATCHING PATTERN "*.toml" PATTERN "demo" EXCLUDE)
+        FILES_MATCHING PATTERN "*.toml")
+
+include(${PROJECT_SOURCE_DIR}/packaging/deb.cmake)
