@@ -57,6 +57,35 @@ class ManPages(unittest.TestCase):
                     self.assertIn(key, text)
 
 
+class ReferenceInTheRepo(unittest.TestCase):
+    def test_readme_and_docs_link_only_to_files_in_the_repository(self):
+        import re
+        for rel in ("README.md", "docs/REFERENCE.md", "docs/GRPC_API.md"):
+            with open(os.path.join(SOURCE_DIR, rel)) as f:
+                text = f.read()
+            self.assertNotIn("../shared", text, rel)
+            for target in re.findall(r"\]\(([^)#]+)\)", text):
+                if "://" in target:
+                    continue
+                path = os.path.normpath(os.path.join(SOURCE_DIR, os.path.dirname(rel), target))
+                self.assertTrue(os.path.exists(path), "%s links to missing %s" % (rel, target))
+                self.assertTrue(path.startswith(SOURCE_DIR + os.sep), "%s: %s" % (rel, target))
+
+    def test_reference_has_every_command_and_config_key(self):
+        with open(os.path.join(SOURCE_DIR, "docs", "REFERENCE.md")) as f:
+            text = f.read()
+        for cmd in words("complete", "commands"):
+            self.assertIn("`%s" % cmd, text)
+            for flag in words("complete", "flags", cmd):
+                if flag != "--help":
+                    self.assertIn(flag, text, cmd)
+        with open(os.path.join(SOURCE_DIR, "examples", "mcp-agent.toml")) as f:
+            for line in f:
+                key = line.lstrip("# ").split(" = ", 1)[0]
+                if " = " in line and key.isidentifier():
+                    self.assertIn(key, text)
+
+
 class Completion(AgentTestCase):
     def complete(self, *line):
         """COMPREPLY for the command line (the last word is the one completed)."""
