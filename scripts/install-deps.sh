@@ -14,4 +14,5 @@ apt-get install -y -q --no-install-recommends \
     libcurl4-openssl-dev libnghttp2-dev libssl-dev openssl \
     libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
     podman runc busybox-static \
-    python3 python3-grpcio python3-grpc-tools nghttp2-client hyperfine
+    python3 python3-grpcio python3-grpc-tools nghttp2-client hyperfine \
+    libsystemd-dev systemd scdoc mandoc man-db bash-completion file dpkg-dev

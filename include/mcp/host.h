@@ -4,6 +4,7 @@
 #ifndef MCP_HOST_H
 #define MCP_HOST_H
 
+#include <limits.h>
 #include <stdbool.h>
 
 #include "mcp/config.h"
@@ -29,5 +30,20 @@ void mcp_host_free(mcp_host *h);
  * SIGINT/SIGTERM cancel it. Returns the exit code the command chose (SPEC §2):
  * 0 done, 1 goal not reached, 2 usage/config/definition/policy error. */
 int mcp_host_command(mcp_host *h, const char *name, int argc, char **argv);
+
+/* Where the Lua library and built-in policies are (src/lua/datadir.c):
+ * $MCP_AGENT_DATADIR, else the source tree for a binary inside the build
+ * tree, else BINDIR/../share/mcp-agent beside the running binary. */
+typedef struct mcp_host_paths {
+    char datadir[PATH_MAX];    /* holds lua/ and policies/ */
+    char lua_dir[PATH_MAX];    /* DATADIR/lua */
+    char policy_dir[PATH_MAX]; /* DATADIR/policies (the built-in ones) */
+    const char *origin; /* "MCP_AGENT_DATADIR", "build tree" or "relative to the binary" */
+} mcp_host_paths;
+
+/* Returns 0, or -1 with err naming the missing directory and the rule used. */
+int mcp_host_find_paths(mcp_host_paths *out, mcp_error *err);
+/* The embedded Lua's release, e.g. "5.4.4". */
+const char *mcp_host_lua_version(void);
 
 #endif

@@ -119,7 +119,9 @@ static const command commands[] = {
     },
     {
         .name = "version",
-        .summary = "print the version",
+        .summary = "print the version, git commit and the Lua, SQLite, libuv, podman versions",
+        .flags = {{"--verbose", NULL, "also say where lua/ and policies/ are loaded from"},
+                  JSON_FLAG("the versions")},
     },
     {
         .name = "help",
@@ -127,12 +129,25 @@ static const command commands[] = {
         .summary = "this help, or a command's",
         .max_args = 1,
     },
+    {
+        .name = "complete",
+        .args = "(commands | flags COMMAND | services | scdoc)",
+        .summary = "words for the shell completion and the man page (complete.c)",
+        .min_args = 1,
+        .max_args = 2,
+        .hidden = true,
+    },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 /* Every command takes it; the parser answers it before anything else. */
 static const flag_spec help_flag = {"--help", NULL, "print this help"};
+
+const command *command_at(size_t i)
+{
+    return i < NCOMMANDS ? &commands[i] : NULL;
+}
 
 const command *command_find(const char *name)
 {
@@ -250,9 +265,9 @@ static void print_flag_line(FILE *f, const flag_spec *fl)
     fprintf(f, "  %-18s %s\n", left, fl->help);
 }
 
-static const char *registry_note(registry_use use)
+const char *command_registry_note(const command *c)
 {
-    switch (use) {
+    switch (c->registry) {
     case REG_READ:
         return "reads the registry; exits 2 when it does not exist (deploy creates it)";
     case REG_READ_IF_DRY:
@@ -274,7 +289,7 @@ void command_print_help(FILE *f, const command *c)
     for (size_t i = 0; i < MAX_FLAGS && c->flags[i].name; i++)
         print_flag_line(f, &c->flags[i]);
     fprintf(f, "  %-18s %s\n", "-h, --help", help_flag.help);
-    const char *note = registry_note(c->registry);
+    const char *note = command_registry_note(c);
     if (note)
         fprintf(f, "\nregistry: %s\n", note);
 }
@@ -286,7 +301,8 @@ void commands_print_usage(FILE *f, const char *default_config)
                "podman match it. Policy (boot order, retries, backoff, recover) lives in Lua.\n\n"
                "commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        if (!commands[i].hidden)
+            fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f,
             "\noptions:\n"
             "  -c, --config PATH  config file (default: $MCP_AGENT_CONFIG, else %s;\n"

@@ -34,10 +34,15 @@ typedef struct command {
     int min_args, max_args; /* positional counts; max -1 = any */
     bool flags_first;       /* flags only before the first argument (eval: the rest is the
                                script's) */
+    bool hidden;            /* for tools (shell completion, man page), not listed in help */
     flag_spec flags[MAX_FLAGS];
 } command;
 
 const command *command_find(const char *name);
+/* The i-th command of the table, NULL past the end (hidden ones included). */
+const command *command_at(size_t i);
+/* What a command does to the registry, one sentence, or NULL. */
+const char *command_registry_note(const command *c);
 /* The command nearest to a misspelt name, or NULL when none is close. */
 const command *command_nearest(const char *name);
 /* The flag spec named `name` ("--json", "-e") of c, or NULL. */

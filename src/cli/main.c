@@ -16,6 +16,8 @@
 
 #include "args.h"
 #include "commands.h"
+#include "complete.h"
+#include "version.h"
 
 #ifndef MCP_VERSION
 #define MCP_VERSION "0.0.0"
@@ -182,6 +184,18 @@ static int run_command(const command *cmd, const char *config_path, parsed_args 
     return rc;
 }
 
+/* The hidden `complete` command, with the config's registry path. */
+static int complete_words(const char *config_path, const parsed_args *p)
+{
+    mcp_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    if (load_config(config_path, &cfg) != 0)
+        return complete_command(p, NULL);
+    int rc = complete_command(p, cfg.db_path);
+    mcp_config_free(&cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
@@ -227,9 +241,10 @@ int main(int argc, char **argv)
     } else if (p.help) {
         command_help(cmd);
         rc = EXIT_OK;
+    } else if (strcmp(cmd->name, "complete") == 0) {
+        rc = complete_words(config_path, &p);
     } else if (strcmp(cmd->name, "version") == 0) {
-        printf("mcp-agent %s\n", MCP_VERSION);
-        rc = EXIT_OK;
+        rc = version_command(&p, DEFAULT_CONFIG);
     } else {
         rc = run_command(cmd, config_path, &p);
     }

@@ -71,6 +71,27 @@ static int clear_socket_path(const char *path, mcp_error *err)
     return 0;
 }
 
+/* Creates the socket's directory (0750) when it is missing, so the error is
+ * never a "permission denied" for a path that does not exist. */
+static int ensure_socket_dir(const char *path, mcp_error *err)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0; /* the current directory or / */
+    *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return 0; /* not a directory, no access: bind says so */
+    if (errno == ENOENT && mkdir(dir, 0750) == 0)
+        return 0;
+    mcp_error_set(err,
+                  "grpc: the directory %s for unix socket %s is missing and cannot be created: %s",
+                  dir, path, strerror(errno));
+    return -1;
+}
+
 int mcp_grpc_server_listen_unix(mcp_grpc_server *s, const char *path, mcp_error *err)
 {
     struct sockaddr_un sa;
@@ -83,7 +104,7 @@ int mcp_grpc_server_listen_unix(mcp_grpc_server *s, const char *path, mcp_error 
         mcp_error_set(err, "grpc: server is shutting down");
         return -1;
     }
-    if (clear_socket_path(path, err) != 0)
+    if (ensure_socket_dir(path, err) != 0 || clear_socket_path(path, err) != 0)
         return -1;
     listener *l = listener_new(s);
     if (!l || !(l->unix_path = mcp_strdup(path))) {

@@ -17,16 +17,6 @@
 #include "internal.h"
 #include "mcp/log.h"
 
-#ifndef MCP_SOURCE_DIR
-#define MCP_SOURCE_DIR "."
-#endif
-#ifndef MCP_DATADIR
-#define MCP_DATADIR "/usr/local/share/mcp-agent"
-#endif
-#ifndef MCP_BINDIR
-#define MCP_BINDIR "/usr/local/bin"
-#endif
-
 /* ---- the count hook: one for every Lua thread ----
  *
  * Set once on the main state; threads (tasks, and coroutines the policies
@@ -91,34 +81,14 @@ mcp_http *mcp_host_http(lua_State *L, mcp_host *h)
     return h->http;
 }
 
-static bool is_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The installed binary uses the data dir; one run from anywhere else (the
- * build tree) uses the source tree. MCP_AGENT_DATADIR overrides both. */
 static int resolve_paths(mcp_host *h, mcp_error *err)
 {
-    const char *base = getenv("MCP_AGENT_DATADIR");
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    if (!base || !*base) {
-        size_t bl = strlen(MCP_BINDIR);
-        bool installed = n > 0 && strncmp(exe, MCP_BINDIR, bl) == 0 && exe[bl] == '/';
-        base = installed ? MCP_DATADIR : MCP_SOURCE_DIR;
-    }
-    snprintf(h->lua_dir, sizeof h->lua_dir, "%s/lua", base);
-    snprintf(h->builtin_policy_dir, sizeof h->builtin_policy_dir, "%s/policies", base);
-    if (!is_dir(h->lua_dir)) {
-        mcp_error_set(err,
-                      "%s: the Lua library is missing (set MCP_AGENT_DATADIR to the directory "
-                      "holding lua/ and policies/)",
-                      h->lua_dir);
+    mcp_host_paths p;
+    if (mcp_host_find_paths(&p, err) != 0)
         return -1;
-    }
+    memcpy(h->lua_dir, p.lua_dir, sizeof h->lua_dir);
+    memcpy(h->builtin_policy_dir, p.policy_dir, sizeof h->builtin_policy_dir);
+    h->paths_origin = p.origin;
     return 0;
 }
 
@@ -221,13 +191,15 @@ static int open_core(lua_State *L)
     add_area(L, h, "api", luaopen_mcp_api);
     add_area(L, h, "hash", luaopen_mcp_hash);
     add_area(L, h, "http", luaopen_mcp_http);
+    add_area(L, h, "notify", luaopen_mcp_notify);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_pushcfunction(L, l_release_memory);
     lua_setfield(L, -2, "release_memory");
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 3);
     mcp_set_string(L, "lua", h->lua_dir);
     mcp_set_string(L, "builtin_policies", h->builtin_policy_dir);
+    mcp_set_string(L, "origin", h->paths_origin);
     lua_setfield(L, -2, "paths");
 #ifdef MCP_VERSION
     mcp_set_string(L, "version", MCP_VERSION);

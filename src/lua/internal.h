@@ -42,6 +42,7 @@ struct mcp_host {
     const char *config_path;
     char lua_dir[PATH_MAX];
     char builtin_policy_dir[PATH_MAX];
+    const char *paths_origin; /* how they were found (mcp_host_paths.origin) */
 
     /* scheduler */
     mcp_task *current;                 /* the task now running, or NULL */
@@ -114,6 +115,7 @@ int luaopen_mcp_certs(lua_State *L);    /* upvalue: host */
 mcp_http *mcp_host_http(lua_State *L, mcp_host *h);
 int luaopen_mcp_http(lua_State *L);
 int luaopen_mcp_hash(lua_State *L); /* bind_hash.c */
+int luaopen_mcp_notify(lua_State *L); /* upvalue: host; starts the systemd watchdog */
 
 /* --- conversions (convert.c) --- */
 void mcp_push_strv(lua_State *L, const mcp_strv *sv);

@@ -565,7 +565,7 @@ class RecoverThroughFakePodman(AgentTestCase):
 # Each command's flags (besides -h, --help, which every command takes).
 FLAGS = {"recover": ["--dry-run", "--json"], "boot": ["--dry-run", "--json"],
          "eval": ["--dry-run", "-e CODE"], "status": ["--json"], "ls": ["--json"],
-         "events": ["--since DURATION", "--follow", "--json"]}
+         "events": ["--since DURATION", "--follow", "--json"], "version": ["--verbose", "--json"]}
 
 
 def help_flags(text):

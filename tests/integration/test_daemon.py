@@ -495,7 +495,7 @@ class ApiTest(DaemonTestCase):
         with self.d.unix_channel() as ch:
             node = agent_pb2_grpc.AgentServiceStub(ch).NodeStatus(agent_pb2.NodeStatusRequest(),
                                                                   timeout=5)
-        version = self.env.run("version").stdout.split()[-1]
+        version = self.env.run("version").stdout.split()[1]
         self.assertEqual(node.version, version)
 
     def test_bad_service_toml_names_the_line(self):

@@ -557,6 +557,9 @@ end
 
 function M.check(agent)
     local rc = OK
+    local paths = require("mcp.core").paths
+    say("lua library: %s (%s)", paths.lua, paths.origin)
+    say("built-in policies: %s", paths.builtin_policies)
     for _, name in ipairs(policies.NAMES) do
         local mod, err = policies.get(name)
         if mod then

@@ -45,6 +45,7 @@ local function boot_tracker(agent, stages_cfg)
         if not st then return end
         if ev.state == "starting" then
             st.state = "running"
+            core.notify.status("booting: stage " .. st.name)
             started[st.name] = agent.clock.now()
         elseif ev.service and ev.state == "waiting" then
             for _, s in ipairs(st.services) do
@@ -159,6 +160,7 @@ function M.run(agent, args)
     end
     agent.log.info("serving", { socket = cfg.socket, grpc_addr = cfg.grpc_addr or "",
                                 tcp_port = server:tcp_port() })
+    core.notify.status("booting")
 
     -- After boot the node is supervised (SPEC §10).
     local sup = supervisor.new(agent, {
@@ -183,6 +185,8 @@ function M.run(agent, args)
             state.boot_error = tostring(boot_err)
         end
         state.boot_done = true
+        core.notify.ready(string.format("%s; %d services; serving %s",
+            state.boot_error and "boot failed" or "booted", #(agent.registry.services() or {}), cfg.socket))
         sup.start()
     end)
 
@@ -190,7 +194,9 @@ function M.run(agent, args)
     repeat
         sig = core.signals.wait()
         if sig == "SIGHUP" then
+            core.notify.reloading()
             local ok, rerr = policies.reload()
+            core.notify.ready(ok and "policies reloaded" or "policy reload refused; old policies kept")
             if ok then
                 agent.log.info("policies reloaded")
             else
@@ -199,6 +205,7 @@ function M.run(agent, args)
         end
     until sig ~= "SIGHUP"
 
+    core.notify.stopping()
     agent.log.info("stopping", { signal = sig, in_flight_grace = M.SHUTDOWN_GRACE })
     agent.task.cancel(boot_task)
     sup.stop()
