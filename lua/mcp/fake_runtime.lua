@@ -39,6 +39,7 @@
 --   rt.end_events(detail)            every open stream ends, as if the podman events child
 --                                    died: queued events are still read, then next() says
 --                                    nil, "closed", detail; a new events() call works again
+--   rt.mute_events(on)               the child stops producing: streams stay open, events are lost
 --   rt.streams()                     how many streams are open
 
 local M = {}
@@ -153,7 +154,10 @@ function M.new(opts)
         for st in pairs(streams) do wake(st) end
     end
 
+    local muted = false -- rt.mute_events: streams stay open but hear nothing
+
     local function emit(c, status, exit_code, at)
+        if muted then return end
         local ev = { name = c.name, id = c.id, status = status, exit_code = exit_code,
                      time = event_time(at or now()), image = c.image, labels = copy_map(c.labels) }
         for st in pairs(streams) do
@@ -633,6 +637,10 @@ function M.new(opts)
         end
         return true
     end
+
+    --- The podman events child stops producing (hangs) while its streams stay
+    --- open: events from now on are lost, until mute_events(false).
+    function rt.mute_events(on) muted = on ~= false end
 
     --- How many streams are open.
     function rt.streams()

@@ -27,6 +27,7 @@ local spec = require "mcp.spec"
 local drift = require "mcp.drift"
 local liveness = require "mcp.liveness"
 local readiness = require "mcp.readiness"
+local timefmt = require "mcp.timefmt"
 
 local M = {}
 
@@ -34,6 +35,9 @@ M.MAX_DELAY = 86400 -- s: a longer delay from a policy is nonsense, not a plan
 M.FALLBACK_DELAY = 60 -- s: when even the built-in policy cannot answer
 M.RECENT = 2 -- s: a death this soon after lifecycle work is verified first
 M.STREAM_BACKOFF = { base = 0.5, cap = 30 } -- restarting the events child
+-- s: a death the stream has not told of after this long means it stopped
+-- producing (podman's `died` reaches us ~0.1-0.3 s after the exit)
+M.STREAM_SILENT = 1
 M.MANY_AT_ONCE = 0.5 -- this share (and at least 2) down at once: one recover pass
 M.BURST_WINDOW = 2 -- s: deaths of stable components this close together count as at once
 M.BURST_SETTLE = 0.5 -- s: the recover pass waits this long for the rest of a burst
@@ -73,6 +77,9 @@ function M.new(agent, opts)
     local running = false
     local tasks = {}
     local ready = readiness.new(agent)
+    -- the events stream now open, when it opened, and the deaths it told of
+    local stream = { current = nil, opened_now = nil, opened_wall = nil }
+    local told = {} -- container name -> true once the stream reported its death
     local live -- mcp.liveness, made below (its hooks need the functions here)
 
     local function log_fields(st, extra)
@@ -183,7 +190,7 @@ function M.new(agent, opts)
             return
         end
         st.state, st.reason, st.started_at = "running", nil, agent.clock.wallclock()
-        st.drifted, st.drift_seen = nil, nil
+        st.drifted, st.drift_seen, told[st.name] = nil, nil, nil
         persist(st)
         if live then live.reset(st.name) end
         if not comp.health then ready.restore(svc, comp) end
@@ -338,6 +345,21 @@ function M.new(agent, opts)
         end
     end
 
+    -- Whether the open stream missed this exit: it happened after the
+    -- stream opened, STREAM_SILENT ago or more, and no `died` came.
+    local function stream_missed(name, rec)
+        if not stream.current or told[name] then return false end
+        local f, age, after_open = rec.finished_at
+        if type(f) == "number" then -- the fake runtime on its own clock
+            age, after_open = agent.clock.now() - f, f - stream.opened_now
+        else
+            local t = timefmt.parse(f)
+            if not t then return false end
+            age, after_open = agent.clock.wallclock() - t, t - stream.opened_wall
+        end
+        return after_open > 0 and age >= M.STREAM_SILENT
+    end
+
     --- One full list: every supervised component that is down is handled;
     --- most of them gone at once is one recover pass.
     function sup.reconcile()
@@ -362,13 +384,20 @@ function M.new(agent, opts)
             return sup.recover_all(missing)
         end
         for _, name in ipairs(missing) do handle_down(name, want[name], "missing", nil, nil) end
+        local missed
         for name, e in pairs(want) do
             local rec = by[name]
             if rec and rec.state ~= "running" then
+                if stream_missed(name, rec) then missed = name end
                 handle_down(name, e, "died", rec.exit_code, rec)
             elseif rec and e.component.desired_state == "running" then
                 check_drift(name, e, rec)
             end
+        end
+        if missed then
+            agent.log.warn("supervisor: podman's event stream stopped producing (it never told of " .. missed
+                .. "'s death); restarting it")
+            stream.current:close() -- its reader starts a new one, then lists
         end
         live.sync(want)
         ready.retry_pending(function(name)
@@ -410,6 +439,7 @@ function M.new(agent, opts)
             end
             return
         end
+        told[ev.name] = true
         local e = supervised()[ev.name]
         if e then handle_down(ev.name, e, "died", ev.exit_code, nil) end
     end
@@ -451,16 +481,18 @@ function M.new(agent, opts)
     local function read_events()
         local backoff = require("policy.backoff").new(M.STREAM_BACKOFF)
         while running do
-            local stream, err = agent.runtime.events()
-            if stream then
+            local s, err = agent.runtime.events()
+            if s then
+                stream.current, stream.opened_now, stream.opened_wall = s, agent.clock.now(), agent.clock.wallclock()
                 sup.reconcile() -- what happened while no stream listened
                 while true do
-                    local ev, why, detail = stream:next(3600)
+                    local ev, why, detail = s:next(3600)
                     if ev then
                         backoff.reset()
                         sup.on_event(ev)
                     elseif why == "cancelled" then
-                        stream:close()
+                        s:close()
+                        stream.current = nil
                         return
                     elseif why ~= "timeout" then
                         agent.log.warn("supervisor: podman's event stream ended; restarting it",
@@ -468,7 +500,8 @@ function M.new(agent, opts)
                         break
                     end
                 end
-                stream:close()
+                s:close()
+                stream.current = nil
             else
                 agent.log.warn("supervisor: cannot follow podman's events", { error = tostring(err) })
             end
