@@ -31,21 +31,23 @@ local function activity_of(agent, name)
     return a
 end
 
--- A to-be-closed mark: the container is busy until the variable goes out of scope.
-local function working_on(agent, name)
+-- A to-be-closed mark: the container is busy until the variable goes out
+-- of scope; `kills` says the work stops or removes a container (its death
+-- is then the agent's doing), as opposed to only starting one.
+local function working_on(agent, name, kills)
     local a = activity_of(agent, name)
     a.busy = a.busy + 1
     return setmetatable({}, { __close = function()
         a.busy = a.busy - 1
-        a.done = agent.clock.now()
+        if kills then a.killed = agent.clock.now() end
     end })
 end
 
 --- Whether this module is working on the container now, and when (agent
---- clock) it last finished doing so (nil: never).
+--- clock) it last finished stopping or removing it (nil: never).
 function M.activity(agent, name)
     local a = activity_of(agent, name)
-    return a.busy > 0, a.done
+    return a.busy > 0, a.killed
 end
 
 --- Whether a runtime record was created from the component's current spec
@@ -108,7 +110,7 @@ end
 function M.up(agent, service, component, opts)
     opts = opts or {}
     local name = container_of(service, component)
-    local mark <close> = working_on(agent, name) -- luacheck: ignore 211
+    local mark <close> = working_on(agent, name, opts.recreate or false) -- luacheck: ignore 211
     local why = opts.why or "start"
     local entry = { service = service.name, component = component.name, container = name }
     local result = { entry = entry, warnings = {} }
@@ -152,9 +154,12 @@ function M.up(agent, service, component, opts)
         warn(string.format("%s: image %s not found, skipped", name, tostring(component.image)))
         return outcome("skipped", "no such image")
     end
+    local reusable = existing and opts.reuse and existing.state ~= "running"
+        and M.matches_spec(existing, service, component)
     -- A dry run must say "skipped" without running; a container must not be
-    -- removed for an image that is gone. Otherwise `run` tells.
-    if opts.dry_run or existing then
+    -- removed for an image that is gone. Otherwise `run` tells, and starting
+    -- the same container again needs no image check at all.
+    if opts.dry_run or (existing and not reusable) then
         local exists, ireason, idetail = agent.runtime.image_exists(component.image)
         if exists == false then
             return skip_missing_image()
@@ -163,8 +168,6 @@ function M.up(agent, service, component, opts)
         end
     end
 
-    local reusable = existing and opts.reuse and existing.state ~= "running"
-        and M.matches_spec(existing, service, component)
     if opts.dry_run then
         entry.action = reusable and "start" or (existing and "recreate" or "run")
         return outcome("planned")
@@ -181,7 +184,14 @@ function M.up(agent, service, component, opts)
         end
     end
     if not how then
+        if reusable then -- start failed: it is recreated after all, image first
+            local exists = agent.runtime.image_exists(component.image)
+            if exists == false then return skip_missing_image() end
+        end
         if existing then
+            agent.log.debug("removing " .. name .. " to recreate it")
+            local a = activity_of(agent, name)
+            a.killed = agent.clock.now()
             local ok, reason, detail = agent.runtime.remove(name)
             if not ok then return failed("cannot remove stale container: " .. fmt_reason(reason, detail)) end
         end
@@ -212,7 +222,7 @@ end
 --- Takes a component down: its routes leave mc-proxy first, then the
 --- container stops. warn(msg) hears route failures. -> true | nil, reason
 function M.down(agent, service, component, warn)
-    local mark <close> = working_on(agent, container_of(service, component)) -- luacheck: ignore 211
+    local mark <close> = working_on(agent, container_of(service, component), true) -- luacheck: ignore 211
     routes.unregister(agent, component, warn or function() end)
     local ok, reason, detail = agent.runtime.stop(container_of(service, component), M.STOP_TIMEOUT)
     if ok or reason == "no such container" then return true end
@@ -222,11 +232,42 @@ end
 --- Removes a component's container (and its routes at mc-proxy).
 --- -> true | nil, reason
 function M.remove(agent, service, component, warn)
-    local mark <close> = working_on(agent, container_of(service, component)) -- luacheck: ignore 211
+    local mark <close> = working_on(agent, container_of(service, component), true) -- luacheck: ignore 211
     routes.unregister(agent, component, warn or function() end)
     local ok, reason, detail = agent.runtime.remove(container_of(service, component))
     if ok then return true end
     return nil, fmt_reason(reason, detail)
+end
+
+--- Removes the containers labelled with the service that no component of
+--- `service` (as stored now) accounts for — left by a redeploy that renamed
+--- or dropped components — and their routes at mc-proxy. Returns the names
+--- removed, or nil, reason when the runtime could not be listed.
+function M.remove_orphans(agent, service, warn)
+    warn = warn or function() end
+    local list, reason, detail = agent.runtime.list()
+    if not list then return nil, fmt_reason(reason, detail) end
+    local wanted = {}
+    for _, c in ipairs(service.components or {}) do wanted[container_of(service, c)] = true end
+    local removed = {}
+    for _, rec in ipairs(list) do
+        local labels = rec.labels or {}
+        if labels["mcp.service"] == service.name and not wanted[rec.name] then
+            local mark <close> = working_on(agent, rec.name, true) -- luacheck: ignore 211
+            local ok, rreason, rdetail = agent.runtime.remove(rec.name)
+            if ok then
+                removed[#removed + 1] = rec.name
+                agent.registry.event(service.name, labels["mcp.component"], "removed",
+                    string.format("removed %s: component %s is no longer in the definition", rec.name,
+                        tostring(labels["mcp.component"])))
+            else
+                warn(string.format("cannot remove %s (component no longer defined): %s", rec.name,
+                    fmt_reason(rreason, rdetail)))
+            end
+        end
+    end
+    routes.remove_stale(agent, service, warn)
+    return removed
 end
 
 return M

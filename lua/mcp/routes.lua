@@ -107,6 +107,32 @@ function M.unregister(agent, component, warn)
     return n
 end
 
+--- Removes the routes mc-proxy holds for the service that none of its
+--- components (as stored now) has: a dropped route, a renamed or removed
+--- component, a service removed. Returns how many were removed.
+function M.remove_stale(agent, service, warn)
+    if not agent.proxy then return 0 end
+    local list = agent.proxy.list_routes()
+    if not list then return 0 end
+    local keep = {}
+    for _, c in ipairs(service.components or {}) do
+        for _, r in ipairs(routable(c)) do keep[r.hostname .. "|127.0.0.1:" .. r.host_port] = true end
+    end
+    local n = 0
+    for _, r in ipairs(list) do
+        if r.service == service.name and not keep[(r.hostname or "") .. "|" .. (r.backend or "")] then
+            local done, reason, detail = agent.proxy.remove_route(r.listener, r.hostname)
+            if done then
+                n = n + 1
+            else
+                warn(string.format("cannot remove stale route %s of %s from mc-proxy: %s", tostring(r.hostname),
+                    service.name, reason_text(reason, detail)))
+            end
+        end
+    end
+    return n
+end
+
 --- Every l7 hostname of a service: its one certificate covers them all.
 function M.hostnames(service)
     local seen, out = {}, {}

@@ -33,7 +33,8 @@ local M = {}
 
 M.MAX_DELAY = 86400 -- s: a longer delay from a policy is nonsense, not a plan
 M.FALLBACK_DELAY = 60 -- s: when even the built-in policy cannot answer
-M.RECENT = 2 -- s: a death this soon after lifecycle work is verified first
+M.RECENT = 2 -- s: a death this soon after the lifecycle stopped or removed it is verified first
+M.FRESH = 1 -- s: a restart this soon after a death trusts what the death said of the container
 M.STREAM_BACKOFF = { base = 0.5, cap = 30 } -- restarting the events child
 -- s: a death the stream has not told of after this long means it stopped
 -- producing (podman's `died` reaches us ~0.1-0.3 s after the exit)
@@ -176,7 +177,10 @@ function M.new(agent, opts)
             return
         end
         if how == "restart" then lifecycle.down(agent, svc, comp) end
-        local r = lifecycle.up(agent, svc, comp, { reuse = how ~= "recreate", recreate = how == "recreate",
+        -- the record of its death, while still fresh, instead of an inspect
+        local fresh = not how and st.record and st.died_at and agent.clock.now() - st.died_at < M.FRESH
+        local r = lifecycle.up(agent, svc, comp, { existing = fresh and st.record or nil,
+                                                    reuse = how ~= "recreate", recreate = how == "recreate",
                                                     routes = false, event = "restarted", why = "supervisor",
                                                     exit_code = exit_code, quiet = st.restarts > 0 })
         st.restarts = st.restarts + 1
@@ -197,9 +201,12 @@ function M.new(agent, opts)
     end
 
     -- The restart of st, delay seconds from now, in a task of its own.
+    -- The delay counts from the death, not from when it was seen.
     local function schedule(st, delay, exit_code, how)
         st.timer = agent.task.spawn(function()
-            if delay > 0 and not agent.clock.sleep(delay) then return end
+            local since = (not how and st.died_at) and agent.clock.now() - st.died_at or 0
+            local left = delay - since
+            if left > 0 and not agent.clock.sleep(left) then return end
             st.timer = nil
             restart_now(st, exit_code, how)
         end)
@@ -298,6 +305,7 @@ function M.new(agent, opts)
         local running_for = st.started_at and math.max(0, wall - st.started_at) or nil
         if running_for and running_for >= stable_after() then st.restarts = 0 end
         st.last_exit_code = exit_code
+        st.died_at, st.record = agent.clock.now(), rec
         local what = reason == "missing" and "vanished" or ("died (exit code " .. tostring(exit_code) .. ")")
         event(st, "died", string.format("%s %s", name, what), exit_code)
         agent.log.warn(name .. " " .. what, log_fields(st, { exit_code = exit_code }))
@@ -441,7 +449,11 @@ function M.new(agent, opts)
         end
         told[ev.name] = true
         local e = supervised()[ev.name]
-        if e then handle_down(ev.name, e, "died", ev.exit_code, nil) end
+        -- what the event says of the container spares a podman call when it restarts
+        if e then
+            handle_down(ev.name, e, "died", ev.exit_code,
+                { name = ev.name, id = ev.id, state = "exited", exit_code = ev.exit_code, labels = ev.labels })
+        end
     end
 
     -- Liveness (SPEC §10): probe what should be up; an unhealthy verdict

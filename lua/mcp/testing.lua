@@ -166,6 +166,17 @@ local function new_registry(services, now)
         return out
     end
 
+    --- Forgets a service (its events stay, as in the real registry).
+    function reg.delete(name)
+        check_name("delete", name)
+        local had = by_name[name] ~= nil
+        by_name[name] = nil
+        for k, row in pairs(supervision) do
+            if row.service == name then supervision[k] = nil end
+        end
+        return had
+    end
+
     -- Test controls.
     function reg.put(s)
         local svc = M.service(s)

@@ -119,3 +119,48 @@ describe("lifecycle reuse", function()
         assert.equal("", ops_of(w2))
     end)
 end)
+
+describe("orphans", function()
+    local function two_components()
+        return { name = "shop", components = {
+            { name = "api", image = IMG, routes = { { name = "a", port = 80, host_port = 10081, hostname = "api.shop" } } },
+            { name = "worker", image = IMG, routes = { { name = "w", port = 80, host_port = 10082, hostname = "w.shop" } } },
+        } }
+    end
+
+    it("a redeploy without a component removes its container and its route", function()
+        local w = t.world{ services = { two_components() }, images = { IMG } }
+        w:run(function(agent)
+            recover.run(agent, {})
+            assert.is_table(w.proxy.routes_by_key[":443 w.shop"])
+            -- the new definition keeps only api
+            local new = two_components()
+            new.components[2] = nil
+            w.registry.put(new)
+            agent.registry.deploy = function(name) return agent.registry.service(name) end
+            local resp = ops.deploy(agent, "shop", "shop.toml")
+            assert.is_true(resp.ok)
+            local said = table.concat(resp.messages, "\n")
+            assert.truthy(said:find("shop-worker: removed", 1, true), said)
+        end)
+        assert.is_nil(w.runtime.inspect("shop-worker"))
+        assert.equal("running", w.runtime.inspect("shop-api").state)
+        assert.is_nil(w.proxy.routes_by_key[":443 w.shop"])
+        assert.is_table(w.proxy.routes_by_key[":443 api.shop"])
+    end)
+
+    it("rm removes every container labelled with the service", function()
+        local w = t.world{ services = { two_components() }, images = { IMG } }
+        w:run(function(agent)
+            recover.run(agent, {})
+            -- an older definition's component, still running
+            w.runtime.run{ name = "shop-old", image = IMG, labels = { ["mcp.service"] = "shop", ["mcp.component"] = "old" } }
+            w.runtime.run{ name = "other", image = IMG, labels = { ["mcp.service"] = "other" } }
+            local resp = ops.remove(agent, "shop")
+            assert.is_true(resp.ok)
+        end)
+        for _, n in ipairs({ "shop-api", "shop-worker", "shop-old" }) do assert.is_nil(w.runtime.inspect(n), n) end
+        assert.equal("running", w.runtime.inspect("other").state)
+        assert.is_nil(w.registry.service("shop"))
+    end)
+end)

@@ -130,6 +130,10 @@ function M.deploy(agent, text, source)
         if not ok then return nil, err end
         return "stopped"
     end)
+    -- containers (and routes) of components the new definition dropped
+    for _, name in ipairs(lifecycle.remove_orphans(agent, svc, warn) or {}) do
+        resp.messages[#resp.messages + 1] = name .. ": removed (no longer in the definition)"
+    end
     for _, r in ipairs(resp.results) do
         if r.ok then
             resp.messages[#resp.messages + 1] = r.container .. ": " .. r.detail
@@ -207,6 +211,12 @@ function M.remove(agent, service)
         if not done then return nil, err end
         return "removed"
     end)
+    -- every container labelled with the service, not only today's components
+    local orphans, oerr = lifecycle.remove_orphans(agent, { name = svc.name, components = {} }, warn)
+    if not orphans then
+        ok = false
+        warn("cannot list containers to find the service's others: " .. tostring(oerr))
+    end
     if ok then
         operator_acted(agent, svc.name, nil)
         agent.registry.delete(svc.name)
