@@ -72,6 +72,7 @@ CLI_TIMEOUT = 120
 WAIT_TIMEOUT = 30  # s for one container to come back
 SAMPLE_EVERY = 0.02
 TRACE_EVERY = 0.005
+FILE_EVERY = 0.005
 LIST_BEFORE, LIST_AFTER = 0.1, 0.5  # s around a list child counted as "during a list"
 TARGET_DETECTION_MS = 50
 TARGET_DELAY_ERR = 0.20
@@ -293,6 +294,53 @@ class EventTail:
         self.proc.stdout.close()
 
 
+class FileWatch:
+    """When does podman's died line reach its events file? A thread reads new
+    bytes of <tmpdir>/events/events.log every FILE_EVERY and notes when each
+    died line appeared: the part of the detection time that is podman writing
+    (the rest is podman's own reader of the file)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.arrived = {}  # (name, podman time rounded to 1 us) -> arrival
+        self._pos = os.path.getsize(path) if os.path.exists(path) else 0
+        self._partial = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                size = os.path.getsize(self.path)
+            except OSError:
+                size = self._pos
+            if size > self._pos:
+                now = time.time()
+                with open(self.path, "rb") as f:
+                    f.seek(self._pos)
+                    data = f.read(size - self._pos)
+                self._pos += len(data)
+                lines = (self._partial + data).split(b"\n")
+                self._partial = lines.pop()
+                for line in lines:
+                    try:
+                        ev = json.loads(line)
+                        if ev.get("status") == "died" or ev.get("Status") == "died":
+                            t = parse_time(ev.get("time") or ev.get("Time"))
+                            self.arrived[(ev.get("name") or ev.get("Name"), round(t, 6))] = now
+                    except (ValueError, BenchError, TypeError):
+                        continue
+            self._stop.wait(FILE_EVERY)
+
+    def when(self, name, podman_time):
+        return self.arrived.get((name, round(podman_time, 6)))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+
+
 class ChildTrace:
     """Which podman calls the agent makes, and when: a thread that looks at
     the agent's children every TRACE_EVERY and records each one's subcommand,
@@ -451,7 +499,8 @@ class Bench:
         e0 = {"ticks": cpu_ticks(ev_pid), "ns": cpu_ns(ev_pid), "ctx": ctx_switches(ev_pid)}
         samples = []  # (time, agent ticks, agent ns, list children alive)
         lists = {}    # list child pid -> [first seen, last seen]
-        list_argv = {}  # the children's argv tails, counted
+        list_argv = {}  # the children's podman subcommands, counted
+        labelled = set()
         rss, ev_rss = [], []
         t0 = time.monotonic()
         end = t0 + self.args.idle
@@ -462,11 +511,13 @@ class Bench:
                 break
             kids = [c for c in children(pid) if c != ev_pid]
             for c in kids:
-                if c not in lists:
-                    lists[c] = [now, now]
-                    list_argv.setdefault(" ".join(cmdline(c)[-4:]), 0)
-                    list_argv[" ".join(cmdline(c)[-4:])] += 1
-                lists[c][1] = now
+                lists.setdefault(c, [now, now])[1] = now
+                if c not in labelled:  # until its exec, a child shows the agent's own argv
+                    argv = cmdline(c)
+                    if argv and os.path.basename(argv[0]) == "podman":
+                        labelled.add(c)
+                        what = " ".join(argv[1 + len(self.env.podman_args):])
+                        list_argv[what] = list_argv.get(what, 0) + 1
             samples.append((now, cpu_ticks(pid), cpu_ns(pid)))
             if now >= next_rss:
                 rss.append(kib(proc_status(pid), "VmRSS"))
@@ -547,6 +598,16 @@ class Bench:
         self.wait_running([REF_NAME] + names)
         time.sleep(2.5)  # past the supervisor's "recent lifecycle work" window of the deploys
         agent, ref = [], []
+        watch = FileWatch(os.path.join(self.env.tmpdir, "events", "events.log"))
+        try:
+            self._kills(names, agent, ref)
+        finally:
+            watch.stop()
+        for k in agent + ref:
+            k["died_in_file"] = watch.when(k.get("name", REF_NAME), k["podman_died"])
+        self.results["kills"] = {"agent": agent, "reference": ref}
+
+    def _kills(self, names, agent, ref):
         for i, name in enumerate(names):
             order = ("agent", "ref") if i % 2 == 0 else ("ref", "agent")
             for who in order:
@@ -559,7 +620,6 @@ class Bench:
             log("kill %2d/%d  agent: detection %4.0f ms, kill->running %4.0f ms   reference: kill->running %4.0f ms"
                 % (i + 1, len(names), 1000 * (a["agent_died"] - a["podman_died"]),
                    1000 * (a["podman_start"] - a["kill"]), 1000 * (r["podman_start"] - r["kill"])))
-        self.results["kills"] = {"agent": agent, "reference": ref}
 
     def trace_kills(self, names):
         """Where the agent's restart time goes: its podman calls during a kill
@@ -705,6 +765,8 @@ def summarize(r):
     ag, ref = r["kills"]["agent"], r["kills"]["reference"]
     s["detection_ms"] = dist_ms([k["agent_died"] - k["podman_died"] for k in ag])
     s["stream_delivery_ms"] = dist_ms([k["died_arrived"] - k["podman_died"] for k in ag + ref])
+    in_file = [k["died_in_file"] - k["podman_died"] for k in ag + ref if k.get("died_in_file")]
+    s["died_in_file_ms"] = dist_ms(in_file)
     s["exit_to_died_event_ms"] = dist_ms([k["podman_died"] - k["exited"] for k in ag if k["exited"]])
     s["kill_to_died_event_ms"] = {"agent": dist_ms([k["podman_died"] - k["kill"] for k in ag]),
                                   "reference": dist_ms([k["podman_died"] - k["kill"] for k in ref])}
@@ -748,6 +810,9 @@ def report(r, s):
     print("    agent's died event:           %s" % ms(s["detection_ms"]))
     print("    where it goes: podman's died line reaching a reader of its stream (the bench's own):")
     print("                                  %s" % ms(s["stream_delivery_ms"]))
+    if s["died_in_file_ms"]:
+        print("    of which podman writing the line to its events file (seen by a 5 ms poll of the file):")
+        print("                                  %s" % ms(s["died_in_file_ms"]))
     print("    before it: process exit (FinishedAt) -> podman's died event: %s" % ms(s["exit_to_died_event_ms"]))
     print()
     print("(b) crash loop under the built-in policy (podman died -> podman start):")
@@ -772,7 +837,8 @@ def report(r, s):
     print("                    %d context switches; RSS %.2f-%.2f MiB (anon %.2f, file %.2f)" % (
         a["context_switches"], a["rss_kib_min"] / 1024, a["rss_kib_max"] / 1024, a["rss_anon_kib"] / 1024,
         a["rss_file_kib"] / 1024))
-    print("    its lists (podman ps children, reaped): %d ticks" % a["children_cpu_ticks"])
+    print("    its children (%s), reaped: %d ticks" % (
+        ", ".join("%d x %s" % (n, what) for what, n in i["list_children"].items()), a["children_cpu_ticks"]))
     print("    podman events:  %d ticks (%.1f ms CPU), %d context switches; RSS %.2f-%.2f MiB" % (
         e["cpu_ticks"], e["cpu_ms"], e["context_switches"], e["rss_kib_min"] / 1024, e["rss_kib_max"] / 1024))
     print()
