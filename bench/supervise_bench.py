@@ -7,7 +7,7 @@ this run's containers.
     /usr/bin/python3 bench/supervise_bench.py [--agent build/mcp-agent]
         [--kills 30] [--idle 60] [--loop-restarts 6] [--json FILE]
 
-Measures, in one run (about 4 minutes with the defaults):
+Measures, in one run (about 3 min 40 s with the defaults):
 
   idle      (c) 20 supervised `sleep` containers, nothing happening, for
             --idle seconds: CPU (utime+stime ticks and schedstat ns) and
@@ -27,8 +27,13 @@ Measures, in one run (about 4 minutes with the defaults):
             the agent's `died` event (`events NAME --json`, agent clock, ms).
             detection = agent died - podman died; kill-to-running = podman
             start - the moment of the kill. The arrival of podman's `died`
-            line at the benchmark's own reader shows how much of the
-            detection time is podman's event stream itself.
+            line at the benchmark's own reader, and in podman's events file
+            (read every 5 ms), shows how much of the detection time is
+            podman's event stream itself.
+  traced    (where the time goes) --trace more containers killed twice
+            each (a restart at once, then a kill within 2 s of it) while a
+            thread notes the agent's podman children every 5 ms; and the
+            podman calls of a restart timed from outside. Not in (a)/(d).
   loop      (b) a container that exits 1 after 0.2 s, under the built-in
             policy, for --loop-restarts restarts: each restart's gap (podman
             died -> podman start) against the delay the agent announced in
