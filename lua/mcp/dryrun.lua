@@ -65,4 +65,84 @@ function M.wrap(runtime, opts)
     return setmetatable(w, { __index = runtime })
 end
 
+-- The mutating calls of every other area (SPEC §2 eval --dry-run): each
+-- prints what it would do and answers as if it had.
+local MUTATING = {
+    registry = { deploy = "would store the service definition from %s",
+                 set_desired = "would set the desired state of %s", set_active = "would set %s active/inactive",
+                 delete = "would remove %s from the registry", event = "would record an event for %s",
+                 set_supervision = "would store supervisor state of %s",
+                 clear_supervision = "would clear supervisor state of %s",
+                 snapshot = "would write a registry snapshot to %s" },
+    proxy = { add_route = "would add a route to mc-proxy (%s)", remove_route = "would remove a route (%s)" },
+    certs = { ensure = "would ensure a TLS certificate for %s" },
+    http = { request = "would send an HTTP request (%s)" },
+}
+
+-- What a faked call answers: registry reads stay real.
+local function fake_answer(area, name, args)
+    if area == "registry" and name == "deploy" then return nil, "dry-run", "not stored in a dry run" end
+    if area == "certs" then return nil, "dry-run", "no certificate in a dry run" end
+    if area == "http" then return nil, "dry-run", "not sent in a dry run" end
+    if area == "registry" and name == "set_desired" then return 0 end
+    return true, args
+end
+
+local function describe_arg(v)
+    if type(v) == "table" then return tostring(v.url or v.hostname or v.name or "…") end
+    return tostring(v)
+end
+
+--- Wraps every mutating primitive of agent (runtime, registry, proxy,
+--- certs, http) so that it prints and does nothing; reads pass through.
+--- Returns the same agent, changed in place.
+function M.wrap_agent(agent, opts)
+    opts = opts or {}
+    local out = opts.print or function(line) io.stdout:write(line, "\n") end
+    if not (agent.runtime and agent.runtime.dry_run) then agent.runtime = M.wrap(agent.runtime, { print = out }) end
+    for area, calls in pairs(MUTATING) do
+        local real = agent[area]
+        if type(real) == "table" then
+            local w = setmetatable({}, { __index = real })
+            for name, text in pairs(calls) do
+                if real[name] then
+                    w[name] = function(first, ...)
+                        out(string.format(text, describe_arg(first)))
+                        return fake_answer(area, name, first, ...)
+                    end
+                end
+            end
+            agent[area] = w
+        end
+    end
+    agent.dry_run = true
+    return agent
+end
+
+--- An environment for an ad-hoc script in a dry run: the globals, less what
+--- reaches past the wrapped agent (the raw C core, the debug library,
+--- loading bytecode or another environment's globals).
+function M.script_env(agent, script_args)
+    local env = {}
+    local blocked = { ["mcp.core"] = true }
+    local function safe_require(name)
+        if blocked[name] or tostring(name):match("^mcp%.host%.") then
+            error("eval --dry-run: " .. tostring(name) .. " is not reachable in a dry run (use `agent`)", 2)
+        end
+        return require(name)
+    end
+    for k, v in pairs(_G) do env[k] = v end
+    env.agent, env.arg = agent, script_args
+    env._G = env
+    env.require = safe_require
+    env.package, env.debug = nil, nil
+    env.load = function(chunk, name, _, e) return load(chunk, name, "t", e or env) end
+    env.loadfile = function(path, _, e) return loadfile(path, "t", e or env) end
+    env.dofile = function(path)
+        local f = assert(loadfile(path, "t", env))
+        return f()
+    end
+    return env
+end
+
 return M

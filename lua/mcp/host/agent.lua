@@ -68,6 +68,8 @@ function M.build(opts)
     local mcproxy, metacrypt = config.mcproxy or {}, config.metacrypt or {}
     if mcproxy.socket and mcproxy.socket ~= "" then agent.proxy = core.proxy end
     if metacrypt.server_url and metacrypt.server_url ~= "" then agent.certs = core.certs end
+    -- a dry run does nothing to the world, whatever the area (SPEC §2)
+    if config.dry_run then require("mcp.dryrun").wrap_agent(agent, { print = opts.print }) end
     return agent
 end
 

@@ -192,8 +192,14 @@ function M.eval(agent, cmd)
     if not chunk then complain("eval: %s", err); return USAGE end
     local script_args = { [0] = chunkname }
     for j = i, #args do script_args[#script_args + 1] = args[j] end
-    _G.agent = agent
-    _G.arg = script_args
+    if agent.config.dry_run then
+        -- every mutating primitive is wrapped (mcp.host.agent); the script
+        -- cannot reach past them to the raw core
+        debug.setupvalue(chunk, 1, require("mcp.dryrun").script_env(agent, script_args))
+    else
+        _G.agent = agent
+        _G.arg = script_args
+    end
     local results = table.pack(xpcall(chunk, traceback, table.unpack(script_args)))
     if not results[1] then
         complain("eval: %s", results[2])
