@@ -16,6 +16,7 @@
 
 local lifecycle = require "mcp.lifecycle"
 local parallel = require "mcp.parallel"
+local locks = require "mcp.locks"
 local fmt_reason = require "mcp.reason"
 
 local M = {}
@@ -103,12 +104,15 @@ function M.recover(agent, opts)
     local copts = { dry_run = dry_run, route_attempts = opts.route_attempts,
                     route_delays = opts.route_delays }
     local results, cancelled = parallel.each(agent, jobs, opts.parallel or M.DEFAULT_PARALLEL, function(job)
-        local out = {}
-        for i, c in ipairs(job.components) do
-            out[i] = M.component(agent, job.service, c, containers[container_of(job.service, c)], copts)
-            if opts.on_component then opts.on_component(job.service, c, out[i]) end
-        end
-        return out
+        -- one operation at a time on a service (mcp.locks), as every command
+        return locks.of(agent).with(job.service.name, function()
+            local out = {}
+            for i, c in ipairs(job.components) do
+                out[i] = M.component(agent, job.service, c, containers[container_of(job.service, c)], copts)
+                if opts.on_component then opts.on_component(job.service, c, out[i]) end
+            end
+            return out
+        end)
     end)
     local errors = {}
 

@@ -28,6 +28,7 @@ local drift = require "mcp.drift"
 local liveness = require "mcp.liveness"
 local readiness = require "mcp.readiness"
 local timefmt = require "mcp.timefmt"
+local locks = require "mcp.locks"
 
 local M = {}
 
@@ -165,7 +166,7 @@ function M.new(agent, opts)
     -- unhealthy: stop it first), "recreate" (drifted: make it anew). Routes
     -- come back through readiness: at once without a probe, else at its
     -- first pass.
-    local function restart_now(st, exit_code, how)
+    local function restart_now_locked(st, exit_code, how)
         local svc = agent.registry.service(st.service)
         local comp
         for _, c in ipairs(svc and svc.components or {}) do
@@ -198,6 +199,16 @@ function M.new(agent, opts)
         persist(st)
         if live then live.reset(st.name) end
         if not comp.health then ready.restore(svc, comp) end
+    end
+
+    -- Under the service's lock (mcp.locks): an operator's deploy or stop of
+    -- the same service waits for it, and it for them.
+    local function restart_now(st, exit_code, how)
+        local ok, why = locks.of(agent).with(st.service, function()
+            restart_now_locked(st, exit_code, how)
+            return true
+        end)
+        if not ok then agent.log.warn("supervisor: restart of " .. st.name .. " not done", { reason = why }) end
     end
 
     -- The restart of st, delay seconds from now, in a task of its own.

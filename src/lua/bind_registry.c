@@ -488,9 +488,10 @@ static int l_validate(lua_State *L)
         lua_pushstring(L, err.msg);
         return 3;
     }
-    mcp_service_free(&svc);
     lua_pushboolean(L, 1);
-    return 1;
+    lua_pushstring(L, svc.name); /* callers lock the service before storing it */
+    mcp_service_free(&svc);
+    return 2;
 }
 
 static int l_snapshot(lua_State *L)

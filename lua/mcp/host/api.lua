@@ -18,7 +18,8 @@ local INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED = codes.INVALID_ARGUMENT, codes
 local INTERNAL, UNAVAILABLE = codes.INTERNAL, codes.UNAVAILABLE
 local SERVING, NOT_SERVING = 1, 2
 
-local STATUS_OF = { invalid = INVALID_ARGUMENT, ["not found"] = NOT_FOUND, unavailable = UNAVAILABLE }
+local STATUS_OF = { invalid = INVALID_ARGUMENT, ["not found"] = NOT_FOUND, unavailable = UNAVAILABLE,
+                    busy = codes.ABORTED }
 
 local MUTATING = {}
 for _, m in ipairs({ "Deploy", "StartService", "StopService", "RestartService", "RemoveService", "Recover" }) do

@@ -3,6 +3,7 @@
 -- as they are; the CLI renders them, whether it computed them itself or got
 -- them from a running daemon, so both paths print the same thing.
 local lifecycle = require "mcp.lifecycle"
+local locks = require "mcp.locks"
 local parallel = require "mcp.parallel"
 local routes = require "mcp.routes"
 local supervisor = require "mcp.supervisor"
@@ -106,7 +107,7 @@ end
 
 --- Validates and stores a §4 document, then brings its components to their
 --- desired state. -> DeployResponse | nil, "invalid"|"registry", message
-function M.deploy(agent, text, source)
+local function deploy(agent, text, source)
     local svc, reason, detail = agent.registry.deploy(text, source)
     if not svc then return nil, reason, detail end
     operator_acted(agent, svc.name, nil)
@@ -175,7 +176,7 @@ local VERBS = {
 
 --- start | stop | restart of "SERVICE" or one component.
 --- -> ServiceResponse | nil, "not found", message
-function M.service_action(agent, verb, service, component)
+local function service_action(agent, verb, service, component)
     local v = assert(VERBS[verb], "unknown verb")
     local svc, comps, cname = resolve(agent, service, component)
     if not svc then return nil, "not found", comps end
@@ -202,7 +203,7 @@ end
 --- Removes every container of a service, then the service (its routes' ports
 --- return to the pool). A container that cannot be removed keeps the service.
 --- -> ServiceResponse | nil, "not found", message
-function M.remove(agent, service)
+local function remove(agent, service)
     local svc = agent.registry.service(service)
     if not svc then return nil, "not found", "no such service: " .. service end
     local function warn(msg) agent.log.warn(msg, { service = svc.name }) end
@@ -223,6 +224,33 @@ function M.remove(agent, service)
         agent.registry.event(svc.name, nil, "removed", "service removed by operator")
     end
     return { service = svc.name, ok = ok, results = results }
+end
+
+-- One operation at a time per service (mcp.locks): two deploys of one
+-- service never interleave, and its containers end as the last stored
+-- definition says.
+
+--- Validates and stores a §4 document, then brings its components to their
+--- desired state. -> DeployResponse | nil, "invalid"|"registry"|"busy", message
+function M.deploy(agent, text, source)
+    local name = source
+    if agent.registry.validate then
+        local ok, parsed, detail = agent.registry.validate(text, source)
+        if not ok then return nil, parsed, detail end
+        name = parsed
+    end
+    return locks.of(agent).with(name, deploy, agent, text, source)
+end
+
+--- start | stop | restart of "SERVICE" or one component.
+--- -> ServiceResponse | nil, "not found"|"busy", message
+function M.service_action(agent, verb, service, component)
+    return locks.of(agent).with(service, service_action, agent, verb, service, component)
+end
+
+--- -> ServiceResponse | nil, "not found"|"busy", message
+function M.remove(agent, service)
+    return locks.of(agent).with(service, remove, agent, service)
 end
 
 -- list / status -----------------------------------------------------------------
