@@ -14,6 +14,11 @@ typedef struct mcp_strv {
 
 /* Appends a copy of s. Returns 0, or -1 when out of memory. */
 int mcp_strv_push(mcp_strv *sv, const char *s);
+/* Appends a copy of the len bytes at s. */
+int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len);
+/* items (n of size bytes each, from malloc, or NULL) grown by one zeroed item;
+ * NULL when out of memory, items then left as they were. */
+void *mcp_grow_one(void *items, size_t n, size_t size);
 /* Appends every string of src. Returns 0 or -1. */
 int mcp_strv_extend(mcp_strv *dst, const mcp_strv *src);
 /* Frees every string and the vector, leaving it empty and reusable. */

@@ -11,7 +11,12 @@
 
 int mcp_strv_push(mcp_strv *sv, const char *s)
 {
-    char *copy = mcp_strdup(s ? s : "");
+    return mcp_strv_push_n(sv, s ? s : "", s ? strlen(s) : 0);
+}
+
+int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len)
+{
+    char *copy = strndup(s, len);
     if (!copy)
         return -1;
     char **grown = realloc(sv->v, (sv->n + 1) * sizeof *grown);
@@ -22,6 +27,16 @@ int mcp_strv_push(mcp_strv *sv, const char *s)
     sv->v = grown;
     sv->v[sv->n++] = copy;
     return 0;
+}
+
+void *mcp_grow_one(void *items, size_t n, size_t size)
+{
+    if (size == 0 || n >= SIZE_MAX / size)
+        return NULL;
+    char *grown = realloc(items, (n + 1) * size);
+    if (grown)
+        memset(grown + n * size, 0, size);
+    return grown;
 }
 
 int mcp_strv_extend(mcp_strv *dst, const mcp_strv *src)

@@ -11,24 +11,22 @@ typedef struct probe_op {
     mcp_probe *probe;
 } probe_op;
 
+/* true, latency | nil, reason, latency */
+static int push_result(lua_State *co, const void *result)
+{
+    const mcp_probe_result *res = result;
+    int n = 1;
+    if (res->healthy)
+        lua_pushboolean(co, 1);
+    else
+        n = mcp_push_reason(co, res->reason ? res->reason : "failed");
+    lua_pushnumber(co, res->latency_s);
+    return n + 1;
+}
+
 static void probe_done(const mcp_probe_result *res, void *ud)
 {
-    probe_op *p = ud;
-    mcp_task *t = p->op.task;
-    if (t) {
-        lua_State *co = mcp_task_thread(t);
-        if (res->healthy) {
-            lua_pushboolean(co, 1);
-            lua_pushnumber(co, res->latency_s);
-            mcp_task_wake(t, 2);
-        } else {
-            lua_pushnil(co);
-            lua_pushstring(co, res->reason ? res->reason : "failed");
-            lua_pushnumber(co, res->latency_s);
-            mcp_task_wake(t, 3);
-        }
-    }
-    free(p);
+    mcp_op_done(ud, push_result, res);
 }
 
 static void probe_cancel(mcp_op *op)
@@ -104,8 +102,6 @@ static int l_grpc(lua_State *L) { return start_probe(L, PROBE_GRPC); }
 int luaopen_mcp_probe(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"tcp", l_tcp}, {"http", l_http}, {"grpc", l_grpc}, {NULL, NULL}};
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }
