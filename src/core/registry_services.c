@@ -117,8 +117,8 @@ static int load_kept_ports(mcp_registry *reg, const char *service, kept_port **o
         return -1;
     sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
     void *rows = NULL;
-    int rc = reg_read_rows(reg, st, sizeof **out, kept_from_row, &rows, n, "reading route ports",
-                           err);
+    int rc =
+        reg_read_rows(reg, st, sizeof **out, kept_from_row, &rows, n, "reading route ports", err);
     *out = rows;
     return rc;
 }
@@ -578,8 +578,8 @@ static int read_service_rows(mcp_registry *reg, mcp_service **out, size_t *n, mc
     if (!st)
         return -1;
     void *rows = NULL;
-    int rc = reg_read_rows(reg, st, sizeof **out, service_from_row, &rows, n, "listing services",
-                           err);
+    int rc =
+        reg_read_rows(reg, st, sizeof **out, service_from_row, &rows, n, "listing services", err);
     *out = rows;
     return rc;
 }
