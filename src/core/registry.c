@@ -318,6 +318,16 @@ int reg_stmt_change(mcp_registry *reg, sqlite3_stmt *st, const char *what, mcp_e
     return reg_stmt_end(reg, st, rc, what, err) == 0 ? sqlite3_changes(reg->db) : -1;
 }
 
+int reg_change_with(mcp_registry *reg, enum stmt_id id, const char *text, const char *what,
+                    mcp_error *err)
+{
+    sqlite3_stmt *st = reg_stmt_get(reg, id, err);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+    return reg_stmt_change(reg, st, what, err);
+}
+
 int reg_read_rows(mcp_registry *reg, sqlite3_stmt *st, size_t size,
                   int (*from_row)(sqlite3_stmt *st, void *item), void **out, size_t *n,
                   const char *what, mcp_error *err)

@@ -294,11 +294,7 @@ static int insert_definition(mcp_registry *reg, const mcp_service *svc, mcp_erro
 
 static int delete_service_rows(mcp_registry *reg, const char *name, mcp_error *err)
 {
-    sqlite3_stmt *st = reg_stmt_get(reg, ST_DELETE_SERVICE, err);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int n = reg_stmt_change(reg, st, "deleting service", err);
+    int n = reg_change_with(reg, ST_DELETE_SERVICE, name, "deleting service", err);
     return n < 0 ? -1 : n > 0;
 }
 
@@ -332,11 +328,7 @@ static int check_names(mcp_registry *reg, const mcp_service *svc, mcp_error *err
 /* Drops the supervisor state of components the new definition no longer has. */
 static int prune_supervision(mcp_registry *reg, const char *service, mcp_error *err)
 {
-    sqlite3_stmt *st = reg_stmt_get(reg, ST_SUP_PRUNE, err);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
-    return reg_stmt_change(reg, st, "pruning supervision", err) < 0 ? -1 : 0;
+    return reg_change_with(reg, ST_SUP_PRUNE, service, "pruning supervision", err) < 0 ? -1 : 0;
 }
 
 int mcp_registry_put_service(mcp_registry *reg, mcp_service *svc, int port_min, int port_max,
@@ -611,13 +603,9 @@ int mcp_registry_delete_service(mcp_registry *reg, const char *name, mcp_error *
     if (reg_stmt_run(reg, ST_BEGIN_IMMEDIATE, err) != 0)
         return -1;
     int rc = delete_service_rows(reg, name, err);
-    sqlite3_stmt *st = rc < 0 ? NULL : reg_stmt_get(reg, ST_SUP_CLEAR_SERVICE, err);
-    if (st) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-        if (reg_stmt_change(reg, st, "deleting supervision", err) < 0)
-            st = NULL;
-    }
-    if (!st || reg_stmt_run(reg, ST_COMMIT, err) != 0) {
+    if (rc < 0 ||
+        reg_change_with(reg, ST_SUP_CLEAR_SERVICE, name, "deleting supervision", err) < 0 ||
+        reg_stmt_run(reg, ST_COMMIT, err) != 0) {
         reg_rollback(reg);
         return -1;
     }
