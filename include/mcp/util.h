@@ -16,6 +16,12 @@ typedef struct mcp_strv {
 int mcp_strv_push(mcp_strv *sv, const char *s);
 /* Appends a copy of the len bytes at s. */
 int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len);
+/* Appends the n bytes at data to the NUL-terminated string *s (*len bytes
+ * used of *cap), growing it by doubling from first_cap (> 0) to at most
+ * max_cap bytes (0: no cap; the caller keeps len + n below it). Returns 0,
+ * or -1 when out of memory (*s then as it was). */
+int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_t n,
+                     size_t first_cap, size_t max_cap);
 /* items (n of size bytes each, from malloc, or NULL) grown by one zeroed item;
  * NULL when out of memory, items then left as they were. */
 void *mcp_grow_one(void *items, size_t n, size_t size);

@@ -29,6 +29,27 @@ int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len)
     return 0;
 }
 
+int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_t n,
+                     size_t first_cap, size_t max_cap)
+{
+    if (*len + n + 1 > *cap) {
+        size_t want = *cap ? *cap : first_cap;
+        while (want < *len + n + 1)
+            want *= 2;
+        if (max_cap && want > max_cap)
+            want = max_cap;
+        char *grown = realloc(*s, want);
+        if (!grown)
+            return -1;
+        *s = grown;
+        *cap = want;
+    }
+    memcpy(*s + *len, data, n);
+    *len += n;
+    (*s)[*len] = '\0';
+    return 0;
+}
+
 void *mcp_grow_one(void *items, size_t n, size_t size)
 {
     if (size == 0 || n >= SIZE_MAX / size)
