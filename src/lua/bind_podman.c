@@ -512,10 +512,7 @@ static int l_events_next(lua_State *L)
     if (timeout == 0)
         return mcp_push_reason(L, "timeout");
     mcp_task *t = mcp_task_require(L, "events:next");
-    events_wait *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "out of memory");
-    w->op.cancel = events_wait_cancel;
+    events_wait *w = mcp_op_new(L, sizeof *w, events_wait_cancel);
     w->ud = ud;
     uv_timer_init(ud->loop, &w->timer);
     w->timer.data = w;

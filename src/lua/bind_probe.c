@@ -71,10 +71,7 @@ static int start_probe(lua_State *L, probe_kind kind)
     mcp_task *t = mcp_task_require(L, names[kind]);
     mcp_host *h = mcp_host_upvalue(L);
     mcp_http *http = kind == PROBE_TCP ? NULL : mcp_host_http(L, h); /* may raise: first */
-    probe_op *p = calloc(1, sizeof *p);
-    if (!p)
-        return luaL_error(L, "out of memory");
-    p->op.cancel = probe_cancel;
+    probe_op *p = mcp_op_new(L, sizeof *p, probe_cancel);
     mcp_error err = {{0}};
     switch (kind) {
     case PROBE_TCP:

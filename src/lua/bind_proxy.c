@@ -122,10 +122,7 @@ static int start(lua_State *L, proxy_kind kind)
     if (!sock || !sock[0])
         return mcp_push_failure(L, "not configured", "no [mcproxy] socket in the config");
     mcp_http *http = mcp_host_http(L, h); /* may raise: before anything is allocated */
-    proxy_op *p = calloc(1, sizeof *p);
-    if (!p)
-        return luaL_error(L, "out of memory");
-    p->op.cancel = proxy_cancel;
+    proxy_op *p = mcp_op_new(L, sizeof *p, proxy_cancel);
     mcp_mcproxy_target to = {.socket = sock, .timeout_ms = MCP_MCPROXY_DEFAULT_TIMEOUT_MS};
     mcp_error err = {{0}};
     switch (kind) {

@@ -73,6 +73,9 @@ void mcp_task_wake(mcp_task *t, int nargs);
 /* Completes op: when a task still waits on it, push(thread, res) pushes what
  * the task wakes with and returns the count. Returns whether a task woke. */
 bool mcp_op_complete(mcp_op *op, int (*push)(lua_State *co, const void *res), const void *res);
+/* A zeroed operation of size bytes (a struct whose first member is the
+ * mcp_op) that cancel stops; raises when out of memory. */
+void *mcp_op_new(lua_State *L, size_t size, void (*cancel)(mcp_op *op));
 /* mcp_op_complete, then frees op: the first member of a struct from malloc,
  * as the bindings' ops are (the end of the operation's callback). */
 void mcp_op_done(mcp_op *op, int (*push)(lua_State *co, const void *res), const void *res);

@@ -187,10 +187,7 @@ static int l_wait(lua_State *L)
 {
     mcp_task *t = mcp_task_require(L, "signals.wait");
     mcp_host *h = mcp_host_upvalue(L);
-    sig_wait *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "out of memory");
-    w->op.cancel = wait_cancel;
+    sig_wait *w = mcp_op_new(L, sizeof *w, wait_cancel);
     w->next = h->sig_waiters;
     h->sig_waiters = w;
     mcp_task_suspend(t, &w->op);

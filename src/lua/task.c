@@ -304,6 +304,15 @@ bool mcp_op_complete(mcp_op *op, int (*push)(lua_State *co, const void *res), co
     return true;
 }
 
+void *mcp_op_new(lua_State *L, size_t size, void (*cancel)(mcp_op *op))
+{
+    mcp_op *op = calloc(1, size);
+    if (!op)
+        luaL_error(L, "out of memory");
+    op->cancel = cancel;
+    return op;
+}
+
 void mcp_op_done(mcp_op *op, int (*push)(lua_State *co, const void *res), const void *res)
 {
     mcp_op_complete(op, push, res);
@@ -395,10 +404,7 @@ static int l_sleep(lua_State *L)
     uint64_t ms = seconds_to_ms(L, 1);
     mcp_task *t = mcp_task_require(L, "agent.clock.sleep");
     mcp_host *h = mcp_host_upvalue(L);
-    sleep_op *s = calloc(1, sizeof *s);
-    if (!s)
-        return luaL_error(L, "out of memory");
-    s->op.cancel = sleep_cancel;
+    sleep_op *s = mcp_op_new(L, sizeof *s, sleep_cancel);
     uv_timer_init(&h->loop, &s->timer);
     s->timer.data = s;
     uv_timer_start(&s->timer, sleep_fired, ms, 0);
@@ -506,10 +512,7 @@ static int l_wait(lua_State *L)
     if (self == target)
         return luaL_error(L, "a task cannot wait for itself");
     mcp_host *h = mcp_host_upvalue(L);
-    wait_op *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "out of memory");
-    w->op.cancel = wait_cancel;
+    wait_op *w = mcp_op_new(L, sizeof *w, wait_cancel);
     w->target = target;
     w->next = target->waiters;
     target->waiters = w;
