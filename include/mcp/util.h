@@ -25,6 +25,17 @@ int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_
 /* items (n of size bytes each, from malloc, or NULL) grown by one zeroed item;
  * NULL when out of memory, items then left as they were. */
 void *mcp_grow_one(void *items, size_t n, size_t size);
+/* The decimal number spelled by exactly the n bytes at s: 1 to max_digits
+ * (<= 18) digits, no sign or spaces; -1 when they are not one. */
+long mcp_parse_digits(const char *s, size_t n, size_t max_digits);
+/* Frees the n items of the array items (NULL is fine) with free_one, which
+ * takes a pointer to one, then the array: the body of every mcp_*s_free. */
+#define MCP_FREE_ARRAY(items, n, free_one)                                                         \
+    do {                                                                                           \
+        for (size_t i_ = 0; (items) && i_ < (n); i_++)                                             \
+            free_one(&(items)[i_]);                                                                \
+        free(items);                                                                               \
+    } while (0)
 /* Appends every string of src. Returns 0 or -1. */
 int mcp_strv_extend(mcp_strv *dst, const mcp_strv *src);
 /* Frees every string and the vector, leaving it empty and reusable. */

@@ -134,7 +134,5 @@ void mcp_supervision_free(mcp_supervision *s)
 
 void mcp_supervisions_free(mcp_supervision *s, size_t n)
 {
-    for (size_t i = 0; s && i < n; i++)
-        mcp_supervision_free(&s[i]);
-    free(s);
+    MCP_FREE_ARRAY(s, n, mcp_supervision_free);
 }

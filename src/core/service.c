@@ -42,15 +42,8 @@ bool mcp_name_valid(const char *name)
 /* A decimal port 1..65535 spanning exactly [s, s+len): no sign, no spaces. */
 static int parse_port_n(const char *s, size_t len)
 {
-    if (len == 0 || len > 5)
-        return -1;
-    int v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v >= 1 && v <= 65535 ? v : -1;
+    long v = mcp_parse_digits(s, len, 5);
+    return v >= 1 && v <= 65535 ? (int)v : -1;
 }
 
 static void copy_out(char *dst, size_t dst_len, const char *s, size_t n)
@@ -810,7 +803,5 @@ void mcp_service_free(mcp_service *svc)
 
 void mcp_services_free(mcp_service *svcs, size_t n)
 {
-    for (size_t i = 0; svcs && i < n; i++)
-        mcp_service_free(&svcs[i]);
-    free(svcs);
+    MCP_FREE_ARRAY(svcs, n, mcp_service_free);
 }

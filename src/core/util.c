@@ -50,6 +50,19 @@ int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_
     return 0;
 }
 
+long mcp_parse_digits(const char *s, size_t n, size_t max_digits)
+{
+    if (n == 0 || n > max_digits)
+        return -1;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
 void *mcp_grow_one(void *items, size_t n, size_t size)
 {
     if (size == 0 || n >= SIZE_MAX / size)
