@@ -28,6 +28,17 @@ void *mcp_grow_one(void *items, size_t n, size_t size);
 /* The decimal number spelled by exactly the n bytes at s: 1 to max_digits
  * (<= 18) digits, no sign or spaces; -1 when they are not one. */
 long mcp_parse_digits(const char *s, size_t n, size_t max_digits);
+/* Takes node out of the doubly linked list (members prev and next) whose
+ * first node is head, an lvalue. */
+#define MCP_LIST_UNLINK(head, node)                                                                \
+    do {                                                                                           \
+        if ((node)->prev)                                                                          \
+            (node)->prev->next = (node)->next;                                                     \
+        else                                                                                       \
+            (head) = (node)->next;                                                                 \
+        if ((node)->next)                                                                          \
+            (node)->next->prev = (node)->prev;                                                     \
+    } while (0)
 /* Frees the n items of the array items (NULL is fine) with free_one, which
  * takes a pointer to one, then the array: the body of every mcp_*s_free. */
 #define MCP_FREE_ARRAY(items, n, free_one)                                                         \

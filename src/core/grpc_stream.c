@@ -40,12 +40,7 @@ void mcp_grpcs_call_free(mcp_grpc_server_call *call)
 void mcp_grpcs_stream_free(gstream *s)
 {
     conn *c = s->c;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    MCP_LIST_UNLINK(c->streams, s);
     stream_stop_timer(s);
     free(s->path);
     free(s->body);
