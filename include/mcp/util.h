@@ -39,6 +39,17 @@ long mcp_parse_digits(const char *s, size_t n, size_t max_digits);
         if ((node)->next)                                                                          \
             (node)->next->prev = (node)->prev;                                                     \
     } while (0)
+/* Appends node to the singly linked queue head..tail (lvalues), linked through
+ * its member next. */
+#define MCP_QUEUE_APPEND(head, tail, node, next)                                                   \
+    do {                                                                                           \
+        (node)->next = NULL;                                                                       \
+        if (tail)                                                                                  \
+            (tail)->next = (node);                                                                 \
+        else                                                                                       \
+            (head) = (node);                                                                       \
+        (tail) = (node);                                                                           \
+    } while (0)
 /* Frees the n items of the array items (NULL is fine) with free_one, which
  * takes a pointer to one, then the array: the body of every mcp_*s_free. */
 #define MCP_FREE_ARRAY(items, n, free_one)                                                         \

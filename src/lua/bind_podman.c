@@ -463,11 +463,7 @@ static void events_on_line(const char *line, size_t len, void *data)
         events_queue_clear(ud); /* the reader fell behind: it will list instead */
         ud->overflowed = true;
     }
-    if (ud->tail)
-        ud->tail->next = n;
-    else
-        ud->head = n;
-    ud->tail = n;
+    MCP_QUEUE_APPEND(ud->head, ud->tail, n, next);
     ud->count++;
     events_deliver(ud);
 }

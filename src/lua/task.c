@@ -95,12 +95,7 @@ static void ready_push(mcp_host *h, mcp_task *t, int nargs)
     if (t->queued)
         return;
     t->queued = true;
-    t->next_ready = NULL;
-    if (h->ready_tail)
-        h->ready_tail->next_ready = t;
-    else
-        h->ready_head = t;
-    h->ready_tail = t;
+    MCP_QUEUE_APPEND(h->ready_head, h->ready_tail, t, next_ready);
     if (!uv_is_active((uv_handle_t *)&h->idle))
         uv_idle_start(&h->idle, on_idle);
 }
