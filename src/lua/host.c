@@ -222,7 +222,8 @@ static int open_core(lua_State *L)
     add_area(L, h, "hash", luaopen_mcp_hash);
     push_config(L, h);
     lua_setfield(L, -2, "config");
-    mcp_set_cfunction(L, "release_memory", l_release_memory);
+    lua_pushcfunction(L, l_release_memory);
+    lua_setfield(L, -2, "release_memory");
     lua_createtable(L, 0, 2);
     mcp_set_string(L, "lua", h->lua_dir);
     mcp_set_string(L, "builtin_policies", h->builtin_policy_dir);
