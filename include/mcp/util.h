@@ -14,6 +14,50 @@ typedef struct mcp_strv {
 
 /* Appends a copy of s. Returns 0, or -1 when out of memory. */
 int mcp_strv_push(mcp_strv *sv, const char *s);
+/* Appends a copy of the len bytes at s. */
+int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len);
+/* Appends the n bytes at data to the NUL-terminated string *s (*len bytes
+ * used of *cap), growing it by doubling from first_cap (> 0) to at most
+ * max_cap bytes (0: no cap; the caller keeps len + n below it). Returns 0,
+ * or -1 when out of memory (*s then as it was). */
+int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_t n,
+                     size_t first_cap, size_t max_cap);
+/* items (n of size bytes each, from malloc, or NULL) grown by one zeroed item;
+ * NULL when out of memory, items then left as they were. */
+void *mcp_grow_one(void *items, size_t n, size_t size);
+/* The decimal number spelled by exactly the n bytes at s: 1 to max_digits
+ * (<= 18) digits, no sign or spaces; -1 when they are not one. */
+long mcp_parse_digits(const char *s, size_t n, size_t max_digits);
+/* Takes node out of the doubly linked list (members prev and next) whose
+ * first node is head, an lvalue. */
+#define MCP_LIST_UNLINK(head, node)                                                                \
+    do {                                                                                           \
+        if ((node)->prev)                                                                          \
+            (node)->prev->next = (node)->next;                                                     \
+        else                                                                                       \
+            (head) = (node)->next;                                                                 \
+        if ((node)->next)                                                                          \
+            (node)->next->prev = (node)->prev;                                                     \
+    } while (0)
+/* Appends node to the singly linked queue head..tail (lvalues), linked through
+ * its member next. */
+#define MCP_QUEUE_APPEND(head, tail, node, next)                                                   \
+    do {                                                                                           \
+        (node)->next = NULL;                                                                       \
+        if (tail)                                                                                  \
+            (tail)->next = (node);                                                                 \
+        else                                                                                       \
+            (head) = (node);                                                                       \
+        (tail) = (node);                                                                           \
+    } while (0)
+/* Frees the n items of the array items (NULL is fine) with free_one, which
+ * takes a pointer to one, then the array: the body of every mcp_*s_free. */
+#define MCP_FREE_ARRAY(items, n, free_one)                                                         \
+    do {                                                                                           \
+        for (size_t i_ = 0; (items) && i_ < (n); i_++)                                             \
+            free_one(&(items)[i_]);                                                                \
+        free(items);                                                                               \
+    } while (0)
 /* Appends every string of src. Returns 0 or -1. */
 int mcp_strv_extend(mcp_strv *dst, const mcp_strv *src);
 /* Frees every string and the vector, leaving it empty and reusable. */

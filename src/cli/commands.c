@@ -10,6 +10,13 @@
         "--json", NULL, "print " what " as JSON instead of text"                                   \
     }
 
+/* The commands that change one service (or component) named by their one argument. */
+#define ONE_TARGET(NAME, ARGS, SUMMARY)                                                            \
+    {                                                                                              \
+        .name = NAME, .args = ARGS, .summary = SUMMARY, .registry = REG_WRITE, .min_args = 1,      \
+        .max_args = 1,                                                                             \
+    }
+
 /* Zero fields mean: no arguments, no flags besides --help, no registry. */
 static const command commands[] = {
     {
@@ -49,38 +56,10 @@ static const command commands[] = {
         .min_args = 1,
         .max_args = -1,
     },
-    {
-        .name = "start",
-        .args = "SERVICE[/COMPONENT]",
-        .summary = "set desired state to running and start",
-        .registry = REG_WRITE,
-        .min_args = 1,
-        .max_args = 1,
-    },
-    {
-        .name = "stop",
-        .args = "SERVICE[/COMPONENT]",
-        .summary = "set desired state to stopped and stop",
-        .registry = REG_WRITE,
-        .min_args = 1,
-        .max_args = 1,
-    },
-    {
-        .name = "restart",
-        .args = "SERVICE[/COMPONENT]",
-        .summary = "stop and start again",
-        .registry = REG_WRITE,
-        .min_args = 1,
-        .max_args = 1,
-    },
-    {
-        .name = "rm",
-        .args = "SERVICE",
-        .summary = "stop, remove the containers and forget the service",
-        .registry = REG_WRITE,
-        .min_args = 1,
-        .max_args = 1,
-    },
+    ONE_TARGET("start", "SERVICE[/COMPONENT]", "set desired state to running and start"),
+    ONE_TARGET("stop", "SERVICE[/COMPONENT]", "set desired state to stopped and stop"),
+    ONE_TARGET("restart", "SERVICE[/COMPONENT]", "stop and start again"),
+    ONE_TARGET("rm", "SERVICE", "stop, remove the containers and forget the service"),
     {
         .name = "status",
         .args = "[SERVICE]",

@@ -350,15 +350,7 @@ static int set_choice(loader *L, const mcp_toml_value *v, const key_spec *spec, 
 /* A port number of 1 to 5 digits; -1 when s is not one. */
 static long parse_port(const char *s, size_t n)
 {
-    if (n == 0 || n > 5)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
+    return mcp_parse_digits(s, n, 5);
 }
 
 static int set_port_range(loader *L, const mcp_toml_value *v, const char *key)

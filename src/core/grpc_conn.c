@@ -6,6 +6,7 @@
 
 #include "grpc_server_impl.h"
 #include "mcp/log.h"
+#include "mcp/util.h"
 
 typedef struct write_req {
     uv_write_t req;
@@ -116,12 +117,7 @@ static void conn_closed_cb(uv_handle_t *h)
 {
     conn *c = h->data;
     mcp_grpc_server *s = c->server;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    MCP_LIST_UNLINK(s->conns, c);
     s->nconns--;
     s->open_handles--;
     free(c);

@@ -36,6 +36,20 @@ void mcp_grpcs_listener_closed_cb(uv_handle_t *h)
 }
 
 /* Returns 0 when path is free for a socket (removing a stale one), -1 otherwise. */
+/* Listens on the handle a bind answered rc for; when either failed, closes it
+ * and says why, naming "KIND NAME". */
+static int listen_or_close(uv_stream_t *h, int rc, const char *kind, const char *name,
+                           mcp_error *err)
+{
+    if (rc == 0)
+        rc = uv_listen(h, 128, mcp_grpcs_on_connection);
+    if (rc == 0)
+        return 0;
+    mcp_error_set(err, "grpc: cannot listen on %s%s: %s", kind, name, uv_strerror(rc));
+    uv_close((uv_handle_t *)h, mcp_grpcs_listener_closed_cb);
+    return -1;
+}
+
 static int clear_socket_path(const char *path, mcp_error *err)
 {
     struct stat st;
@@ -124,13 +138,8 @@ int mcp_grpc_server_listen_unix(mcp_grpc_server *s, const char *path, mcp_error 
     }
     if (rc == 0 && chmod(path, 0660) != 0)
         rc = uv_translate_sys_error(errno);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->h.pipe, 128, mcp_grpcs_on_connection);
-    if (rc != 0) {
-        mcp_error_set(err, "grpc: cannot listen on unix socket %s: %s", path, uv_strerror(rc));
-        uv_close((uv_handle_t *)&l->h.pipe, mcp_grpcs_listener_closed_cb);
+    if (listen_or_close((uv_stream_t *)&l->h.pipe, rc, "unix socket ", path, err) != 0)
         return -1;
-    }
     l->next = s->listeners;
     s->listeners = l;
     return 0;
@@ -224,13 +233,8 @@ int mcp_grpc_server_listen_tcp(mcp_grpc_server *s, const char *addr,
     l->h.tcp.data = l;
     s->open_handles++;
     int rc = uv_tcp_bind(&l->h.tcp, &sa.sa, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->h.tcp, 128, mcp_grpcs_on_connection);
-    if (rc != 0) {
-        mcp_error_set(err, "grpc: cannot listen on %s: %s", addr, uv_strerror(rc));
-        uv_close((uv_handle_t *)&l->h.tcp, mcp_grpcs_listener_closed_cb);
+    if (listen_or_close((uv_stream_t *)&l->h.tcp, rc, "", addr, err) != 0)
         return -1;
-    }
     int len = sizeof sa;
     if (uv_tcp_getsockname(&l->h.tcp, &sa.sa, &len) == 0)
         s->tcp_port = ntohs(sa.sa.sa_family == AF_INET6 ? sa.in6.sin6_port : sa.in4.sin_port);

@@ -40,12 +40,7 @@ void mcp_grpcs_call_free(mcp_grpc_server_call *call)
 void mcp_grpcs_stream_free(gstream *s)
 {
     conn *c = s->c;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    MCP_LIST_UNLINK(c->streams, s);
     stream_stop_timer(s);
     free(s->path);
     free(s->body);
@@ -243,6 +238,18 @@ static void stream_start_deadline(gstream *s)
     s->timer = t;
 }
 
+/* Moves what fits of *data (*len bytes) into dst, which holds *have of want bytes. */
+static void take_bytes(uint8_t *dst, size_t *have, size_t want, const uint8_t **data, size_t *len)
+{
+    size_t take = want - *have;
+    if (take > *len)
+        take = *len;
+    memcpy(dst + *have, *data, take);
+    *have += take;
+    *data += take;
+    *len -= take;
+}
+
 /* Feeds request DATA into the one-message framing; errors reject the stream. */
 static void stream_feed(gstream *s, const uint8_t *data, size_t len)
 {
@@ -254,13 +261,7 @@ static void stream_feed(gstream *s, const uint8_t *data, size_t len)
             return;
         }
         if (s->prefix_len < MCP_GRPC_PREFIX_LEN) {
-            size_t take = MCP_GRPC_PREFIX_LEN - s->prefix_len;
-            if (take > len)
-                take = len;
-            memcpy(s->prefix + s->prefix_len, data, take);
-            s->prefix_len += take;
-            data += take;
-            len -= take;
+            take_bytes(s->prefix, &s->prefix_len, MCP_GRPC_PREFIX_LEN, &data, &len);
             if (s->prefix_len < MCP_GRPC_PREFIX_LEN)
                 return;
             if (s->prefix[0] != 0) {
@@ -287,13 +288,7 @@ static void stream_feed(gstream *s, const uint8_t *data, size_t len)
             s->msg_complete = s->body_want == 0;
             continue;
         }
-        size_t take = s->body_want - s->body_len;
-        if (take > len)
-            take = len;
-        memcpy(s->body + s->body_len, data, take);
-        s->body_len += take;
-        data += take;
-        len -= take;
+        take_bytes(s->body, &s->body_len, s->body_want, &data, &len);
         s->msg_complete = s->body_len == s->body_want;
     }
 }

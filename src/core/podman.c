@@ -808,9 +808,7 @@ void mcp_container_free(mcp_container *c)
 
 void mcp_containers_free(mcp_container *cs, size_t n)
 {
-    for (size_t i = 0; cs && i < n; i++)
-        mcp_container_free(&cs[i]);
-    free(cs);
+    MCP_FREE_ARRAY(cs, n, mcp_container_free);
 }
 
 void mcp_container_spec_free(mcp_container_spec *spec)

@@ -151,22 +151,7 @@ static int stream_append(proc_stream *s, const char *data, size_t n, bool *trunc
     }
     if (n == 0)
         return 0;
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        if (cap > s->limit + 1)
-            cap = s->limit + 1;
-        char *grown = realloc(s->buf, cap);
-        if (!grown)
-            return -1;
-        s->buf = grown;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, data, n);
-    s->len += n;
-    s->buf[s->len] = '\0';
-    return 0;
+    return mcp_bytes_append(&s->buf, &s->len, &s->cap, data, n, 4096, s->limit + 1);
 }
 
 static void stream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)

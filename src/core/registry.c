@@ -304,13 +304,59 @@ int reg_out_of_memory(mcp_registry *reg, mcp_error *err)
     return -1;
 }
 
-int reg_stmt_change(mcp_registry *reg, sqlite3_stmt *st, const char *what, mcp_error *err)
+int reg_stmt_end(mcp_registry *reg, sqlite3_stmt *st, int rc, const char *what, mcp_error *err)
 {
-    int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE)
         reg_db_fail(reg, err, what);
     reg_stmt_done(st);
-    return rc == SQLITE_DONE ? sqlite3_changes(reg->db) : -1;
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int reg_stmt_change(mcp_registry *reg, sqlite3_stmt *st, const char *what, mcp_error *err)
+{
+    int rc = sqlite3_step(st);
+    return reg_stmt_end(reg, st, rc, what, err) == 0 ? sqlite3_changes(reg->db) : -1;
+}
+
+int reg_change_with(mcp_registry *reg, enum stmt_id id, const char *text, const char *what,
+                    mcp_error *err)
+{
+    sqlite3_stmt *st = reg_stmt_get(reg, id, err);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+    return reg_stmt_change(reg, st, what, err);
+}
+
+int reg_read_rows(mcp_registry *reg, sqlite3_stmt *st, size_t size,
+                  int (*from_row)(sqlite3_stmt *st, void *item), void **out, size_t *n,
+                  const char *what, mcp_error *err)
+{
+    char *rows = NULL;
+    size_t count = 0, cap = 0;
+    bool oom = false;
+    int rc;
+    while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            size_t want = cap ? cap * 2 : 16;
+            char *grown = want <= SIZE_MAX / size ? realloc(rows, want * size) : NULL;
+            if (!grown) {
+                oom = true;
+                break;
+            }
+            rows = grown;
+            cap = want;
+        }
+        char *item = rows + count++ * size;
+        memset(item, 0, size);
+        oom = from_row(st, item) != 0;
+    }
+    *out = rows;
+    *n = count;
+    if (!oom)
+        return reg_stmt_end(reg, st, rc, what, err);
+    reg_stmt_done(st);
+    return reg_out_of_memory(reg, err);
 }
 
 /* ---- opening: refuse anything that is not our registry, without touching it ---- */

@@ -78,5 +78,18 @@ int64_t reg_wall_ms(void);
 int reg_query_int(mcp_registry *reg, const char *sql, int64_t *out, mcp_error *err);
 /* Steps a cached statement that changes rows; returns the rows changed or -1. */
 int reg_stmt_change(mcp_registry *reg, sqlite3_stmt *st, const char *what, mcp_error *err);
+/* Runs cached statement id with text bound to its one parameter; returns the rows changed or -1. */
+int reg_change_with(mcp_registry *reg, enum stmt_id id, const char *text, const char *what,
+                    mcp_error *err);
+/* Ends a use of st whose last step answered rc: 0 when that was the end of
+ * its rows (SQLITE_DONE), else -1 with err naming what failed. Resets st. */
+int reg_stmt_end(mcp_registry *reg, sqlite3_stmt *st, int rc, const char *what, mcp_error *err);
+/* Reads every row of st into *out, an array of *n items of size bytes, each
+ * zeroed then filled by from_row (0, or -1 when out of memory). Resets st.
+ * Returns 0, or -1 with err set; *out then holds the items read so far, for
+ * the caller to free as it frees a full answer. */
+int reg_read_rows(mcp_registry *reg, sqlite3_stmt *st, size_t size,
+                  int (*from_row)(sqlite3_stmt *st, void *item), void **out, size_t *n,
+                  const char *what, mcp_error *err);
 
 #endif

@@ -76,6 +76,21 @@ static sqlite3_stmt *events_stmt(mcp_registry *reg, const mcp_event_query *q, mc
     return st;
 }
 
+static int event_from_row(sqlite3_stmt *st, void *item)
+{
+    mcp_event *e = item;
+    bool ok = true;
+    e->id = sqlite3_column_int64(st, 0);
+    e->time_ms = sqlite3_column_int64(st, 1);
+    e->service = reg_column_text(st, 2, &ok);
+    e->component = reg_column_text(st, 3, &ok);
+    e->kind = reg_column_text(st, 4, &ok);
+    e->message = reg_column_text(st, 5, &ok);
+    e->has_exit_code = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    e->exit_code = sqlite3_column_int(st, 6);
+    return ok ? 0 : -1;
+}
+
 int mcp_registry_query_events(mcp_registry *reg, const mcp_event_query *q, mcp_event **out,
                               size_t *n, mcp_error *err)
 {
@@ -84,38 +99,13 @@ int mcp_registry_query_events(mcp_registry *reg, const mcp_event_query *q, mcp_e
     sqlite3_stmt *st = events_stmt(reg, q, err);
     if (!st)
         return -1;
-    mcp_event *events = NULL;
+    void *events = NULL;
     size_t count = 0;
-    bool ok = true;
-    int rc;
-    while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        mcp_event *grown = realloc(events, (count + 1) * sizeof *grown);
-        if (!grown) {
-            ok = false;
-            break;
-        }
-        events = grown;
-        mcp_event *e = &events[count++];
-        memset(e, 0, sizeof *e);
-        e->id = sqlite3_column_int64(st, 0);
-        e->time_ms = sqlite3_column_int64(st, 1);
-        e->service = reg_column_text(st, 2, &ok);
-        e->component = reg_column_text(st, 3, &ok);
-        e->kind = reg_column_text(st, 4, &ok);
-        e->message = reg_column_text(st, 5, &ok);
-        e->has_exit_code = sqlite3_column_type(st, 6) != SQLITE_NULL;
-        e->exit_code = sqlite3_column_int(st, 6);
-    }
-    if (!ok || rc != SQLITE_DONE) {
-        if (!ok)
-            reg_out_of_memory(reg, err);
-        else
-            reg_db_fail(reg, err, "listing events");
-        reg_stmt_done(st);
+    if (reg_read_rows(reg, st, sizeof **out, event_from_row, &events, &count, "listing events",
+                      err) != 0) {
         mcp_events_free(events, count);
         return -1;
     }
-    reg_stmt_done(st);
     *out = events;
     *n = count;
     return 0;

@@ -26,22 +26,6 @@ static char *strv_to_json(const mcp_strv *sv)
     return s;
 }
 
-/* Appends the len bytes at s to out. */
-static int strv_push_n(mcp_strv *out, const char *s, size_t len)
-{
-    char *copy = strndup(s, len);
-    if (!copy)
-        return -1;
-    char **grown = realloc(out->v, (out->n + 1) * sizeof *grown);
-    if (!grown) {
-        free(copy);
-        return -1;
-    }
-    out->v = grown;
-    out->v[out->n++] = copy;
-    return 0;
-}
-
 /* Reads the lists json_dumps writes in the common case without the JSON
  * parser (a tenth of a listing's time): compact arrays of strings of
  * printable ASCII with no quote or backslash, which need no decoding.
@@ -61,7 +45,7 @@ static int strv_from_plain_json(const char *p, mcp_strv *out)
             p++;
         if (*p != '"')
             break;
-        if (strv_push_n(out, start, (size_t)(p - start)) != 0) {
+        if (mcp_strv_push_n(out, start, (size_t)(p - start)) != 0) {
             mcp_strv_free(out);
             return -1;
         }
@@ -113,6 +97,16 @@ static void kept_free(kept_port *k, size_t n)
     free(k);
 }
 
+static int kept_from_row(sqlite3_stmt *st, void *item)
+{
+    kept_port *k = item;
+    bool ok = true;
+    k->component = reg_column_text(st, 0, &ok);
+    k->route = reg_column_text(st, 1, &ok);
+    k->host_port = sqlite3_column_int(st, 2);
+    return ok && k->component && k->route ? 0 : -1;
+}
+
 static int load_kept_ports(mcp_registry *reg, const char *service, kept_port **out, size_t *n,
                            mcp_error *err)
 {
@@ -122,29 +116,11 @@ static int load_kept_ports(mcp_registry *reg, const char *service, kept_port **o
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kept_port *grown = realloc(*out, (*n + 1) * sizeof *grown);
-        if (!grown)
-            goto oom;
-        *out = grown;
-        bool ok = true;
-        kept_port *k = &grown[*n];
-        k->component = reg_column_text(st, 0, &ok);
-        k->route = reg_column_text(st, 1, &ok);
-        k->host_port = sqlite3_column_int(st, 2);
-        (*n)++;
-        if (!ok || !k->component || !k->route)
-            goto oom;
-    }
-    if (rc != SQLITE_DONE)
-        reg_db_fail(reg, err, "reading route ports");
-    reg_stmt_done(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-oom:
-    reg_stmt_done(st);
-    mcp_error_set(err, "registry %s: out of memory", reg->path);
-    return -1;
+    void *rows = NULL;
+    int rc =
+        reg_read_rows(reg, st, sizeof **out, kept_from_row, &rows, n, "reading route ports", err);
+    *out = rows;
+    return rc;
 }
 
 static int kept_lookup(const kept_port *k, size_t n, const char *component, const char *route)
@@ -178,10 +154,7 @@ static int load_held_ports(mcp_registry *reg, port_alloc *pa, mcp_error *err)
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         pa->held[sqlite3_column_int(st, 0) - pa->min] = 1;
-    if (rc != SQLITE_DONE)
-        reg_db_fail(reg, err, "reading held ports");
-    reg_stmt_done(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return reg_stmt_end(reg, st, rc, "reading held ports", err);
 }
 
 /* The lowest port not held and accepted by port_free, or 0 when the range is exhausted. */
@@ -206,11 +179,7 @@ static int insert_service_row(mcp_registry *reg, const mcp_service *svc, mcp_err
     sqlite3_bind_text(st, 1, svc->name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 2, svc->active ? 1 : 0);
     sqlite3_bind_int64(st, 3, reg_wall_ms());
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        reg_db_fail(reg, err, "storing service");
-    reg_stmt_done(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return reg_stmt_end(reg, st, sqlite3_step(st), "storing service", err);
 }
 
 static int insert_component_row(mcp_registry *reg, const char *service, const mcp_component *c,
@@ -325,17 +294,8 @@ static int insert_definition(mcp_registry *reg, const mcp_service *svc, mcp_erro
 
 static int delete_service_rows(mcp_registry *reg, const char *name, mcp_error *err)
 {
-    sqlite3_stmt *st = reg_stmt_get(reg, ST_DELETE_SERVICE, err);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        reg_db_fail(reg, err, "deleting service");
-    reg_stmt_done(st);
-    if (rc != SQLITE_DONE)
-        return -1;
-    return sqlite3_changes(reg->db) > 0 ? 1 : 0;
+    int n = reg_change_with(reg, ST_DELETE_SERVICE, name, "deleting service", err);
+    return n < 0 ? -1 : n > 0;
 }
 
 /* The registry stores only what mcp_service_parse would accept as names. */
@@ -368,11 +328,7 @@ static int check_names(mcp_registry *reg, const mcp_service *svc, mcp_error *err
 /* Drops the supervisor state of components the new definition no longer has. */
 static int prune_supervision(mcp_registry *reg, const char *service, mcp_error *err)
 {
-    sqlite3_stmt *st = reg_stmt_get(reg, ST_SUP_PRUNE, err);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, service, -1, SQLITE_TRANSIENT);
-    return reg_stmt_change(reg, st, "pruning supervision", err) < 0 ? -1 : 0;
+    return reg_change_with(reg, ST_SUP_PRUNE, service, "pruning supervision", err) < 0 ? -1 : 0;
 }
 
 int mcp_registry_put_service(mcp_registry *reg, mcp_service *svc, int port_min, int port_max,
@@ -490,29 +446,17 @@ static int read_components(mcp_registry *reg, sqlite3_stmt *st, mcp_service *svc
             svc = find_service(svcs, n, service);
         if (!svc)
             continue;
-        mcp_component *grown = realloc(svc->components, (svc->n_components + 1) * sizeof *grown);
-        if (!grown) {
-            reg_out_of_memory(reg, err);
-            goto fail;
-        }
-        svc->components = grown;
-        mcp_component *c = &grown[svc->n_components++];
-        memset(c, 0, sizeof *c);
-        if (component_from_row(st, c) != 0) {
+        mcp_component *grown = mcp_grow_one(svc->components, svc->n_components, sizeof *grown);
+        if (grown)
+            svc->components = grown;
+        if (!grown || component_from_row(st, &grown[svc->n_components++]) != 0) {
             mcp_error_set(err, "registry %s: unreadable component of service '%s'", reg->path,
                           svc->name);
-            goto fail;
+            reg_stmt_done(st);
+            return -1;
         }
     }
-    if (rc != SQLITE_DONE) {
-        reg_db_fail(reg, err, "reading components");
-        goto fail;
-    }
-    reg_stmt_done(st);
-    return 0;
-fail:
-    reg_stmt_done(st);
-    return -1;
+    return reg_stmt_end(reg, st, rc, "reading components", err);
 }
 
 /* Appends each route row of st, in the order they come, to its component.
@@ -539,28 +483,15 @@ static int read_routes(mcp_registry *reg, sqlite3_stmt *st, mcp_service *svcs, s
             c = find_component(svc, component);
         if (!c)
             continue;
-        mcp_route *grown = realloc(c->routes, (c->n_routes + 1) * sizeof *grown);
-        if (!grown) {
-            reg_out_of_memory(reg, err);
-            goto fail;
-        }
-        c->routes = grown;
-        mcp_route *r = &grown[c->n_routes++];
-        memset(r, 0, sizeof *r);
-        if (!route_from_row(st, r)) {
-            reg_out_of_memory(reg, err);
-            goto fail;
+        mcp_route *grown = mcp_grow_one(c->routes, c->n_routes, sizeof *grown);
+        if (grown)
+            c->routes = grown;
+        if (!grown || !route_from_row(st, &grown[c->n_routes++])) {
+            reg_stmt_done(st);
+            return reg_out_of_memory(reg, err);
         }
     }
-    if (rc != SQLITE_DONE) {
-        reg_db_fail(reg, err, "reading routes");
-        goto fail;
-    }
-    reg_stmt_done(st);
-    return 0;
-fail:
-    reg_stmt_done(st);
-    return -1;
+    return reg_stmt_end(reg, st, rc, "reading routes", err);
 }
 
 /* Reads the components and routes of svcs (sorted by name, with no components
@@ -583,6 +514,16 @@ static int read_children(mcp_registry *reg, enum stmt_id components, enum stmt_i
     return read_routes(reg, st, svcs, n, err);
 }
 
+/* Fills svc from a service row (name, active). */
+static int service_from_row(sqlite3_stmt *st, void *item)
+{
+    mcp_service *svc = item;
+    bool ok = true;
+    svc->name = reg_column_text(st, 0, &ok);
+    svc->active = sqlite3_column_int(st, 1) != 0;
+    return ok && svc->name ? 0 : -1;
+}
+
 /* Reads one service inside the caller's transaction: 1 found, 0 absent, -1 error. */
 static int read_service(mcp_registry *reg, const char *name, mcp_service *out, mcp_error *err)
 {
@@ -598,11 +539,9 @@ static int read_service(mcp_registry *reg, const char *name, mcp_service *out, m
         reg_stmt_done(st);
         return rc == SQLITE_DONE ? 0 : -1;
     }
-    bool ok = true;
-    out->name = reg_column_text(st, 0, &ok);
-    out->active = sqlite3_column_int(st, 1) != 0;
+    int unread = service_from_row(st, out);
     reg_stmt_done(st);
-    if (!ok || !out->name) {
+    if (unread != 0) {
         mcp_service_free(out);
         return reg_out_of_memory(reg, err);
     }
@@ -630,34 +569,11 @@ static int read_service_rows(mcp_registry *reg, mcp_service **out, size_t *n, mc
     sqlite3_stmt *st = reg_stmt_get(reg, ST_SERVICES_ALL, err);
     if (!st)
         return -1;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t want = cap ? cap * 2 : 16;
-            mcp_service *grown = realloc(*out, want * sizeof *grown);
-            if (!grown) {
-                reg_stmt_done(st);
-                return reg_out_of_memory(reg, err);
-            }
-            *out = grown;
-            cap = want;
-        }
-        mcp_service *svc = &(*out)[*n];
-        memset(svc, 0, sizeof *svc);
-        bool ok = true;
-        svc->name = reg_column_text(st, 0, &ok);
-        svc->active = sqlite3_column_int(st, 1) != 0;
-        if (!ok || !svc->name) {
-            reg_stmt_done(st);
-            return reg_out_of_memory(reg, err);
-        }
-        (*n)++;
-    }
-    if (rc != SQLITE_DONE)
-        reg_db_fail(reg, err, "listing services");
-    reg_stmt_done(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    void *rows = NULL;
+    int rc =
+        reg_read_rows(reg, st, sizeof **out, service_from_row, &rows, n, "listing services", err);
+    *out = rows;
+    return rc;
 }
 
 int mcp_registry_list_services(mcp_registry *reg, mcp_service **out, size_t *n, mcp_error *err)
@@ -687,13 +603,9 @@ int mcp_registry_delete_service(mcp_registry *reg, const char *name, mcp_error *
     if (reg_stmt_run(reg, ST_BEGIN_IMMEDIATE, err) != 0)
         return -1;
     int rc = delete_service_rows(reg, name, err);
-    sqlite3_stmt *st = rc < 0 ? NULL : reg_stmt_get(reg, ST_SUP_CLEAR_SERVICE, err);
-    if (st) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-        if (reg_stmt_change(reg, st, "deleting supervision", err) < 0)
-            st = NULL;
-    }
-    if (!st || reg_stmt_run(reg, ST_COMMIT, err) != 0) {
+    if (rc < 0 ||
+        reg_change_with(reg, ST_SUP_CLEAR_SERVICE, name, "deleting supervision", err) < 0 ||
+        reg_stmt_run(reg, ST_COMMIT, err) != 0) {
         reg_rollback(reg);
         return -1;
     }
@@ -715,13 +627,7 @@ int mcp_registry_set_desired_state(mcp_registry *reg, const char *service, const
     reg_bind_text(st, 2, service);
     if (component)
         sqlite3_bind_text(st, 3, component, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        reg_db_fail(reg, err, "setting desired state");
-    reg_stmt_done(st);
-    if (rc != SQLITE_DONE)
-        return -1;
-    return sqlite3_changes(reg->db);
+    return reg_stmt_change(reg, st, "setting desired state", err);
 }
 
 int mcp_registry_set_active(mcp_registry *reg, const char *service, bool active, mcp_error *err)
@@ -731,11 +637,6 @@ int mcp_registry_set_active(mcp_registry *reg, const char *service, bool active,
         return -1;
     sqlite3_bind_int(st, 1, active ? 1 : 0);
     reg_bind_text(st, 2, service);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        reg_db_fail(reg, err, "setting active");
-    reg_stmt_done(st);
-    if (rc != SQLITE_DONE)
-        return -1;
-    return sqlite3_changes(reg->db) > 0 ? 1 : 0;
+    int n = reg_stmt_change(reg, st, "setting active", err);
+    return n < 0 ? -1 : n > 0;
 }

@@ -45,8 +45,9 @@ int mcp_registry_set_supervision(mcp_registry *reg, const mcp_supervision *u, un
     return changed < 0 ? -1 : changed > 0 ? 1 : 0;
 }
 
-static int supervision_from_row(sqlite3_stmt *st, mcp_supervision *s)
+static int supervision_from_row(sqlite3_stmt *st, void *item)
 {
+    mcp_supervision *s = item;
     bool ok = true;
     memset(s, 0, sizeof *s);
     s->service = reg_column_text(st, 0, &ok);
@@ -96,31 +97,16 @@ int mcp_registry_list_supervision(mcp_registry *reg, mcp_supervision **out, size
     sqlite3_stmt *st = reg_stmt_get(reg, ST_SUP_ALL, err);
     if (!st)
         return -1;
-    mcp_supervision *rows = NULL;
+    void *rows = NULL;
     size_t count = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        mcp_supervision *grown = realloc(rows, (count + 1) * sizeof *grown);
-        if (!grown)
-            goto oom;
-        rows = grown;
-        if (supervision_from_row(st, &rows[count++]) != 0)
-            goto oom;
-    }
-    if (rc != SQLITE_DONE) {
-        reg_db_fail(reg, err, "listing supervision");
-        reg_stmt_done(st);
+    if (reg_read_rows(reg, st, sizeof **out, supervision_from_row, &rows, &count,
+                      "listing supervision", err) != 0) {
         mcp_supervisions_free(rows, count);
         return -1;
     }
-    reg_stmt_done(st);
     *out = rows;
     *n = count;
     return 0;
-oom:
-    reg_stmt_done(st);
-    mcp_supervisions_free(rows, count);
-    return reg_out_of_memory(reg, err);
 }
 
 int mcp_registry_clear_supervision(mcp_registry *reg, const char *service, const char *component,
@@ -148,7 +134,5 @@ void mcp_supervision_free(mcp_supervision *s)
 
 void mcp_supervisions_free(mcp_supervision *s, size_t n)
 {
-    for (size_t i = 0; s && i < n; i++)
-        mcp_supervision_free(&s[i]);
-    free(s);
+    MCP_FREE_ARRAY(s, n, mcp_supervision_free);
 }

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,15 +42,8 @@ bool mcp_name_valid(const char *name)
 /* A decimal port 1..65535 spanning exactly [s, s+len): no sign, no spaces. */
 static int parse_port_n(const char *s, size_t len)
 {
-    if (len == 0 || len > 5)
-        return -1;
-    int v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v >= 1 && v <= 65535 ? v : -1;
+    long v = mcp_parse_digits(s, len, 5);
+    return v >= 1 && v <= 65535 ? (int)v : -1;
 }
 
 static void copy_out(char *dst, size_t dst_len, const char *s, size_t n)
@@ -358,32 +352,54 @@ static int string_value(parse_ctx *p, const mcp_toml_value *v, const char *path,
     return 0;
 }
 
-static int get_string(parse_ctx *p, const mcp_toml_value *table, const char *parent,
-                      const char *key, char **out, char *path)
+/* The value of key in table, or NULL when absent; path gets its key path either way. */
+static const mcp_toml_value *find_key(const mcp_toml_value *table, const char *parent,
+                                      const char *key, char *path)
 {
     child_path(path, parent, key);
     const mcp_toml_kv *kv = mcp_toml_find(table, key);
-    if (!kv)
+    return kv ? kv->value : NULL;
+}
+
+static int get_string(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                      const char *key, char **out, char *path)
+{
+    const mcp_toml_value *v = find_key(table, parent, key, path);
+    if (!v)
         return 0;
-    return string_value(p, kv->value, path, out) == 0 ? 1 : -1;
+    return string_value(p, v, path, out) == 0 ? 1 : -1;
+}
+
+/* The value of key when of type t: 1 with *v set, 0 absent, -1 of another type. */
+static int find_typed(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                      const char *key, mcp_toml_type t, char *path, const mcp_toml_value **v)
+{
+    *v = find_key(table, parent, key, path);
+    if (!*v)
+        return 0;
+    return expect_type(p, *v, t, path) == 0 ? 1 : -1;
+}
+
+/* An integer of min..max; what goes before the number in the message ("port " or ""). */
+static int get_int_in(parse_ctx *p, const mcp_toml_value *table, const char *parent,
+                      const char *key, int min, int max, const char *what, int *out)
+{
+    char path[PATH_MAX_LEN];
+    const mcp_toml_value *v;
+    int rc = find_typed(p, table, parent, key, MCP_TOML_INTEGER, path, &v);
+    if (rc <= 0)
+        return rc;
+    if (v->u.integer < min || v->u.integer > max)
+        return failf(p, v->line, v->col, path, "%s%lld out of range %d..%d", what,
+                     (long long)v->u.integer, min, max);
+    *out = (int)v->u.integer;
+    return 1;
 }
 
 static int get_port(parse_ctx *p, const mcp_toml_value *table, const char *parent, const char *key,
                     int *out)
 {
-    char path[PATH_MAX_LEN];
-    child_path(path, parent, key);
-    const mcp_toml_kv *kv = mcp_toml_find(table, key);
-    if (!kv)
-        return 0;
-    const mcp_toml_value *v = kv->value;
-    if (expect_type(p, v, MCP_TOML_INTEGER, path) != 0)
-        return -1;
-    if (v->u.integer < 1 || v->u.integer > 65535)
-        return failf(p, v->line, v->col, path, "port %lld out of range 1..65535",
-                     (long long)v->u.integer);
-    *out = (int)v->u.integer;
-    return 1;
+    return get_int_in(p, table, parent, key, 1, 65535, "port ", out);
 }
 
 /* A Go-style duration string that must be > 0, in milliseconds. */
@@ -408,25 +424,6 @@ static int get_duration(parse_ctx *p, const mcp_toml_value *table, const char *p
     return rc;
 }
 
-/* An integer of at least min. */
-static int get_int_min(parse_ctx *p, const mcp_toml_value *table, const char *parent,
-                       const char *key, int min, int *out)
-{
-    char path[PATH_MAX_LEN];
-    child_path(path, parent, key);
-    const mcp_toml_kv *kv = mcp_toml_find(table, key);
-    if (!kv)
-        return 0;
-    const mcp_toml_value *v = kv->value;
-    if (expect_type(p, v, MCP_TOML_INTEGER, path) != 0)
-        return -1;
-    if (v->u.integer < min || v->u.integer > 1000000)
-        return failf(p, v->line, v->col, path, "%lld out of range %d..1000000",
-                     (long long)v->u.integer, min);
-    *out = (int)v->u.integer;
-    return 1;
-}
-
 /* The line/col of key's value, or of the table when the key is absent. */
 static const mcp_toml_value *value_or_table(const mcp_toml_value *table, const char *key)
 {
@@ -441,13 +438,10 @@ static int get_strv(parse_ctx *p, const mcp_toml_value *table, const char *paren
                     mcp_strv *out, item_check check, const char *what, const char *hint)
 {
     char path[PATH_MAX_LEN];
-    child_path(path, parent, key);
-    const mcp_toml_kv *kv = mcp_toml_find(table, key);
-    if (!kv)
-        return 0;
-    const mcp_toml_value *arr = kv->value;
-    if (expect_type(p, arr, MCP_TOML_ARRAY, path) != 0)
-        return -1;
+    const mcp_toml_value *arr;
+    int rc = find_typed(p, table, parent, key, MCP_TOML_ARRAY, path, &arr);
+    if (rc <= 0)
+        return rc;
     for (size_t i = 0; i < arr->u.array.len; i++) {
         const mcp_toml_value *item = arr->u.array.items[i];
         char ip[PATH_MAX_LEN];
@@ -460,9 +454,9 @@ static int get_strv(parse_ctx *p, const mcp_toml_value *table, const char *paren
             free(s);
             return -1;
         }
-        int rc = mcp_strv_push(out, s);
+        int pushed = mcp_strv_push(out, s);
         free(s);
-        if (rc != 0)
+        if (pushed != 0)
             return failf(p, item->line, item->col, ip, "out of memory");
     }
     return 1;
@@ -508,14 +502,11 @@ static const char *const health_checks[] = {"tcp", "grpc", "http", NULL};
 
 static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cpath, mcp_health *h)
 {
-    const mcp_toml_kv *kv = mcp_toml_find(comp, "health");
-    if (!kv)
-        return 0;
     char path[PATH_MAX_LEN];
-    child_path(path, cpath, "health");
-    const mcp_toml_value *t = kv->value;
-    if (expect_type(p, t, MCP_TOML_TABLE, path) != 0)
-        return -1;
+    const mcp_toml_value *t;
+    int rc = find_typed(p, comp, cpath, "health", MCP_TOML_TABLE, path, &t);
+    if (rc <= 0)
+        return rc;
     static const char *const known[] = {
         "check", "port", "path", "interval", "timeout", "failure_threshold", NULL};
     check_known_keys(p, t, path, known);
@@ -527,10 +518,10 @@ static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cp
         get_port(p, t, path, "port", &h->port) < 0 ||
         get_duration(p, t, path, "interval", &h->interval_ms) < 0 ||
         get_duration(p, t, path, "timeout", &h->timeout_ms) < 0 ||
-        get_int_min(p, t, path, "failure_threshold", 1, &h->failure_threshold) < 0)
+        get_int_in(p, t, path, "failure_threshold", 1, 1000000, "", &h->failure_threshold) < 0)
         return -1;
     char ppath[PATH_MAX_LEN];
-    int rc = get_string(p, t, path, "path", &h->path, ppath);
+    rc = get_string(p, t, path, "path", &h->path, ppath);
     if (rc < 0)
         return -1;
     if (rc == 1) {
@@ -549,8 +540,9 @@ static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cp
     return 0;
 }
 
-static int parse_route(parse_ctx *p, const mcp_toml_value *t, const char *path, mcp_route *r)
+static int parse_route(parse_ctx *p, const mcp_toml_value *t, const char *path, void *item)
 {
+    mcp_route *r = item;
     if (expect_type(p, t, MCP_TOML_TABLE, path) != 0)
         return -1;
     static const char *const known[] = {"name", "port", "mode", "hostname", NULL};
@@ -577,40 +569,61 @@ static int parse_route(parse_ctx *p, const mcp_toml_value *t, const char *path, 
     return 0;
 }
 
-static int parse_routes(parse_ctx *p, const mcp_toml_value *comp, const char *cpath,
-                        mcp_component *c)
+/* How the items of an array of named tables (components, routes) are read. */
+typedef struct named_tables {
+    const char *key;    /* "routes": the array's key */
+    const char *what;   /* "route": the message's word for one item */
+    size_t size;        /* of one item */
+    size_t name_offset; /* of the item's char *name */
+    int (*parse)(parse_ctx *p, const mcp_toml_value *t, const char *path, void *item);
+} named_tables;
+
+static const char *item_name(const named_tables *nt, const void *items, size_t i)
 {
-    const mcp_toml_kv *kv = mcp_toml_find(comp, "routes");
-    if (!kv)
-        return 0;
-    char path[PATH_MAX_LEN];
-    child_path(path, cpath, "routes");
-    const mcp_toml_value *arr = kv->value;
-    if (expect_type(p, arr, MCP_TOML_ARRAY, path) != 0)
-        return -1;
-    if (arr->u.array.len == 0)
-        return 0;
-    c->routes = calloc(arr->u.array.len, sizeof *c->routes);
-    if (!c->routes)
-        return failf(p, arr->line, arr->col, path, "out of memory");
+    const char *item = (const char *)items + i * nt->size;
+    return *(char *const *)(item + nt->name_offset);
+}
+
+/* Parses each table of arr (at path) into items (room for all, zeroed),
+ * counting in *n the items the caller must free; names must be unique. */
+static int parse_named_tables(parse_ctx *p, const mcp_toml_value *arr, const char *path,
+                              const named_tables *nt, void *items, size_t *n)
+{
     for (size_t i = 0; i < arr->u.array.len; i++) {
-        char rpath[PATH_MAX_LEN];
-        index_path(rpath, path, i);
+        char ipath[PATH_MAX_LEN];
+        index_path(ipath, path, i);
         const mcp_toml_value *t = arr->u.array.items[i];
-        c->n_routes++;
-        if (parse_route(p, t, rpath, &c->routes[i]) != 0)
+        (*n)++;
+        if (nt->parse(p, t, ipath, (char *)items + i * nt->size) != 0)
             return -1;
+        const char *name = item_name(nt, items, i);
         for (size_t j = 0; j < i; j++) {
-            if (strcmp(c->routes[j].name, c->routes[i].name) != 0)
+            if (strcmp(item_name(nt, items, j), name) != 0)
                 continue;
             const mcp_toml_value *v = value_or_table(t, "name");
             char npath[PATH_MAX_LEN];
-            child_path(npath, rpath, "name");
-            return failf(p, v->line, v->col, npath,
-                         "duplicate route name \"%s\" (also routes[%zu])", c->routes[i].name, j);
+            child_path(npath, ipath, "name");
+            return failf(p, v->line, v->col, npath, "duplicate %s name \"%s\" (also %s[%zu])",
+                         nt->what, name, nt->key, j);
         }
     }
     return 0;
+}
+
+static int parse_routes(parse_ctx *p, const mcp_toml_value *comp, const char *cpath,
+                        mcp_component *c)
+{
+    static const named_tables routes = {"routes", "route", sizeof(mcp_route),
+                                        offsetof(mcp_route, name), parse_route};
+    char path[PATH_MAX_LEN];
+    const mcp_toml_value *arr;
+    int rc = find_typed(p, comp, cpath, "routes", MCP_TOML_ARRAY, path, &arr);
+    if (rc <= 0 || arr->u.array.len == 0)
+        return rc < 0 ? -1 : 0;
+    c->routes = calloc(arr->u.array.len, sizeof *c->routes);
+    if (!c->routes)
+        return failf(p, arr->line, arr->col, path, "out of memory");
+    return parse_named_tables(p, arr, path, &routes, c->routes, &c->n_routes);
 }
 
 static bool port_spec_check(const char *s)
@@ -632,9 +645,9 @@ static int get_token(parse_ctx *p, const mcp_toml_value *t, const char *cpath, c
     return failf(p, v->line, v->col, path, "bad %s \"%s\" (empty or contains spaces)", what, *out);
 }
 
-static int parse_component(parse_ctx *p, const mcp_toml_value *t, const char *path,
-                           mcp_component *c)
+static int parse_component(parse_ctx *p, const mcp_toml_value *t, const char *path, void *item)
 {
+    mcp_component *c = item;
     if (expect_type(p, t, MCP_TOML_TABLE, path) != 0)
         return -1;
     static const char *const known[] = {"name",   "image",   "network", "user", "restart",
@@ -696,25 +709,10 @@ static int parse_components(parse_ctx *p, const mcp_toml_value *root, mcp_servic
     svc->components = calloc(arr->u.array.len, sizeof *svc->components);
     if (!svc->components)
         return failf(p, arr->line, arr->col, "components", "out of memory");
-    for (size_t i = 0; i < arr->u.array.len; i++) {
-        char path[PATH_MAX_LEN];
-        index_path(path, "components", i);
-        const mcp_toml_value *t = arr->u.array.items[i];
-        svc->n_components++;
-        if (parse_component(p, t, path, &svc->components[i]) != 0)
-            return -1;
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(svc->components[j].name, svc->components[i].name) != 0)
-                continue;
-            const mcp_toml_value *v = value_or_table(t, "name");
-            char npath[PATH_MAX_LEN];
-            child_path(npath, path, "name");
-            return failf(p, v->line, v->col, npath,
-                         "duplicate component name \"%s\" (also components[%zu])",
-                         svc->components[i].name, j);
-        }
-    }
-    return 0;
+    static const named_tables components = {"components", "component", sizeof(mcp_component),
+                                            offsetof(mcp_component, name), parse_component};
+    return parse_named_tables(p, arr, "components", &components, svc->components,
+                              &svc->n_components);
 }
 
 static int parse_document(parse_ctx *p, const mcp_toml_value *root, mcp_service *svc)
@@ -805,7 +803,5 @@ void mcp_service_free(mcp_service *svc)
 
 void mcp_services_free(mcp_service *svcs, size_t n)
 {
-    for (size_t i = 0; svcs && i < n; i++)
-        mcp_service_free(&svcs[i]);
-    free(svcs);
+    MCP_FREE_ARRAY(svcs, n, mcp_service_free);
 }

@@ -142,21 +142,31 @@ static mcp_toml_kv *table_lookup(const node *t, const char *key, size_t len)
     return NULL;
 }
 
+/* items (len used of *cap) with room for one more: doubled when full. NULL
+ * when out of memory (reported; items then left as they were). */
+static void *reserve(parser *p, void *items, size_t len, size_t *cap, size_t size)
+{
+    if (len < *cap)
+        return items;
+    size_t want = *cap ? *cap * 2 : 4;
+    void *grown = realloc(items, want * size);
+    if (!grown) {
+        toml_fail_oom(p);
+        return NULL;
+    }
+    *cap = want;
+    return grown;
+}
+
 /* Adds key -> value to table t (the key must be absent); takes ownership of
  * value only on success. */
 static int table_add(parser *p, node *t, const key_part *k, node *value)
 {
     mcp_toml_value *v = &t->v;
-    if (v->u.table.len == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 4;
-        mcp_toml_kv *items = realloc(v->u.table.items, cap * sizeof *items);
-        if (!items) {
-            toml_fail_oom(p);
-            return -1;
-        }
-        v->u.table.items = items;
-        t->cap = cap;
-    }
+    mcp_toml_kv *items = reserve(p, v->u.table.items, v->u.table.len, &t->cap, sizeof *items);
+    if (!items)
+        return -1;
+    v->u.table.items = items;
     char *key = mcp_strndup(k->s, k->len);
     if (!key) {
         toml_fail_oom(p);
@@ -191,16 +201,10 @@ static int table_add(parser *p, node *t, const key_part *k, node *value)
 static int array_push(parser *p, node *a, node *item)
 {
     mcp_toml_value *v = &a->v;
-    if (v->u.array.len == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 4;
-        mcp_toml_value **items = realloc(v->u.array.items, cap * sizeof *items);
-        if (!items) {
-            toml_fail_oom(p);
-            return -1;
-        }
-        v->u.array.items = items;
-        a->cap = cap;
-    }
+    mcp_toml_value **items = reserve(p, v->u.array.items, v->u.array.len, &a->cap, sizeof *items);
+    if (!items)
+        return -1;
+    v->u.array.items = items;
     v->u.array.items[v->u.array.len++] = &item->v;
     return 0;
 }
@@ -220,6 +224,15 @@ static void freeze(node *n)
 
 /* ---------- values ---------- */
 
+/* Consumes c when it is the next byte. */
+static bool eat(parser *p, int c)
+{
+    if (peek(p) != c)
+        return false;
+    p->pos++;
+    return true;
+}
+
 static node *parse_value(parser *p, int depth);
 static int parse_keyval(parser *p, node *table, int depth_base);
 
@@ -233,10 +246,8 @@ static node *parse_array(parser *p, int depth)
         toml_skip_ws_comments_newlines(p);
         if (p->failed)
             goto fail;
-        if (peek(p) == ']') {
-            p->pos++;
+        if (eat(p, ']'))
             return a;
-        }
         node *item = parse_value(p, depth + 1);
         if (!item)
             goto fail;
@@ -247,12 +258,9 @@ static node *parse_array(parser *p, int depth)
         toml_skip_ws_comments_newlines(p);
         if (p->failed)
             goto fail;
-        if (peek(p) == ',') {
-            p->pos++;
-        } else if (peek(p) == ']') {
-            p->pos++;
+        if (eat(p, ']'))
             return a;
-        } else {
+        if (!eat(p, ',')) {
             toml_fail(p, "expected ',' or ']' in an array");
             goto fail;
         }
@@ -270,31 +278,26 @@ static node *parse_inline_table(parser *p, int depth)
     t->flags = NODE_DEFINED;
     p->pos++; /* { */
     toml_skip_ws(p);
-    if (peek(p) == '}') {
-        p->pos++;
-        freeze(t);
-        return t;
-    }
-    for (;;) {
+    bool closed = eat(p, '}');
+    while (!closed) {
         if (parse_keyval(p, t, depth) != 0)
             goto fail;
         toml_skip_ws(p);
-        if (peek(p) == ',') {
-            p->pos++;
+        if (eat(p, '}')) {
+            closed = true;
+        } else if (!eat(p, ',')) {
+            toml_fail(p, "expected ',' or '}' in an inline table (which must fit on one line)");
+            goto fail;
+        } else {
             toml_skip_ws(p);
             if (peek(p) == '}') {
                 toml_fail(p, "trailing comma in an inline table");
                 goto fail;
             }
-        } else if (peek(p) == '}') {
-            p->pos++;
-            freeze(t);
-            return t;
-        } else {
-            toml_fail(p, "expected ',' or '}' in an inline table (which must fit on one line)");
-            goto fail;
         }
     }
+    freeze(t);
+    return t;
 fail:
     mcp_toml_free(&t->v);
     return NULL;
@@ -368,6 +371,29 @@ static const char *type_desc(const mcp_toml_value *v)
     return mcp_toml_type_name(v->type);
 }
 
+/* Sets the parser position to a key part so that an error points at it. */
+static void point_at(parser *p, const key_part *kp)
+{
+    p->line = kp->line;
+    p->line_start = 0;
+    p->pos = (size_t)kp->col - 1;
+}
+
+/* A new table (or array) under key k of parent, with flags; NULL on failure. */
+static node *add_child(parser *p, node *parent, const key_part *k, mcp_toml_type type, int line,
+                       int col, unsigned flags)
+{
+    node *child = toml_node_new(p, type, line, col, parent->depth + 1);
+    if (!child)
+        return NULL;
+    child->flags = flags;
+    if (table_add(p, parent, k, child) != 0) {
+        free(child);
+        return NULL;
+    }
+    return child;
+}
+
 /* Walks the dotted parts of a key (all but the last) from table t,
  * creating dotted tables; existing ones must themselves be dotted tables. */
 static node *descend_dotted(parser *p, node *t, const key_path *k, size_t upto)
@@ -376,22 +402,15 @@ static node *descend_dotted(parser *p, node *t, const key_path *k, size_t upto)
         const key_part *kp = &k->parts[i];
         mcp_toml_kv *kv = table_lookup(t, kp->s, kp->len);
         if (!kv) {
-            node *child = toml_node_new(p, MCP_TOML_TABLE, kp->line, kp->col, t->depth + 1);
-            if (!child)
+            t = add_child(p, t, kp, MCP_TOML_TABLE, kp->line, kp->col,
+                          NODE_DOTTED | (t->flags & NODE_FROZEN));
+            if (!t)
                 return NULL;
-            child->flags = NODE_DOTTED | (t->flags & NODE_FROZEN);
-            if (table_add(p, t, kp, child) != 0) {
-                free(child);
-                return NULL;
-            }
-            t = child;
             continue;
         }
         node *n = as_node(kv->value);
         if (n->v.type != MCP_TOML_TABLE || !(n->flags & NODE_DOTTED) || (n->flags & NODE_FROZEN)) {
-            p->line = kp->line;
-            p->line_start = 0;
-            p->pos = (size_t)kp->col - 1;
+            point_at(p, kp);
             toml_fail(p, "cannot add keys to '%.*s' (a %s defined at line %d)", (int)kp->len, kp->s,
                       n->v.type == MCP_TOML_TABLE ? "table" : type_desc(&n->v), n->v.line);
             return NULL;
@@ -401,18 +420,30 @@ static node *descend_dotted(parser *p, node *t, const key_path *k, size_t upto)
     return t;
 }
 
-/* Sets the parser position to a key part so that an error points at it. */
-static void point_at(parser *p, const key_part *kp)
+/* Where the parser is: saved before a walk that may point errors elsewhere. */
+typedef struct position {
+    size_t pos, line_start;
+    int line;
+} position;
+
+static position position_of(const parser *p)
 {
-    p->line = kp->line;
-    p->line_start = 0;
-    p->pos = (size_t)kp->col - 1;
+    position at = {p->pos, p->line_start, p->line};
+    return at;
+}
+
+static void position_restore(parser *p, position at)
+{
+    p->pos = at.pos;
+    p->line_start = at.line_start;
+    p->line = at.line;
 }
 
 /* key = value into table (which is the current table or an inline table). */
 static int parse_keyval(parser *p, node *table, int depth_base)
 {
     key_path k = {0};
+    int rc = -1;
     if (toml_parse_key(p, &k) != 0)
         goto fail;
     toml_skip_ws(p);
@@ -426,8 +457,7 @@ static int parse_keyval(parser *p, node *table, int depth_base)
     node *value = parse_value(p, depth_base + (int)k.n);
     if (!value)
         goto fail;
-    size_t saved_pos = p->pos, saved_ls = p->line_start;
-    int saved_line = p->line;
+    position saved = position_of(p);
     node *t = descend_dotted(p, table, &k, k.n - 1);
     const key_part *last = &k.parts[k.n - 1];
     if (t && table_lookup(t, last->s, last->len)) {
@@ -439,12 +469,11 @@ static int parse_keyval(parser *p, node *table, int depth_base)
         mcp_toml_free(&value->v);
         goto fail;
     }
-    p->pos = saved_pos, p->line_start = saved_ls, p->line = saved_line;
-    toml_key_path_free(&k);
-    return 0;
+    position_restore(p, saved);
+    rc = 0;
 fail:
     toml_key_path_free(&k);
-    return -1;
+    return rc;
 }
 
 /* Walks a header's parent parts, creating implicit tables; an array of
@@ -456,15 +485,9 @@ static node *descend_header(parser *p, const key_path *k, int line, int col)
         const key_part *kp = &k->parts[i];
         mcp_toml_kv *kv = table_lookup(t, kp->s, kp->len);
         if (!kv) {
-            node *child = toml_node_new(p, MCP_TOML_TABLE, line, col, t->depth + 1);
-            if (!child)
+            t = add_child(p, t, kp, MCP_TOML_TABLE, line, col, NODE_IMPLICIT);
+            if (!t)
                 return NULL;
-            child->flags = NODE_IMPLICIT;
-            if (table_add(p, t, kp, child) != 0) {
-                free(child);
-                return NULL;
-            }
-            t = child;
             continue;
         }
         node *n = as_node(kv->value);
@@ -488,6 +511,7 @@ static int parse_header(parser *p)
     bool aot = peek_at(p, 1) == '[';
     p->pos += aot ? 2 : 1;
     key_path k = {0};
+    int rc = -1;
     if (toml_parse_key(p, &k) != 0)
         goto fail;
     toml_skip_ws(p);
@@ -497,8 +521,7 @@ static int parse_header(parser *p)
         goto fail;
     }
     p->pos += aot ? 2 : 1;
-    size_t saved_pos = p->pos, saved_ls = p->line_start;
-    int saved_line = p->line;
+    position saved = position_of(p);
     node *parent = descend_header(p, &k, line, col);
     if (!parent)
         goto fail;
@@ -513,16 +536,8 @@ static int parse_header(parser *p)
                       last->s, type_desc(&arr->v), arr->v.line);
             goto fail;
         }
-        if (!arr) {
-            arr = toml_node_new(p, MCP_TOML_ARRAY, line, col, parent->depth + 1);
-            if (!arr)
-                goto fail;
-            arr->flags = NODE_AOT;
-            if (table_add(p, parent, last, arr) != 0) {
-                free(arr);
-                goto fail;
-            }
-        }
+        if (!arr && !(arr = add_child(p, parent, last, MCP_TOML_ARRAY, line, col, NODE_AOT)))
+            goto fail;
         target = toml_node_new(p, MCP_TOML_TABLE, line, col, arr->depth + 1);
         if (!target)
             goto fail;
@@ -543,23 +558,15 @@ static int parse_header(parser *p)
         target->flags = (target->flags & ~(unsigned)NODE_IMPLICIT) | NODE_DEFINED;
         target->v.line = line;
         target->v.col = col;
-    } else {
-        target = toml_node_new(p, MCP_TOML_TABLE, line, col, parent->depth + 1);
-        if (!target)
-            goto fail;
-        target->flags = NODE_DEFINED;
-        if (table_add(p, parent, last, target) != 0) {
-            free(target);
-            goto fail;
-        }
+    } else if (!(target = add_child(p, parent, last, MCP_TOML_TABLE, line, col, NODE_DEFINED))) {
+        goto fail;
     }
     p->cur = target;
-    p->pos = saved_pos, p->line_start = saved_ls, p->line = saved_line;
-    toml_key_path_free(&k);
-    return 0;
+    position_restore(p, saved);
+    rc = 0;
 fail:
     toml_key_path_free(&k);
-    return -1;
+    return rc;
 }
 
 static int parse_document(parser *p)

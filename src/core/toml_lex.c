@@ -128,21 +128,10 @@ bad:
 
 static int buf_put(parser *p, buf *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 32;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(b->s, cap);
-        if (!grown) {
-            toml_fail_oom(p);
-            return -1;
-        }
-        b->s = grown;
-        b->cap = cap;
+    if (mcp_bytes_append(&b->s, &b->len, &b->cap, s, n, 32, 0) != 0) {
+        toml_fail_oom(p);
+        return -1;
     }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
     return 0;
 }
 

@@ -354,21 +354,13 @@ node *toml_parse_scalar_token(parser *p, int depth)
             if (tok[i] == '.' || (!hex && (tok[i] == 'e' || tok[i] == 'E')) || tok[i] == 'i' ||
                 tok[i] == 'n')
                 is_float = true;
-        if (is_float) {
-            double d;
-            if (parse_float_token(p, tok, n, &d) != 0)
-                return NULL;
-            v = toml_node_new(p, MCP_TOML_FLOAT, line, col, depth);
-            if (v)
-                v->v.u.floating = d;
-        } else {
-            int64_t iv;
-            if (parse_integer_token(p, tok, n, &iv) != 0)
-                return NULL;
-            v = toml_node_new(p, MCP_TOML_INTEGER, line, col, depth);
-            if (v)
-                v->v.u.integer = iv;
-        }
+        mcp_toml_value num = {0};
+        if ((is_float ? parse_float_token(p, tok, n, &num.u.floating)
+                      : parse_integer_token(p, tok, n, &num.u.integer)) != 0)
+            return NULL;
+        v = toml_node_new(p, is_float ? MCP_TOML_FLOAT : MCP_TOML_INTEGER, line, col, depth);
+        if (v)
+            v->v.u = num.u;
     }
     p->pos = end;
     return v;

@@ -11,7 +11,12 @@
 
 int mcp_strv_push(mcp_strv *sv, const char *s)
 {
-    char *copy = mcp_strdup(s ? s : "");
+    return mcp_strv_push_n(sv, s ? s : "", s ? strlen(s) : 0);
+}
+
+int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len)
+{
+    char *copy = strndup(s, len);
     if (!copy)
         return -1;
     char **grown = realloc(sv->v, (sv->n + 1) * sizeof *grown);
@@ -22,6 +27,50 @@ int mcp_strv_push(mcp_strv *sv, const char *s)
     sv->v = grown;
     sv->v[sv->n++] = copy;
     return 0;
+}
+
+int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_t n,
+                     size_t first_cap, size_t max_cap)
+{
+    if (*len + n + 1 > *cap) {
+        size_t want = *cap ? *cap : first_cap;
+        while (want < *len + n + 1)
+            want *= 2;
+        if (max_cap && want > max_cap)
+            want = max_cap;
+        char *grown = realloc(*s, want);
+        if (!grown)
+            return -1;
+        *s = grown;
+        *cap = want;
+    }
+    memcpy(*s + *len, data, n);
+    *len += n;
+    (*s)[*len] = '\0';
+    return 0;
+}
+
+long mcp_parse_digits(const char *s, size_t n, size_t max_digits)
+{
+    if (n == 0 || n > max_digits)
+        return -1;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+void *mcp_grow_one(void *items, size_t n, size_t size)
+{
+    if (size == 0 || n >= SIZE_MAX / size)
+        return NULL;
+    char *grown = realloc(items, (n + 1) * size);
+    if (grown)
+        memset(grown + n * size, 0, size);
+    return grown;
 }
 
 int mcp_strv_extend(mcp_strv *dst, const mcp_strv *src)

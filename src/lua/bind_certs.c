@@ -16,14 +16,11 @@ typedef struct certs_op {
     mcp_certs_op *req;
 } certs_op;
 
-static void push_result(lua_State *L, const mcp_certs_result *res)
+static int push_result(lua_State *L, const void *result)
 {
-    if (!res->ok) {
-        lua_pushnil(L);
-        lua_pushstring(L, res->reason);
-        lua_pushstring(L, res->detail);
-        return;
-    }
+    const mcp_certs_result *res = result;
+    if (!res->ok)
+        return mcp_push_failure(L, res->reason, res->detail);
     lua_createtable(L, 0, 4);
     mcp_set_string(L, "cert", res->cert_path);
     mcp_set_string(L, "key", res->key_path);
@@ -33,17 +30,12 @@ static void push_result(lua_State *L, const mcp_certs_result *res)
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     mcp_set_string(L, "expires_at", when);
     mcp_set_bool(L, "issued", res->issued);
+    return 1;
 }
 
 static void certs_done(const mcp_certs_result *res, void *ud)
 {
-    certs_op *c = ud;
-    mcp_task *t = c->op.task;
-    if (t) {
-        push_result(mcp_task_thread(t), res);
-        mcp_task_wake(t, res->ok ? 1 : 3);
-    }
-    free(c);
+    mcp_op_done(ud, push_result, res);
 }
 
 static void certs_cancel(mcp_op *op)
@@ -82,12 +74,9 @@ static int l_ensure(lua_State *L)
     mcp_host *h = mcp_host_upvalue(L);
     const mcp_config *c = h->cfg;
     if (!c || !c->metacrypt_server_url || !c->metacrypt_server_url[0] || !c->mcproxy_cert_dir ||
-        !c->mcproxy_cert_dir[0]) {
-        lua_pushnil(L);
-        lua_pushstring(L, "config");
-        lua_pushstring(L, "needs [metacrypt] server_url and [mcproxy] cert_dir in the config");
-        return 3;
-    }
+        !c->mcproxy_cert_dir[0])
+        return mcp_push_failure(
+            L, "config", "needs [metacrypt] server_url and [mcproxy] cert_dir in the config");
     mcp_certs_cfg cfg = {
         .cert_dir = c->mcproxy_cert_dir,
         .server_url = c->metacrypt_server_url,
@@ -114,16 +103,9 @@ static int l_ensure(lua_State *L)
         return lua_yield(L, 0);
     }
     free(op);
-    if (rc == 0) {
-        push_result(L, now);
-        free(now);
-        return 1;
-    }
+    int nres = rc == 0 ? push_result(L, now) : mcp_push_failure(L, "config", err.msg);
     free(now);
-    lua_pushnil(L);
-    lua_pushstring(L, "config");
-    lua_pushstring(L, err.msg);
-    return 3;
+    return nres;
 }
 
 /* agent.certs.info(service) -> { cert=, expires_at=, status= } | nil, "missing"|"config":
@@ -133,11 +115,8 @@ static int l_info(lua_State *L)
     const char *service = luaL_checkstring(L, 1);
     mcp_host *h = mcp_host_upvalue(L);
     const mcp_config *c = h->cfg;
-    if (!c || !c->mcproxy_cert_dir || !c->mcproxy_cert_dir[0]) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "config");
-        return 2;
-    }
+    if (!c || !c->mcproxy_cert_dir || !c->mcproxy_cert_dir[0])
+        return mcp_push_reason(L, "config");
     char path[MCP_CERTS_PATH_MAX];
     int n = snprintf(path, sizeof path, "%s/%s.pem", c->mcproxy_cert_dir, service);
     if (n < 0 || (size_t)n >= sizeof path)
@@ -145,11 +124,8 @@ static int l_info(lua_State *L)
     mcp_cert_info info;
     memset(&info, 0, sizeof info);
     mcp_cert_status st = mcp_certs_check(path, NULL, 0, 0, &info);
-    if (!info.not_after) {
-        lua_pushnil(L);
-        lua_pushstring(L, mcp_cert_status_name(st));
-        return 2;
-    }
+    if (!info.not_after)
+        return mcp_push_reason(L, mcp_cert_status_name(st));
     char when[32];
     struct tm tm;
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&info.not_after, &tm));
@@ -163,8 +139,6 @@ static int l_info(lua_State *L)
 int luaopen_mcp_certs(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"ensure", l_ensure}, {"info", l_info}, {NULL, NULL}};
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }

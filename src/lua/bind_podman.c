@@ -74,21 +74,13 @@ static void push_container(lua_State *L, const mcp_container *c, bool detailed)
     }
 }
 
-static int push_failure(lua_State *L, const char *reason, const char *detail)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, reason);
-    lua_pushstring(L, detail);
-    return 3;
-}
-
 /* Pushes what the finished call returns to Lua; returns the count. */
 static int push_outcome(lua_State *L, call_kind kind, const mcp_proc_result *res)
 {
     char reason[64];
     mcp_error err = {{0}};
     if (res->cancelled)
-        return push_failure(L, "cancelled", "the task was cancelled");
+        return mcp_push_failure(L, "cancelled", "the task was cancelled");
     if (kind == CALL_IMAGE_EXISTS && !res->timed_out && res->term_signal == 0 &&
         res->exit_status == 1) {
         lua_pushboolean(L, 0);
@@ -99,14 +91,14 @@ static int push_outcome(lua_State *L, call_kind kind, const mcp_proc_result *res
             lua_pushboolean(L, 1); /* already gone is what remove wants */
             return 1;
         }
-        return push_failure(L, reason, err.msg);
+        return mcp_push_failure(L, reason, err.msg);
     }
     switch (kind) {
     case CALL_LIST: {
         mcp_container *cs = NULL;
         size_t n = 0;
         if (mcp_podman_parse_list(res->out, res->out_len, &cs, &n, &err) != 0)
-            return push_failure(L, "bad answer", err.msg);
+            return mcp_push_failure(L, "bad answer", err.msg);
         lua_createtable(L, (int)n, 0);
         for (size_t i = 0; i < n; i++) {
             push_container(L, &cs[i], false);
@@ -119,7 +111,7 @@ static int push_outcome(lua_State *L, call_kind kind, const mcp_proc_result *res
         mcp_container c;
         memset(&c, 0, sizeof c);
         if (mcp_podman_parse_inspect(res->out, res->out_len, &c, &err) != 0)
-            return push_failure(L, "bad answer", err.msg);
+            return mcp_push_failure(L, "bad answer", err.msg);
         push_container(L, &c, true);
         mcp_container_free(&c);
         return 1;
@@ -127,7 +119,7 @@ static int push_outcome(lua_State *L, call_kind kind, const mcp_proc_result *res
     case CALL_RUN: {
         char *id = mcp_podman_parse_run(res->out, res->out_len);
         if (!id)
-            return push_failure(L, "bad answer", "podman run printed no container id");
+            return mcp_push_failure(L, "bad answer", "podman run printed no container id");
         lua_pushstring(L, id);
         free(id);
         return 1;
@@ -138,21 +130,24 @@ static int push_outcome(lua_State *L, call_kind kind, const mcp_proc_result *res
     }
 }
 
+typedef struct call_end {
+    call_kind kind;
+    const mcp_proc_result *res;
+} call_end;
+
+static int push_call_end(lua_State *co, const void *end)
+{
+    const call_end *e = end;
+    if (!lua_checkstack(co, 8))
+        return 0; /* cannot even report: wake with nothing, the call returns nil */
+    return push_outcome(co, e->kind, e->res);
+}
+
 static void call_done(const mcp_proc_result *res, void *ud)
 {
     podman_op *p = ud;
-    mcp_task *t = p->op.task;
-    if (t) {
-        lua_State *co = mcp_task_thread(t);
-        if (!lua_checkstack(co, 8)) {
-            /* cannot even report: wake with nothing, the call returns nil */
-            mcp_task_wake(t, 0);
-        } else {
-            int n = push_outcome(co, p->kind, res);
-            mcp_task_wake(t, n);
-        }
-    }
-    free(p);
+    call_end e = {p->kind, res};
+    mcp_op_done(&p->op, push_call_end, &e);
 }
 
 static void call_cancel(mcp_op *op)
@@ -182,7 +177,7 @@ static int start_call(lua_State *L, mcp_strv *argv, call_kind kind, const char *
     mcp_strv_free(argv);
     if (!p->proc) {
         free(p);
-        return push_failure(L, "podman not found", err.msg);
+        return mcp_push_failure(L, "podman not found", err.msg);
     }
     mcp_task_suspend(t, &p->op);
     return lua_yield(L, 0);
@@ -204,22 +199,25 @@ static int l_list(lua_State *L)
     return start_call(L, &argv, CALL_LIST, "agent.runtime.list");
 }
 
-static int l_inspect(lua_State *L)
+/* The calls whose one argument is a container (or image) name. */
+static int named_call(lua_State *L, int (*build)(const mcp_podman_cfg *, const char *, mcp_strv *),
+                      call_kind kind, const char *what)
 {
     const char *name = luaL_checkstring(L, 1);
     mcp_host *h = mcp_host_upvalue(L);
     mcp_strv argv = {0};
-    argv_oom(L, mcp_podman_argv_inspect(&h->podman, name, &argv), &argv);
-    return start_call(L, &argv, CALL_INSPECT, "agent.runtime.inspect");
+    argv_oom(L, build(&h->podman, name, &argv), &argv);
+    return start_call(L, &argv, kind, what);
+}
+
+static int l_inspect(lua_State *L)
+{
+    return named_call(L, mcp_podman_argv_inspect, CALL_INSPECT, "agent.runtime.inspect");
 }
 
 static int l_start(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
-    mcp_host *h = mcp_host_upvalue(L);
-    mcp_strv argv = {0};
-    argv_oom(L, mcp_podman_argv_start(&h->podman, name, &argv), &argv);
-    return start_call(L, &argv, CALL_START, "agent.runtime.start");
+    return named_call(L, mcp_podman_argv_start, CALL_START, "agent.runtime.start");
 }
 
 static int l_stop(lua_State *L)
@@ -234,20 +232,13 @@ static int l_stop(lua_State *L)
 
 static int l_remove(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
-    mcp_host *h = mcp_host_upvalue(L);
-    mcp_strv argv = {0};
-    argv_oom(L, mcp_podman_argv_remove(&h->podman, name, &argv), &argv);
-    return start_call(L, &argv, CALL_REMOVE, "agent.runtime.remove");
+    return named_call(L, mcp_podman_argv_remove, CALL_REMOVE, "agent.runtime.remove");
 }
 
 static int l_image_exists(lua_State *L)
 {
-    const char *image = luaL_checkstring(L, 1);
-    mcp_host *h = mcp_host_upvalue(L);
-    mcp_strv argv = {0};
-    argv_oom(L, mcp_podman_argv_image_exists(&h->podman, image, &argv), &argv);
-    return start_call(L, &argv, CALL_IMAGE_EXISTS, "agent.runtime.image_exists");
+    return named_call(L, mcp_podman_argv_image_exists, CALL_IMAGE_EXISTS,
+                      "agent.runtime.image_exists");
 }
 
 /* spec.labels: a table of string keys to string (or number) values, as
@@ -314,8 +305,7 @@ static int l_run(lua_State *L)
     mcp_container_spec *spec = lua_newuserdatauv(L, sizeof *spec, 0);
     memset(spec, 0, sizeof *spec);
     if (luaL_newmetatable(L, "mcp.container_spec")) {
-        lua_pushcfunction(L, spec_gc);
-        lua_setfield(L, -2, "__gc");
+        mcp_set_cfunction(L, "__gc", spec_gc);
     }
     lua_setmetatable(L, -2);
     check_spec(L, 1, spec);
@@ -383,8 +373,7 @@ static void push_event(lua_State *L, const mcp_podman_event *ev)
     mcp_set_string(L, "status", ev->status);
     if (ev->has_exit_code)
         mcp_set_int(L, "exit_code", ev->exit_code);
-    lua_pushnumber(L, ev->time);
-    lua_setfield(L, -2, "time");
+    mcp_set_number(L, "time", ev->time);
     mcp_set_string(L, "image", ev->image);
     set_labels(L, &ev->labels);
 }
@@ -394,9 +383,7 @@ static int events_answer(lua_State *L, events_ud *ud)
 {
     if (ud->overflowed) {
         ud->overflowed = false;
-        lua_pushnil(L);
-        lua_pushliteral(L, "overflow");
-        return 2;
+        return mcp_push_reason(L, "overflow");
     }
     if (ud->head) {
         ev_node *n = ud->head;
@@ -410,7 +397,7 @@ static int events_answer(lua_State *L, events_ud *ud)
         return 1;
     }
     if (ud->ended || !ud->proc)
-        return push_failure(L, "closed", ud->ended ? ud->end_detail : "the stream was closed");
+        return mcp_push_failure(L, "closed", ud->ended ? ud->end_detail : "the stream was closed");
     return 0;
 }
 
@@ -453,11 +440,8 @@ static void events_on_timeout(uv_timer_t *timer)
     events_wait *w = timer->data;
     mcp_task *t = w->op.task;
     wait_finish(w);
-    if (t) {
-        lua_pushnil(mcp_task_thread(t));
-        lua_pushliteral(mcp_task_thread(t), "timeout");
-        mcp_task_wake(t, 2);
-    }
+    if (t)
+        mcp_task_wake(t, mcp_push_reason(mcp_task_thread(t), "timeout"));
 }
 
 static void events_wait_cancel(mcp_op *op)
@@ -479,11 +463,7 @@ static void events_on_line(const char *line, size_t len, void *data)
         events_queue_clear(ud); /* the reader fell behind: it will list instead */
         ud->overflowed = true;
     }
-    if (ud->tail)
-        ud->tail->next = n;
-    else
-        ud->head = n;
-    ud->tail = n;
+    MCP_QUEUE_APPEND(ud->head, ud->tail, n, next);
     ud->count++;
     events_deliver(ud);
 }
@@ -525,16 +505,10 @@ static int l_events_next(lua_State *L)
         return n;
     if (ud->waiter)
         return luaL_argerror(L, 1, "another task is already waiting on this stream");
-    if (timeout == 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "timeout");
-        return 2;
-    }
+    if (timeout == 0)
+        return mcp_push_reason(L, "timeout");
     mcp_task *t = mcp_task_require(L, "events:next");
-    events_wait *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "out of memory");
-    w->op.cancel = events_wait_cancel;
+    events_wait *w = mcp_op_new(L, sizeof *w, events_wait_cancel);
     w->ud = ud;
     uv_timer_init(ud->loop, &w->timer);
     w->timer.data = w;
@@ -605,7 +579,7 @@ static int l_events(lua_State *L)
     free(args);
     mcp_strv_free(&argv);
     if (!ud->proc)
-        return push_failure(L, "podman not found", err.msg);
+        return mcp_push_failure(L, "podman not found", err.msg);
     return 1;
 }
 
@@ -615,16 +589,11 @@ static void events_metatable(lua_State *L, int host_idx)
     static const luaL_Reg methods[] = {
         {"next", l_events_next}, {"close", l_events_close}, {NULL, NULL}};
     luaL_newmetatable(L, EVENTS_METATABLE);
-    luaL_newlibtable(L, methods);
-    lua_pushvalue(L, host_idx);
-    luaL_setfuncs(L, methods, 1);
+    mcp_new_lib(L, methods, host_idx);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_events_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_events_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_events_tostring);
-    lua_setfield(L, -2, "__tostring");
+    mcp_set_cfunction(L, "__gc", l_events_gc);
+    mcp_set_cfunction(L, "__close", l_events_close);
+    mcp_set_cfunction(L, "__tostring", l_events_tostring);
     lua_pop(L, 1);
 }
 
@@ -640,8 +609,6 @@ int luaopen_mcp_podman(lua_State *L)
                                    {"events", l_events},
                                    {NULL, NULL}};
     events_metatable(L, lua_upvalueindex(1));
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }

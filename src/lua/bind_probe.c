@@ -11,24 +11,22 @@ typedef struct probe_op {
     mcp_probe *probe;
 } probe_op;
 
+/* true, latency | nil, reason, latency */
+static int push_result(lua_State *co, const void *result)
+{
+    const mcp_probe_result *res = result;
+    int n = 1;
+    if (res->healthy)
+        lua_pushboolean(co, 1);
+    else
+        n = mcp_push_reason(co, res->reason ? res->reason : "failed");
+    lua_pushnumber(co, res->latency_s);
+    return n + 1;
+}
+
 static void probe_done(const mcp_probe_result *res, void *ud)
 {
-    probe_op *p = ud;
-    mcp_task *t = p->op.task;
-    if (t) {
-        lua_State *co = mcp_task_thread(t);
-        if (res->healthy) {
-            lua_pushboolean(co, 1);
-            lua_pushnumber(co, res->latency_s);
-            mcp_task_wake(t, 2);
-        } else {
-            lua_pushnil(co);
-            lua_pushstring(co, res->reason ? res->reason : "failed");
-            lua_pushnumber(co, res->latency_s);
-            mcp_task_wake(t, 3);
-        }
-    }
-    free(p);
+    mcp_op_done(ud, push_result, res);
 }
 
 static void probe_cancel(mcp_op *op)
@@ -73,10 +71,7 @@ static int start_probe(lua_State *L, probe_kind kind)
     mcp_task *t = mcp_task_require(L, names[kind]);
     mcp_host *h = mcp_host_upvalue(L);
     mcp_http *http = kind == PROBE_TCP ? NULL : mcp_host_http(L, h); /* may raise: first */
-    probe_op *p = calloc(1, sizeof *p);
-    if (!p)
-        return luaL_error(L, "out of memory");
-    p->op.cancel = probe_cancel;
+    probe_op *p = mcp_op_new(L, sizeof *p, probe_cancel);
     mcp_error err = {{0}};
     switch (kind) {
     case PROBE_TCP:
@@ -104,8 +99,6 @@ static int l_grpc(lua_State *L) { return start_probe(L, PROBE_GRPC); }
 int luaopen_mcp_probe(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"tcp", l_tcp}, {"http", l_http}, {"grpc", l_grpc}, {NULL, NULL}};
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }

@@ -17,8 +17,9 @@ typedef struct proxy_op {
     mcp_mcproxy_call *call;
 } proxy_op;
 
-static void push_route(lua_State *L, const mcp_mcproxy_route *r)
+static void push_route(lua_State *L, const void *item)
 {
+    const mcp_mcproxy_route *r = item;
     lua_createtable(L, 0, 7);
     mcp_set_string(L, "listener", r->listener);
     mcp_set_string(L, "hostname", r->hostname);
@@ -32,30 +33,32 @@ static void push_route(lua_State *L, const mcp_mcproxy_route *r)
         mcp_set_string(L, "key_path", r->key_path);
 }
 
+static int push_outcome(lua_State *co, const void *result)
+{
+    const mcp_mcproxy_result *res = result;
+    if (!res->ok)
+        return mcp_push_failure(co, res->reason, res->detail);
+    if (res->routes)
+        mcp_push_array(co, res->routes, res->n_routes, sizeof *res->routes, push_route);
+    else
+        lua_pushboolean(co, 1); /* add/remove */
+    return 1;
+}
+
+/* list_routes with no routes must still return a table. */
+static int push_list_outcome(lua_State *co, const void *result)
+{
+    const mcp_mcproxy_result *res = result;
+    if (res->ok && !res->routes) {
+        lua_newtable(co);
+        return 1;
+    }
+    return push_outcome(co, res);
+}
+
 static void proxy_done(const mcp_mcproxy_result *res, void *ud)
 {
-    proxy_op *p = ud;
-    mcp_task *t = p->op.task;
-    if (t) {
-        lua_State *co = mcp_task_thread(t);
-        if (res->ok && res->routes) {
-            lua_createtable(co, (int)res->n_routes, 0);
-            for (size_t i = 0; i < res->n_routes; i++) {
-                push_route(co, &res->routes[i]);
-                lua_rawseti(co, -2, (lua_Integer)i + 1);
-            }
-            mcp_task_wake(t, 1);
-        } else if (res->ok) {
-            lua_pushboolean(co, 1); /* add/remove, or an empty list (below) */
-            mcp_task_wake(t, 1);
-        } else {
-            lua_pushnil(co);
-            lua_pushstring(co, res->reason);
-            lua_pushstring(co, res->detail);
-            mcp_task_wake(t, 3);
-        }
-    }
-    free(p);
+    mcp_op_done(ud, push_outcome, res);
 }
 
 static void proxy_cancel(mcp_op *op)
@@ -64,18 +67,9 @@ static void proxy_cancel(mcp_op *op)
     mcp_mcproxy_cancel(p->call); /* proxy_done still runs, detached, and frees p */
 }
 
-/* list_routes with no routes must still return a table. */
 static void list_done(const mcp_mcproxy_result *res, void *ud)
 {
-    proxy_op *p = ud;
-    if (res->ok && !res->routes && p->op.task) {
-        mcp_task *t = p->op.task;
-        lua_newtable(mcp_task_thread(t));
-        mcp_task_wake(t, 1);
-        free(p);
-        return;
-    }
-    proxy_done(res, ud);
+    mcp_op_done(ud, push_list_outcome, res);
 }
 
 /* A string field of the table at idx, left on the stack so that it stays alive. */
@@ -125,17 +119,10 @@ static int start(lua_State *L, proxy_kind kind)
     }
     mcp_task *t = mcp_task_require(L, names[kind]);
     const char *sock = h->cfg ? h->cfg->mcproxy_socket : NULL;
-    if (!sock || !sock[0]) {
-        lua_pushnil(L);
-        lua_pushstring(L, "not configured");
-        lua_pushstring(L, "no [mcproxy] socket in the config");
-        return 3;
-    }
+    if (!sock || !sock[0])
+        return mcp_push_failure(L, "not configured", "no [mcproxy] socket in the config");
     mcp_http *http = mcp_host_http(L, h); /* may raise: before anything is allocated */
-    proxy_op *p = calloc(1, sizeof *p);
-    if (!p)
-        return luaL_error(L, "out of memory");
-    p->op.cancel = proxy_cancel;
+    proxy_op *p = mcp_op_new(L, sizeof *p, proxy_cancel);
     mcp_mcproxy_target to = {.socket = sock, .timeout_ms = MCP_MCPROXY_DEFAULT_TIMEOUT_MS};
     mcp_error err = {{0}};
     switch (kind) {
@@ -151,10 +138,7 @@ static int start(lua_State *L, proxy_kind kind)
     }
     if (!p->call) {
         free(p);
-        lua_pushnil(L);
-        lua_pushstring(L, "unavailable");
-        lua_pushstring(L, err.msg);
-        return 3;
+        return mcp_push_failure(L, "unavailable", err.msg);
     }
     mcp_task_suspend(t, &p->op);
     return lua_yield(L, 0);
@@ -179,8 +163,6 @@ int luaopen_mcp_proxy(lua_State *L)
                                    {"remove_route", l_remove_route},
                                    {"list_routes", l_list_routes},
                                    {NULL, NULL}};
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }

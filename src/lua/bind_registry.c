@@ -14,8 +14,9 @@ static mcp_registry *check_registry(lua_State *L)
     return h->reg;
 }
 
-static void push_route(lua_State *L, const mcp_route *r)
+static void push_route(lua_State *L, const void *item)
 {
+    const mcp_route *r = item;
     lua_createtable(L, 0, 5);
     mcp_set_string(L, "name", r->name);
     if (r->port)
@@ -54,23 +55,18 @@ static void push_component(lua_State *L, const mcp_service *svc, const mcp_compo
         if (c->health.port)
             mcp_set_int(L, "port", c->health.port);
         mcp_set_string(L, "path", c->health.path);
-        lua_pushnumber(L, (lua_Number)c->health.interval_ms / 1000.0);
-        lua_setfield(L, -2, "interval");
-        lua_pushnumber(L, (lua_Number)c->health.timeout_ms / 1000.0);
-        lua_setfield(L, -2, "timeout");
+        mcp_set_number(L, "interval", (lua_Number)c->health.interval_ms / 1000.0);
+        mcp_set_number(L, "timeout", (lua_Number)c->health.timeout_ms / 1000.0);
         mcp_set_int(L, "failure_threshold", c->health.failure_threshold);
         lua_setfield(L, -2, "health");
     }
-    lua_createtable(L, (int)c->n_routes, 0);
-    for (size_t i = 0; i < c->n_routes; i++) {
-        push_route(L, &c->routes[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    mcp_push_array(L, c->routes, c->n_routes, sizeof *c->routes, push_route);
     lua_setfield(L, -2, "routes");
 }
 
-static void push_service(lua_State *L, const mcp_service *svc)
+static void push_service(lua_State *L, const void *item)
 {
+    const mcp_service *svc = item;
     lua_createtable(L, 0, 3);
     mcp_set_string(L, "name", svc->name);
     mcp_set_bool(L, "active", svc->active);
@@ -85,10 +81,31 @@ static void push_service(lua_State *L, const mcp_service *svc)
 /* Registry failures are runtime failures: nil, "registry", detail. */
 static int registry_failure(lua_State *L, const mcp_error *err)
 {
+    return mcp_push_failure(L, "registry", err->msg);
+}
+
+/* A service document that does not validate: nil, "invalid", message. */
+static int invalid_service(lua_State *L, const mcp_error *err)
+{
+    return mcp_push_failure(L, "invalid", err->msg);
+}
+
+/* Calls that count rows answer the count, or the failure. */
+static int count_result(lua_State *L, int n, const mcp_error *err)
+{
+    if (n < 0)
+        return registry_failure(L, err);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* Lookups that found nothing (0) answer nil; a failure (< 0) nil, "registry", detail. */
+static int lookup_miss(lua_State *L, int found, const mcp_error *err)
+{
+    if (found < 0)
+        return registry_failure(L, err);
     lua_pushnil(L);
-    lua_pushliteral(L, "registry");
-    lua_pushstring(L, err->msg);
-    return 3;
+    return 1;
 }
 
 static int l_services(lua_State *L)
@@ -99,11 +116,7 @@ static int l_services(lua_State *L)
     size_t n = 0;
     if (mcp_registry_list_services(reg, &svcs, &n, &err) != 0)
         return registry_failure(L, &err);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        push_service(L, &svcs[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    mcp_push_array(L, svcs, n, sizeof *svcs, push_service);
     mcp_services_free(svcs, n);
     return 1;
 }
@@ -116,12 +129,8 @@ static int l_service(lua_State *L)
     mcp_service svc;
     memset(&svc, 0, sizeof svc);
     int found = mcp_registry_get_service(reg, name, &svc, &err);
-    if (found < 0)
-        return registry_failure(L, &err);
-    if (found == 0) {
-        lua_pushnil(L);
-        return 1;
-    }
+    if (found <= 0)
+        return lookup_miss(L, found, &err);
     push_service(L, &svc);
     mcp_service_free(&svc);
     return 1;
@@ -136,11 +145,8 @@ static int l_set_desired(lua_State *L)
         return luaL_argerror(L, 3, "want \"running\" or \"stopped\"");
     mcp_registry *reg = check_registry(L);
     mcp_error err = {{0}};
-    int n = mcp_registry_set_desired_state(reg, service, component, state, &err);
-    if (n < 0)
-        return registry_failure(L, &err);
-    lua_pushinteger(L, n);
-    return 1;
+    return count_result(L, mcp_registry_set_desired_state(reg, service, component, state, &err),
+                        &err);
 }
 
 static int l_set_active(lua_State *L)
@@ -149,11 +155,7 @@ static int l_set_active(lua_State *L)
     luaL_checktype(L, 2, LUA_TBOOLEAN);
     mcp_registry *reg = check_registry(L);
     mcp_error err = {{0}};
-    int n = mcp_registry_set_active(reg, service, lua_toboolean(L, 2), &err);
-    if (n < 0)
-        return registry_failure(L, &err);
-    lua_pushinteger(L, n);
-    return 1;
+    return count_result(L, mcp_registry_set_active(reg, service, lua_toboolean(L, 2), &err), &err);
 }
 
 static int check_limit(lua_State *L, int idx, lua_Integer dflt)
@@ -199,8 +201,7 @@ static int push_events(lua_State *L, mcp_registry *reg, const mcp_event_query *q
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 7);
         mcp_set_int(L, "id", ev[i].id);
-        lua_pushnumber(L, (lua_Number)ev[i].time_ms / 1000.0);
-        lua_setfield(L, -2, "time");
+        mcp_set_number(L, "time", (lua_Number)ev[i].time_ms / 1000.0);
         mcp_set_string(L, "service", ev[i].service);
         mcp_set_string(L, "component", ev[i].component);
         mcp_set_string(L, "kind", ev[i].kind);
@@ -241,8 +242,9 @@ static int l_events_after(lua_State *L)
 
 /* ---- supervision ---- */
 
-static void push_supervision(lua_State *L, const mcp_supervision *s)
+static void push_supervision(lua_State *L, const void *item)
 {
+    const mcp_supervision *s = item;
     lua_createtable(L, 0, 9);
     mcp_set_string(L, "service", s->service);
     mcp_set_string(L, "component", s->component);
@@ -250,17 +252,12 @@ static void push_supervision(lua_State *L, const mcp_supervision *s)
     if (s->has_last_exit_code)
         mcp_set_int(L, "last_exit_code", s->last_exit_code);
     mcp_set_string(L, "state", s->state);
-    if (s->has_backoff_until) {
-        lua_pushnumber(L, s->backoff_until);
-        lua_setfield(L, -2, "backoff_until");
-    }
+    if (s->has_backoff_until)
+        mcp_set_number(L, "backoff_until", s->backoff_until);
     mcp_set_string(L, "reason", s->reason);
-    if (s->has_started_at) {
-        lua_pushnumber(L, s->started_at);
-        lua_setfield(L, -2, "started_at");
-    }
-    lua_pushnumber(L, s->updated_at);
-    lua_setfield(L, -2, "updated_at");
+    if (s->has_started_at)
+        mcp_set_number(L, "started_at", s->started_at);
+    mcp_set_number(L, "updated_at", s->updated_at);
 }
 
 /* registry.supervision(service, component) -> table | nil */
@@ -272,12 +269,8 @@ static int l_supervision(lua_State *L)
     mcp_error err = {{0}};
     mcp_supervision s;
     int found = mcp_registry_get_supervision(reg, service, component, &s, &err);
-    if (found < 0)
-        return registry_failure(L, &err);
-    if (found == 0) {
-        lua_pushnil(L);
-        return 1;
-    }
+    if (found <= 0)
+        return lookup_miss(L, found, &err);
     push_supervision(L, &s);
     mcp_supervision_free(&s);
     return 1;
@@ -292,11 +285,7 @@ static int l_supervisions(lua_State *L)
     size_t n = 0;
     if (mcp_registry_list_supervision(reg, &rows, &n, &err) != 0)
         return registry_failure(L, &err);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        push_supervision(L, &rows[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    mcp_push_array(L, rows, n, sizeof *rows, push_supervision);
     mcp_supervisions_free(rows, n);
     return 1;
 }
@@ -403,11 +392,8 @@ static int l_set_supervision(lua_State *L)
     int rc = mcp_registry_set_supervision(reg, &u, set, &err);
     if (rc < 0)
         return registry_failure(L, &err);
-    if (rc == 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "no such component");
-        return 2;
-    }
+    if (rc == 0)
+        return mcp_push_reason(L, "no such component");
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -419,11 +405,7 @@ static int l_clear_supervision(lua_State *L)
     const char *component = luaL_optstring(L, 2, NULL);
     mcp_registry *reg = check_registry(L);
     mcp_error err = {{0}};
-    int n = mcp_registry_clear_supervision(reg, service, component, &err);
-    if (n < 0)
-        return registry_failure(L, &err);
-    lua_pushinteger(L, n);
-    return 1;
+    return count_result(L, mcp_registry_clear_supervision(reg, service, component, &err), &err);
 }
 
 static int l_delete(lua_State *L)
@@ -457,12 +439,8 @@ static int l_deploy(lua_State *L)
     mcp_error err = {{0}};
     mcp_service svc;
     memset(&svc, 0, sizeof svc);
-    if (mcp_service_parse(text, len, filename, &svc, &err) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid");
-        lua_pushstring(L, err.msg);
-        return 3;
-    }
+    if (mcp_service_parse(text, len, filename, &svc, &err) != 0)
+        return invalid_service(L, &err);
     int port_min = h->cfg ? h->cfg->port_min : 10000, port_max = h->cfg ? h->cfg->port_max : 19999;
     if (mcp_registry_put_service(reg, &svc, port_min, port_max, port_free, NULL, &err) != 0) {
         mcp_service_free(&svc);
@@ -482,12 +460,8 @@ static int l_validate(lua_State *L)
     mcp_error err = {{0}};
     mcp_service svc;
     memset(&svc, 0, sizeof svc);
-    if (mcp_service_parse(text, len, filename, &svc, &err) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid");
-        lua_pushstring(L, err.msg);
-        return 3;
-    }
+    if (mcp_service_parse(text, len, filename, &svc, &err) != 0)
+        return invalid_service(L, &err);
     lua_pushboolean(L, 1);
     lua_pushstring(L, svc.name); /* callers lock the service before storing it */
     mcp_service_free(&svc);
@@ -523,8 +497,6 @@ int luaopen_mcp_registry(lua_State *L)
                                    {"set_supervision", l_set_supervision},
                                    {"clear_supervision", l_clear_supervision},
                                    {NULL, NULL}};
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }

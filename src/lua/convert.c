@@ -8,6 +8,23 @@ mcp_host *mcp_host_upvalue(lua_State *L)
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
+void mcp_new_lib(lua_State *L, const luaL_Reg *fns, int host_idx)
+{
+    host_idx = lua_absindex(L, host_idx);
+    int n = 0;
+    while (fns[n].name)
+        n++;
+    lua_createtable(L, 0, n);
+    lua_pushvalue(L, host_idx);
+    luaL_setfuncs(L, fns, 1);
+}
+
+void mcp_set_cfunction(lua_State *L, const char *key, lua_CFunction fn)
+{
+    lua_pushcfunction(L, fn);
+    lua_setfield(L, -2, key);
+}
+
 void mcp_push_strv(lua_State *L, const mcp_strv *sv)
 {
     lua_createtable(L, (int)sv->n, 0);
@@ -15,6 +32,32 @@ void mcp_push_strv(lua_State *L, const mcp_strv *sv)
         lua_pushstring(L, sv->v[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+}
+
+void mcp_push_array(lua_State *L, const void *items, size_t n, size_t size,
+                    void (*push)(lua_State *L, const void *item))
+{
+    const char *p = items;
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        push(L, p + i * size);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
+int mcp_push_failure(lua_State *L, const char *reason, const char *detail)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, reason);
+    lua_pushstring(L, detail);
+    return 3;
+}
+
+int mcp_push_reason(lua_State *L, const char *reason)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, reason);
+    return 2;
 }
 
 void mcp_check_strv_field(lua_State *L, int idx, const char *key, mcp_strv *out)
@@ -65,6 +108,12 @@ void mcp_set_string(lua_State *L, const char *key, const char *val)
 void mcp_set_int(lua_State *L, const char *key, lua_Integer val)
 {
     lua_pushinteger(L, val);
+    lua_setfield(L, -2, key);
+}
+
+void mcp_set_number(lua_State *L, const char *key, lua_Number val)
+{
+    lua_pushnumber(L, val);
     lua_setfield(L, -2, key);
 }
 

@@ -71,6 +71,15 @@ void mcp_task_suspend(mcp_task *t, mcp_op *op);
 lua_State *mcp_task_thread(mcp_task *t);
 /* Clears t's pending op and queues t to resume with nargs values already pushed. */
 void mcp_task_wake(mcp_task *t, int nargs);
+/* Completes op: when a task still waits on it, push(thread, res) pushes what
+ * the task wakes with and returns the count. Returns whether a task woke. */
+bool mcp_op_complete(mcp_op *op, int (*push)(lua_State *co, const void *res), const void *res);
+/* A zeroed operation of size bytes (a struct whose first member is the
+ * mcp_op) that cancel stops; raises when out of memory. */
+void *mcp_op_new(lua_State *L, size_t size, void (*cancel)(mcp_op *op));
+/* mcp_op_complete, then frees op: the first member of a struct from malloc,
+ * as the bindings' ops are (the end of the operation's callback). */
+void mcp_op_done(mcp_op *op, int (*push)(lua_State *co, const void *res), const void *res);
 /* How the main task ended. */
 typedef enum mcp_main_outcome {
     MCP_MAIN_DONE,      /* its results (nres) are on h->L */
@@ -119,6 +128,12 @@ int luaopen_mcp_notify(lua_State *L); /* upvalue: host; starts the systemd watch
 
 /* --- conversions (convert.c) --- */
 void mcp_push_strv(lua_State *L, const mcp_strv *sv);
+/* An array of the n items laid out size bytes apart, each pushed by push. */
+void mcp_push_array(lua_State *L, const void *items, size_t n, size_t size,
+                    void (*push)(lua_State *L, const void *item));
+/* The expected-failure answers: nil, reason, detail (3) and nil, reason (2). */
+int mcp_push_failure(lua_State *L, const char *reason, const char *detail);
+int mcp_push_reason(lua_State *L, const char *reason);
 /* Reads field `key` of the table at idx as an array of strings; raises on wrong types. */
 void mcp_check_strv_field(lua_State *L, int idx, const char *key, mcp_strv *out);
 /* Optional string field; NULL when absent; raises on wrong type. Returns a fresh copy. */
@@ -126,9 +141,13 @@ char *mcp_opt_string_field(lua_State *L, int idx, const char *key);
 void mcp_set_string(lua_State *L, const char *key,
                     const char *val); /* t[key]=val on top table, skipped when NULL */
 void mcp_set_int(lua_State *L, const char *key, lua_Integer val);
+void mcp_set_number(lua_State *L, const char *key, lua_Number val);
 void mcp_set_bool(lua_State *L, const char *key, bool val);
 
 mcp_host *mcp_host_upvalue(lua_State *L);
+/* A new table of fns, each with the value at host_idx (the host) as upvalue 1. */
+void mcp_new_lib(lua_State *L, const luaL_Reg *fns, int host_idx);
+void mcp_set_cfunction(lua_State *L, const char *key, lua_CFunction fn); /* t[key]=fn, top table */
 
 /* --- policies (policy.c) --- */
 /* Installs the searcher that loads policy modules (StrictModes, text only, own _ENV). */

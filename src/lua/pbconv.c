@@ -298,8 +298,7 @@ ProtobufCMessage *mcp_pb_check(lua_State *L, int idx, const ProtobufCMessageDesc
     pb_box *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->msg = NULL;
     if (luaL_newmetatable(L, MSG_MT)) {
-        lua_pushcfunction(L, box_gc);
-        lua_setfield(L, -2, "__gc");
+        mcp_set_cfunction(L, "__gc", box_gc);
     }
     lua_setmetatable(L, -2);
     box->msg = new_message(L, desc);

@@ -65,6 +65,12 @@ const char *mcp_signal_name(int sig)
     return sig_name(sig);
 }
 
+static int push_name(lua_State *co, const void *name)
+{
+    lua_pushstring(co, name);
+    return 1;
+}
+
 /* Hands sig to every waiting task; returns how many there were. */
 static int deliver(mcp_host *h, int sig)
 {
@@ -73,12 +79,8 @@ static int deliver(mcp_host *h, int sig)
     h->sig_waiters = NULL;
     while (w) {
         sig_wait *next = w->next;
-        mcp_task *t = w->op.task;
-        if (t) {
-            lua_pushstring(mcp_task_thread(t), sig_name(sig));
-            mcp_task_wake(t, 1);
+        if (mcp_op_complete(&w->op, push_name, sig_name(sig)))
             n++;
-        }
         free(w);
         w = next;
     }
@@ -185,10 +187,7 @@ static int l_wait(lua_State *L)
 {
     mcp_task *t = mcp_task_require(L, "signals.wait");
     mcp_host *h = mcp_host_upvalue(L);
-    sig_wait *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "out of memory");
-    w->op.cancel = wait_cancel;
+    sig_wait *w = mcp_op_new(L, sizeof *w, wait_cancel);
     w->next = h->sig_waiters;
     h->sig_waiters = w;
     mcp_task_suspend(t, &w->op);
@@ -208,8 +207,6 @@ static int l_stopping(lua_State *L)
 int luaopen_mcp_signals(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"wait", l_wait}, {"stopping", l_stopping}, {NULL, NULL}};
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }

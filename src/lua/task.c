@@ -95,12 +95,7 @@ static void ready_push(mcp_host *h, mcp_task *t, int nargs)
     if (t->queued)
         return;
     t->queued = true;
-    t->next_ready = NULL;
-    if (h->ready_tail)
-        h->ready_tail->next_ready = t;
-    else
-        h->ready_head = t;
-    h->ready_tail = t;
+    MCP_QUEUE_APPEND(h->ready_head, h->ready_tail, t, next_ready);
     if (!uv_is_active((uv_handle_t *)&h->idle))
         uv_idle_start(&h->idle, on_idle);
 }
@@ -124,8 +119,9 @@ static void wait_op_free(wait_op *w)
 }
 
 /* Pushes the outcome of finished task t onto co: true, results… | false, msg | nil, "cancelled". */
-static int push_outcome(mcp_task *t, lua_State *co)
+static int push_outcome(lua_State *co, const void *task)
 {
+    const mcp_task *t = task;
     if (t->state == TASK_DONE) {
         if (!lua_checkstack(co, t->nresults + 1))
             return 0;
@@ -142,9 +138,7 @@ static int push_outcome(mcp_task *t, lua_State *co)
         lua_xmove(t->co, co, 1);
         return 2;
     }
-    lua_pushnil(co);
-    lua_pushliteral(co, "cancelled");
-    return 2;
+    return mcp_push_reason(co, "cancelled");
 }
 
 /* The task ended (done, failed or cancelled): wake its waiters and let it be collected. */
@@ -156,11 +150,7 @@ static void task_finish(mcp_task *t)
     t->waiters = NULL;
     while (w) {
         wait_op *next = w->next;
-        mcp_task *waiter = w->op.task;
-        if (waiter) {
-            int n = push_outcome(t, waiter->co);
-            mcp_task_wake(waiter, n);
-        }
+        mcp_op_complete(&w->op, push_outcome, t);
         wait_op_free(w);
         w = next;
     }
@@ -300,6 +290,30 @@ void mcp_task_wake(mcp_task *t, int nargs)
     ready_push(t->host, t, nargs);
 }
 
+bool mcp_op_complete(mcp_op *op, int (*push)(lua_State *co, const void *res), const void *res)
+{
+    mcp_task *t = op->task;
+    if (!t)
+        return false;
+    mcp_task_wake(t, push(t->co, res));
+    return true;
+}
+
+void *mcp_op_new(lua_State *L, size_t size, void (*cancel)(mcp_op *op))
+{
+    mcp_op *op = calloc(1, size);
+    if (!op)
+        luaL_error(L, "out of memory");
+    op->cancel = cancel;
+    return op;
+}
+
+void mcp_op_done(mcp_op *op, int (*push)(lua_State *co, const void *res), const void *res)
+{
+    mcp_op_complete(op, push, res);
+    free(op);
+}
+
 /* Cancels t: detaches and cancels its pending operation, closes its
  * coroutine (running its to-be-closed variables) and wakes its waiters. */
 static void task_cancel(mcp_task *t)
@@ -385,10 +399,7 @@ static int l_sleep(lua_State *L)
     uint64_t ms = seconds_to_ms(L, 1);
     mcp_task *t = mcp_task_require(L, "agent.clock.sleep");
     mcp_host *h = mcp_host_upvalue(L);
-    sleep_op *s = calloc(1, sizeof *s);
-    if (!s)
-        return luaL_error(L, "out of memory");
-    s->op.cancel = sleep_cancel;
+    sleep_op *s = mcp_op_new(L, sizeof *s, sleep_cancel);
     uv_timer_init(&h->loop, &s->timer);
     s->timer.data = s;
     uv_timer_start(&s->timer, sleep_fired, ms, 0);
@@ -415,9 +426,7 @@ int luaopen_mcp_clock(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"now", l_now}, {"sleep", l_sleep}, {"wallclock", l_wallclock}, {NULL, NULL}};
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }
 
@@ -470,11 +479,8 @@ static void wait_timed_out(uv_timer_t *timer)
     mcp_task *t = w->op.task;
     w->timer_armed = false;
     uv_close((uv_handle_t *)&w->timer, wait_timer_closed);
-    if (t) {
-        lua_pushnil(t->co);
-        lua_pushliteral(t->co, "timeout");
-        mcp_task_wake(t, 2);
-    }
+    if (t)
+        mcp_task_wake(t, mcp_push_reason(t->co, "timeout"));
 }
 
 static void wait_cancel(mcp_op *op)
@@ -496,15 +502,12 @@ static int l_wait(lua_State *L)
     bool has_timeout = !lua_isnoneornil(L, 2);
     uint64_t ms = has_timeout ? seconds_to_ms(L, 2) : 0;
     if (task_finished(target))
-        return push_outcome(target, L);
+        return push_outcome(L, target);
     mcp_task *self = mcp_task_require(L, "agent.task.wait");
     if (self == target)
         return luaL_error(L, "a task cannot wait for itself");
     mcp_host *h = mcp_host_upvalue(L);
-    wait_op *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "out of memory");
-    w->op.cancel = wait_cancel;
+    wait_op *w = mcp_op_new(L, sizeof *w, wait_cancel);
     w->target = target;
     w->next = target->waiters;
     target->waiters = w;
@@ -603,13 +606,10 @@ int luaopen_mcp_task(lua_State *L)
         lua_pushvalue(L, lua_upvalueindex(1));
         lua_pushcclosure(L, l_task_index, 1);
         lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_task_tostring);
-        lua_setfield(L, -2, "__tostring");
+        mcp_set_cfunction(L, "__tostring", l_task_tostring);
     }
     lua_pop(L, 1);
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }
 
