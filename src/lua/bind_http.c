@@ -18,31 +18,24 @@ typedef struct http_op {
     mcp_http_req *req;
 } http_op;
 
+/* status, body, headers | nil, reason, detail */
+static int push_response(lua_State *co, const void *result)
+{
+    const mcp_http_response *res = result;
+    if (res->reason && *res->reason)
+        return mcp_push_failure(co, res->reason, res->error ? res->error : "");
+    lua_pushinteger(co, res->status);
+    lua_pushlstring(co, res->body ? res->body : "", res->body_len);
+    lua_createtable(co, 0, (int)res->n_headers);
+    for (size_t i = 0; i < res->n_headers; i++)
+        if (!res->headers[i].trailer)
+            mcp_set_string(co, res->headers[i].name, res->headers[i].value);
+    return 3;
+}
+
 static void http_done(const mcp_http_response *res, void *ud)
 {
-    http_op *p = ud;
-    mcp_task *t = p->op.task;
-    if (t) {
-        lua_State *co = mcp_task_thread(t);
-        if (res->reason && *res->reason) {
-            lua_pushnil(co);
-            lua_pushstring(co, res->reason);
-            lua_pushstring(co, res->error ? res->error : "");
-            mcp_task_wake(t, 3);
-        } else {
-            lua_pushinteger(co, res->status);
-            lua_pushlstring(co, res->body ? res->body : "", res->body_len);
-            lua_createtable(co, 0, (int)res->n_headers);
-            for (size_t i = 0; i < res->n_headers; i++) {
-                if (res->headers[i].trailer)
-                    continue;
-                lua_pushstring(co, res->headers[i].value);
-                lua_setfield(co, -2, res->headers[i].name);
-            }
-            mcp_task_wake(t, 3);
-        }
-    }
-    free(p);
+    mcp_op_done(ud, push_response, res);
 }
 
 static void http_cancel(mcp_op *op)
@@ -100,10 +93,7 @@ static int l_request(lua_State *L)
 
     mcp_host *h = mcp_host_upvalue(L);
     mcp_http *client = mcp_host_http(L, h);
-    http_op *p = calloc(1, sizeof *p);
-    if (!p)
-        return luaL_error(L, "out of memory");
-    p->op.cancel = http_cancel;
+    http_op *p = mcp_op_new(L, sizeof *p, http_cancel);
     mcp_http_request rq = {
         .method = method,
         .url = url,
@@ -117,10 +107,7 @@ static int l_request(lua_State *L)
     p->req = mcp_http_start(client, &rq, http_done, p, &err);
     if (!p->req) {
         free(p);
-        lua_pushnil(L);
-        lua_pushliteral(L, "failed");
-        lua_pushstring(L, err.msg);
-        return 3;
+        return mcp_push_failure(L, "failed", err.msg);
     }
     mcp_task_suspend(t, &p->op);
     return lua_yield(L, 0);
@@ -129,8 +116,6 @@ static int l_request(lua_State *L)
 int luaopen_mcp_http(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"request", l_request}, {NULL, NULL}};
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    luaL_setfuncs(L, fns, 1);
+    mcp_new_lib(L, fns, lua_upvalueindex(1));
     return 1;
 }
