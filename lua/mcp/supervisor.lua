@@ -35,7 +35,6 @@ local M = {}
 M.MAX_DELAY = 86400 -- s: a longer delay from a policy is nonsense, not a plan
 M.FALLBACK_DELAY = 60 -- s: when even the built-in policy cannot answer
 M.RECENT = 2 -- s: a death this soon after the lifecycle stopped or removed it is verified first
-M.FRESH = 1 -- s: a restart this soon after a death trusts what the death said of the container
 M.STREAM_BACKOFF = { base = 0.5, cap = 30 } -- restarting the events child
 -- s: a death the stream has not told of after this long means it stopped
 -- producing (podman's `died` reaches us ~0.1-0.3 s after the exit)
@@ -178,9 +177,9 @@ function M.new(agent, opts)
             return
         end
         if how == "restart" then lifecycle.down(agent, svc, comp) end
-        -- the record of its death, while still fresh, instead of an inspect
-        local fresh = not how and st.record and st.died_at and agent.clock.now() - st.died_at < M.FRESH
-        local r = lifecycle.up(agent, svc, comp, { existing = fresh and st.record or nil,
+        -- what its death said of it, while no later event made that stale,
+        -- instead of an inspect (a podman call less on every restart)
+        local r = lifecycle.up(agent, svc, comp, { existing = not how and st.record or nil,
                                                     reuse = how ~= "recreate", recreate = how == "recreate",
                                                     routes = false, event = "restarted", why = "supervisor",
                                                     exit_code = exit_code, quiet = st.restarts > 0 })
@@ -452,10 +451,10 @@ function M.new(agent, opts)
     --- One event from the runtime's stream.
     function sup.on_event(ev)
         if ev.status ~= "died" then
-            if ev.status == "start" then
-                local st = states[ev.name]
-                if st and st.state == "exited" then st.state = "running"; persist(st) end
-            end
+            local st = states[ev.name]
+            -- someone else changed it: what its death said of it no longer holds
+            if st and (ev.status == "start" or ev.status == "remove" or ev.status == "create") then st.record = nil end
+            if ev.status == "start" and st and st.state == "exited" then st.state = "running"; persist(st) end
             return
         end
         told[ev.name] = true
