@@ -540,6 +540,41 @@ static int parse_health(parse_ctx *p, const mcp_toml_value *comp, const char *cp
     return 0;
 }
 
+/* The container port of a port spec "[ip:][host:]container[/proto]", or -1. */
+static long spec_container_port(const char *spec)
+{
+    const char *end = strchr(spec, '/');
+    size_t len = end ? (size_t)(end - spec) : strlen(spec);
+    const char *start = spec;
+    for (const char *q = spec; q < spec + len; q++)
+        if (*q == ':')
+            start = q + 1;
+    return mcp_parse_digits(start, (size_t)(spec + len - start), 5);
+}
+
+/* [components.health] port must be a container port the component publishes
+ * (a ports entry or a route), or the probe would have no host port to reach. */
+static int check_health_port(parse_ctx *p, const mcp_toml_value *comp, const char *cpath,
+                             const mcp_component *c)
+{
+    int port = c->health.port;
+    if (port <= 0)
+        return 0;
+    for (size_t i = 0; i < c->n_routes; i++)
+        if (c->routes[i].port == port || c->routes[i].port == 0) /* 0: $PORT, known later */
+            return 0;
+    for (size_t i = 0; i < c->ports.n; i++)
+        if (spec_container_port(c->ports.v[i]) == port)
+            return 0;
+    const mcp_toml_value *v = value_or_table(value_or_table(comp, "health"), "port");
+    char path[PATH_MAX_LEN];
+    snprintf(path, sizeof path, "%s.health.port", cpath);
+    return failf(p, v->line, v->col, path,
+                 "container port %d is not published (no ports entry or route maps it), so the "
+                 "probe could not reach it",
+                 port);
+}
+
 static int parse_route(parse_ctx *p, const mcp_toml_value *t, const char *path, void *item)
 {
     mcp_route *r = item;
@@ -691,7 +726,8 @@ static int parse_component(parse_ctx *p, const mcp_toml_value *t, const char *pa
         return -1;
     if (!c->desired_state && !(c->desired_state = mcp_strdup("running")))
         return failf(p, t->line, t->col, path, "out of memory");
-    if (parse_health(p, t, path, &c->health) != 0 || parse_routes(p, t, path, c) != 0)
+    if (parse_health(p, t, path, &c->health) != 0 || parse_routes(p, t, path, c) != 0 ||
+        check_health_port(p, t, path, c) != 0)
         return -1;
     return 0;
 }

@@ -136,6 +136,18 @@ class BadServiceFile(AgentTestCase):
     def test_bad_volume_spec(self):
         self.deploy_bad("svc_bad_volume.toml", ":6:31:", "components[0].volumes[1]", '"relative-dst:data"')
 
+    def test_liveness_interval_of_zero(self):
+        self.deploy_bad("svc_health_interval_zero.toml", ":9:12:", "components[0].health.interval",
+                        "must be positive")
+
+    def test_negative_failure_threshold(self):
+        self.deploy_bad("svc_health_negative_threshold.toml", ":9:21:", "components[0].health.failure_threshold",
+                        "out of range")
+
+    def test_health_port_that_nothing_publishes(self):
+        self.deploy_bad("svc_health_port_unpublished.toml", ":8:8:", "components[0].health.port",
+                        "9090 is not published")
+
     def test_bad_desired_state(self):
         self.deploy_bad("svc_bad_desired_state.toml", ":6:17:", "components[0].desired_state", '"paused"')
 
