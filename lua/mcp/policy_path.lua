@@ -2,8 +2,8 @@
 -- specs through mcp.testing, and in `mcp-agent test` — resolved as the
 -- daemon resolves it (src/lua/policy.c): the operator's policy dir first,
 -- then the built-in policies; "policy.builtin.NAME" only the built-in one;
--- each policy in its own environment, text only; a policy that requires
--- itself is an error naming its file.
+-- each policy in its own environment over mcp.sandbox's curated globals,
+-- text only; a policy that requires itself is an error naming its file.
 --
 -- Directories: MCP_POLICY_DIR (the operator's, optional) and
 -- MCP_BUILTIN_POLICY_DIR, else the policies/ folder beside this library's
@@ -49,7 +49,7 @@ local function searcher(module)
                         .. 'require "policy.builtin.%s"', path, module, name), 0)
                 end
                 return function(mod_name, file)
-                    local env = setmetatable({}, { __index = _G })
+                    local env = setmetatable({}, { __index = require("mcp.sandbox").globals })
                     local chunk, err = loadfile(file, "t", env)
                     if not chunk then error(err, 0) end
                     loading[mod_name] = true

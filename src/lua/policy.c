@@ -111,10 +111,15 @@ static int policy_loader(lua_State *L)
     const char *path = luaL_checkstring(L, 2);
     if (luaL_loadfilex(L, path, "t") != LUA_OK)
         return lua_error(L);
-    /* _ENV: a fresh table reading through to the globals */
+    /* _ENV: a fresh table reading through to the curated globals of
+     * mcp.sandbox (no os.execute, io.popen, debug, bytecode, raw core) */
     lua_newtable(L);
     lua_newtable(L); /* its metatable */
-    lua_pushglobaltable(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "mcp.sandbox");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "globals");
+    lua_remove(L, -2);
     lua_setfield(L, -2, "__index");
     lua_newtable(L);
     lua_pushstring(L, name);

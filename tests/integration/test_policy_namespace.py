@@ -80,5 +80,41 @@ class PolicyNamespace(AgentTestCase):
         self.assertEqual(r.rc, 0, r.stderr)
 
 
+class PolicySandbox(AgentTestCase):
+    """Policies touch the world only through agent (issue #14.9): what reaches
+    past it is not in their environment, even at `check`."""
+
+    ESCAPES = (
+        ('os.execute("true")', "execute"),
+        ('io.popen("true")', "popen"),
+        ('package.loadlib("libc.so.6", "puts")', "package"),
+        ('debug.getinfo(1)', "debug"),
+        ('require("mcp.core")', "not for them"),
+        ('require("mcp.host.agent")', "not for them"),
+        ('load(string.dump(function() end))', "dump"),
+    )
+
+    def test_a_policy_cannot_reach_past_the_agent(self):
+        pol = self.env.path("policies")
+        self.env.write_config(policy_dir=pol)
+        for code, needle in self.ESCAPES:
+            self.env.write("policies/recover.lua", code + '\nreturn require "policy.builtin.recover"\n')
+            r = self.env.run("check")
+            self.assertEqual(r.rc, 2, code + "\n" + r.stdout + r.stderr)
+            self.assertIn("policies/recover.lua:1", r.stderr, code)  # Lua shortens long chunk names
+            self.assertIn(needle, r.stderr, code)
+
+    def test_what_policies_need_is_there(self):
+        pol = self.env.path("policies")
+        self.env.write_config(policy_dir=pol)
+        self.env.write("policies/recover.lua",
+                       'local json = require "mcp.json"\nlocal r = require "mcp.recovery"\n'
+                       'assert(type(r.recover) == "function" and json.encode({1}) == "[1]")\n'
+                       'assert(os.time() > 0 and math.max(1, 2) == 2 and string.format("%d", 3) == "3")\n'
+                       'return require "policy.builtin.recover"\n')
+        r = self.env.run("check")
+        self.assertEqual(r.rc, 0, r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
