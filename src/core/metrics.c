@@ -18,6 +18,8 @@ typedef struct series {
     char *key; /* the label values, each as 4 length bytes + bytes */
     size_t key_len;
     char **values;
+    char *labels; /* rendered once: l1="v1",l2="v2" (escaped) */
+    size_t labels_len;
     double value;     /* counter, gauge */
     uint64_t *counts; /* histogram: per bucket, not cumulative */
     uint64_t count;
@@ -39,6 +41,7 @@ struct mcp_metric_family {
 
 struct mcp_metrics {
     char *version;
+    size_t last_len; /* the previous rendering's size: the next buffer starts there */
     mcp_metric_family **families;
     size_t n_families, cap_families;
 };
@@ -102,6 +105,7 @@ static void series_free(series *s, size_t n_labels)
     for (size_t i = 0; s->values && i < n_labels; i++)
         free(s->values[i]);
     free(s->values);
+    free(s->labels);
     free(s->key);
     free(s->counts);
     free(s);
@@ -269,6 +273,58 @@ oom:
     return NULL;
 }
 
+/* ---------- text buffers ---------- */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    int failed;
+} buf;
+
+static void put(buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *grown = realloc(b->p, cap);
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        b->p = grown;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void puts_(buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+/* HELP text: backslash and newline escaped; label values: the quote too. */
+static void put_escaped(buf *b, const char *s, int quote)
+{
+    const char *run = s;
+    for (; *s; s++) {
+        const char *esc = *s == '\\'             ? "\\\\"
+                          : *s == '\n'           ? "\\n"
+                          : (quote && *s == '"') ? "\\\""
+                                                 : NULL;
+        if (!esc)
+            continue;
+        put(b, run, (size_t)(s - run));
+        puts_(b, esc);
+        run = s + 1;
+    }
+    put(b, run, (size_t)(s - run));
+}
+
 /* ---------- series lookup ---------- */
 
 static char *make_key(const mcp_metric_family *f, const char *const *values, size_t *len)
@@ -343,6 +399,21 @@ static series *new_series(mcp_metric_family *f, char *key, size_t len, const cha
     if (f->type == MCP_METRIC_HISTOGRAM &&
         !(s->counts = calloc(f->n_buckets + 1, sizeof(uint64_t))))
         goto fail;
+    buf lb = {0};
+    for (size_t i = 0; i < f->n_labels; i++) {
+        if (i)
+            puts_(&lb, ",");
+        puts_(&lb, f->labels[i]);
+        puts_(&lb, "=\"");
+        put_escaped(&lb, values[i], 1);
+        puts_(&lb, "\"");
+    }
+    if (lb.failed) {
+        free(lb.p);
+        goto fail;
+    }
+    s->labels = lb.p;
+    s->labels_len = lb.len;
     return s;
 fail:
     s->key = NULL; /* the caller still owns key */
@@ -485,56 +556,6 @@ int mcp_metrics_remove(mcp_metric_family *f, const char *const *values)
 
 /* ---------- rendering ---------- */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *grown = realloc(b->p, cap);
-        if (!grown) {
-            b->failed = 1;
-            return;
-        }
-        b->p = grown;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void puts_(buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-/* HELP text: backslash and newline escaped; label values: the quote too. */
-static void put_escaped(buf *b, const char *s, int quote)
-{
-    const char *run = s;
-    for (; *s; s++) {
-        const char *esc = *s == '\\'             ? "\\\\"
-                          : *s == '\n'           ? "\\n"
-                          : (quote && *s == '"') ? "\\\""
-                                                 : NULL;
-        if (!esc)
-            continue;
-        put(b, run, (size_t)(s - run));
-        puts_(b, esc);
-        run = s + 1;
-    }
-    put(b, run, (size_t)(s - run));
-}
-
 /* The shortest text that reads back as v; Prometheus spells infinities +Inf/-Inf. */
 static void format_number(char *out, size_t len, double v)
 {
@@ -543,7 +564,20 @@ static void format_number(char *out, size_t len, double v)
     } else if (isinf(v)) {
         snprintf(out, len, v > 0 ? "+Inf" : "-Inf");
     } else if (v == floor(v) && fabs(v) < 1e15) {
-        snprintf(out, len, "%.0f", v);
+        /* most samples are small integers: no printf for them */
+        char tmp[24];
+        size_t n = 0;
+        uint64_t u = (uint64_t)fabs(v);
+        do {
+            tmp[n++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        size_t at = 0;
+        if (v < 0 && at + 1 < len)
+            out[at++] = '-';
+        while (n && at + 1 < len)
+            out[at++] = tmp[--n];
+        out[at] = '\0';
     } else {
         snprintf(out, len, "%.15g", v);
         if (strtod(out, NULL) != v)
@@ -558,36 +592,27 @@ static void put_number(buf *b, double v)
     puts_(b, n);
 }
 
-/* name{l1="v1",...,extra="x"} value\n */
-static void put_sample(buf *b, const char *name, const char *suffix, const mcp_metric_family *f,
-                       const series *s, const char *extra_label, const char *extra_value, double v)
+/* name{l1="v1",...,le="x"} value\n */
+static void put_sample(buf *b, const char *name, const char *suffix, const series *s,
+                       const char *le, double v)
 {
     puts_(b, name);
     puts_(b, suffix);
-    size_t n = s ? f->n_labels : 0;
-    if (n || extra_label) {
-        puts_(b, "{");
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                puts_(b, ",");
-            puts_(b, f->labels[i]);
-            puts_(b, "=\"");
-            put_escaped(b, s->values[i], 1);
-            puts_(b, "\"");
+    size_t n = s ? s->labels_len : 0;
+    if (n || le) {
+        put(b, "{", 1);
+        if (n)
+            put(b, s->labels, n);
+        if (le) { /* a number: nothing to escape */
+            puts_(b, n ? ",le=\"" : "le=\"");
+            puts_(b, le);
+            put(b, "\"", 1);
         }
-        if (extra_label) {
-            if (n)
-                puts_(b, ",");
-            puts_(b, extra_label);
-            puts_(b, "=\"");
-            put_escaped(b, extra_value, 1);
-            puts_(b, "\"");
-        }
-        puts_(b, "}");
+        put(b, "}", 1);
     }
-    puts_(b, " ");
+    put(b, " ", 1);
     put_number(b, v);
-    puts_(b, "\n");
+    put(b, "\n", 1);
 }
 
 static void put_header(buf *b, const char *name, const char *help, const char *type)
@@ -609,7 +634,7 @@ static void render_family(buf *b, const mcp_metric_family *f)
     for (size_t i = 0; i < f->n_series; i++) {
         const series *s = f->series[i];
         if (f->type != MCP_METRIC_HISTOGRAM) {
-            put_sample(b, f->name, "", f, s, NULL, NULL, s->value);
+            put_sample(b, f->name, "", s, NULL, s->value);
             continue;
         }
         uint64_t cum = 0;
@@ -617,10 +642,10 @@ static void render_family(buf *b, const mcp_metric_family *f)
             char le[40];
             cum += s->counts[k];
             format_number(le, sizeof le, k < f->n_buckets ? f->buckets[k] : INFINITY);
-            put_sample(b, f->name, "_bucket", f, s, "le", le, (double)cum);
+            put_sample(b, f->name, "_bucket", s, le, (double)cum);
         }
-        put_sample(b, f->name, "_sum", f, s, NULL, NULL, s->sum);
-        put_sample(b, f->name, "_count", f, s, NULL, NULL, (double)s->count);
+        put_sample(b, f->name, "_sum", s, NULL, s->sum);
+        put_sample(b, f->name, "_count", s, NULL, (double)s->count);
     }
 }
 
@@ -668,30 +693,32 @@ static void render_process(buf *b, const mcp_metrics *m)
                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
         put_header(b, "process_cpu_seconds_total",
                    "Total user and system CPU time spent in seconds.", "counter");
-        put_sample(b, "process_cpu_seconds_total", "", NULL, NULL, NULL, NULL, cpu);
+        put_sample(b, "process_cpu_seconds_total", "", NULL, NULL, cpu);
     }
     double rss, vsize;
     if (read_statm(&rss, &vsize) == 0) {
         put_header(b, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge");
-        put_sample(b, "process_resident_memory_bytes", "", NULL, NULL, NULL, NULL, rss);
+        put_sample(b, "process_resident_memory_bytes", "", NULL, NULL, rss);
         put_header(b, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge");
-        put_sample(b, "process_virtual_memory_bytes", "", NULL, NULL, NULL, NULL, vsize);
+        put_sample(b, "process_virtual_memory_bytes", "", NULL, NULL, vsize);
     }
     int fds = count_open_fds();
     if (fds >= 0) {
         put_header(b, "process_open_fds", "Number of open file descriptors.", "gauge");
-        put_sample(b, "process_open_fds", "", NULL, NULL, NULL, NULL, fds);
+        put_sample(b, "process_open_fds", "", NULL, NULL, fds);
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
         put_header(b, "process_max_fds", "Maximum number of open file descriptors.", "gauge");
-        put_sample(b, "process_max_fds", "", NULL, NULL, NULL, NULL, (double)rl.rlim_cur);
+        put_sample(b, "process_max_fds", "", NULL, NULL, (double)rl.rlim_cur);
     }
 }
 
 char *mcp_metrics_render(mcp_metrics *m, size_t *len)
 {
     buf b = {0};
+    if (m->last_len && (b.p = malloc(m->last_len + 4096)))
+        b.cap = m->last_len + 4096;
     for (size_t i = 0; i < m->n_families; i++)
         render_family(&b, m->families[i]);
     render_process(&b, m);
@@ -699,6 +726,7 @@ char *mcp_metrics_render(mcp_metrics *m, size_t *len)
         free(b.p);
         return NULL;
     }
+    m->last_len = b.len;
     *len = b.len;
     return b.p;
 }
