@@ -190,16 +190,16 @@ function M.run(agent, args)
             local recover = assert(policies.get("recover"))
             return recover.run(a, { only = only })
         end,
-        probed = metrics.probe,
-        changed = metrics.supervised,
-        listed = function(wall) metrics.listed(wall); metrics.sync(agent.registry) end,
+        probed = metrics.guard(agent, metrics.probe),
+        changed = metrics.guard(agent, metrics.supervised),
+        listed = metrics.guard(agent, function(wall) metrics.listed(wall); metrics.sync(agent.registry) end),
     })
     agent.supervisor = sup
     -- supervise.on_event hooks: one task per event, never in the way
     local hooks = require("mcp.hooks").new(agent, { policy = function() return (policies.get("supervise")) end })
     state.event_listeners = state.event_listeners or {}
     table.insert(state.event_listeners, hooks.dispatch)
-    table.insert(state.event_listeners, function(ev) metrics.event(ev.kind) end)
+    table.insert(state.event_listeners, metrics.guard(agent, function(ev) metrics.event(ev.kind) end))
     local boot_task = agent.task.spawn(function()
         local ok, boot_err = pcall(run_boot, agent, state)
         if not ok then

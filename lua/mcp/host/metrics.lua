@@ -78,6 +78,12 @@ end
 --- component no supervisor state speaks of is up when it should run; one
 --- that left the registry loses its series.
 function M.sync(registry)
+    local ok, err = pcall(M.sync_now, registry)
+    if not ok then return nil, err end
+    return true
+end
+
+function M.sync_now(registry)
     local rows = {}
     for _, r in ipairs(registry.supervisions and registry.supervisions() or {}) do
         rows[key(r.service, r.component)] = r
@@ -106,6 +112,15 @@ function M.sync(registry)
     for _, k in ipairs(gone) do
         local service, component = k:match("^(.-)%z(.*)$")
         M.forget(service, component)
+    end
+end
+
+--- fn wrapped so that a failure is logged, never raised into the caller
+--- (the supervisor's hooks: metrics must not stop supervision).
+function M.guard(agent, fn)
+    return function(...)
+        local ok, err = pcall(fn, ...)
+        if not ok then agent.log.warn("metrics update failed", { error = tostring(err) }) end
     end
 end
 
