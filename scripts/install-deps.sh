@@ -13,6 +13,7 @@ apt-get install -y -q --no-install-recommends \
     sqlite3 libsqlite3-dev libuv1-dev libjansson-dev \
     libcurl4-openssl-dev libnghttp2-dev libssl-dev openssl \
     libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
+    libmicrohttpd-dev prometheus \
     podman runc busybox-static \
     python3 python3-grpcio python3-grpc-tools nghttp2-client hyperfine \
     libsystemd-dev systemd scdoc mandoc man-db bash-completion file dpkg-dev

@@ -48,6 +48,9 @@ typedef struct mcp_config {
     char *monitor_drift;         /* "report" (default) | "fix" */
     int64_t keep_events;         /* newest registry events kept, >= 1; default 10000 */
 
+    /* [metrics] */
+    char *metrics_listen; /* "" = off (default); host:port, [v6]:port or a unix socket path */
+
     /* [log] */
     char *log_level;  /* default "info" */
     char *log_format; /* "text" (default) | "json" */

@@ -70,7 +70,9 @@ end
 --- event stream, lists only), recover (function(agent, only) -> report:
 --- the many-at-once pass over `only`, a set of service names), drift
 --- ("report" | "fix"), random (jitter source), probed (function(check, ok,
---- seconds) after every liveness probe).
+--- seconds) after every liveness probe), changed (function(st) whenever a
+--- component's state is persisted), listed (function(wall) after every
+--- full list).
 function M.new(agent, opts)
     opts = opts or {}
     local sup = {}
@@ -90,6 +92,7 @@ function M.new(agent, opts)
     end
 
     local function persist(st)
+        if opts.changed then opts.changed(st) end
         if not agent.registry.set_supervision then return end
         local ok, err = agent.registry.set_supervision(st.service, st.component, {
             restarts = st.restarts, last_exit_code = st.last_exit_code or false, state = st.state or false,
@@ -387,6 +390,7 @@ function M.new(agent, opts)
             return nil, reason
         end
         sup.last_list = agent.clock.wallclock()
+        if opts.listed then opts.listed(sup.last_list) end
         local by = {}
         for _, c in ipairs(list) do by[c.name] = c end
         local want, missing, total = supervised(), {}, 0

@@ -12,6 +12,7 @@
 
 #include "mcp/duration.h"
 #include "mcp/log.h"
+#include "mcp/metrics_http.h"
 #include "mcp/toml.h"
 
 #define DEFAULT_STAGE_TIMEOUT_MS 60000
@@ -28,6 +29,7 @@ typedef enum key_kind {
     K_CHOICE,     /* char *, one of choices */
     K_PORT_RANGE, /* port_min / port_max from "MIN-MAX" */
     K_POSITIVE,   /* int64_t from an integer >= 1 */
+    K_LISTEN,     /* char *, "" or an address mcp_metrics_listen_parse takes */
 } key_kind;
 
 typedef struct key_spec {
@@ -89,6 +91,10 @@ static const key_spec monitor_keys[] = {
     {"keep_events", K_POSITIVE, CFG(keep_events), NULL, NULL},
     {NULL, K_STRING, 0, NULL, NULL},
 };
+static const key_spec metrics_keys[] = {
+    {"listen", K_LISTEN, CFG(metrics_listen), NULL, NULL},
+    {NULL, K_STRING, 0, NULL, NULL},
+};
 static const key_spec log_keys[] = {
     {"level", K_CHOICE, CFG(log_level), log_levels, "log level"},
     {"format", K_CHOICE, CFG(log_format), log_formats, "log format"},
@@ -118,6 +124,7 @@ static const section sections[] = {
     {"mcproxy", mcproxy_keys},
     {"metacrypt", metacrypt_keys},
     {"monitor", monitor_keys},
+    {"metrics", metrics_keys},
     {"log", log_keys},
     {"policy", policy_keys},
 };
@@ -165,6 +172,7 @@ void mcp_config_free(mcp_config *cfg)
         &cfg->log_format,
         &cfg->policy_dir,
         &cfg->monitor_drift,
+        &cfg->metrics_listen,
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         free(*strings[i]);
@@ -202,11 +210,13 @@ int mcp_config_defaults(mcp_config *cfg)
     cfg->monitor_interval_ms = DEFAULT_MONITOR_INTERVAL_MS;
     cfg->monitor_drift = mcp_strdup("report");
     cfg->keep_events = DEFAULT_KEEP_EVENTS;
+    cfg->metrics_listen = mcp_strdup("");
     cfg->log_level = mcp_strdup("info");
     cfg->log_format = mcp_strdup("text");
     if (!cfg->node_name || !cfg->grpc_addr || !cfg->socket || !cfg->container_runtime ||
         !cfg->podman || !cfg->db_path || !cfg->mcproxy_listener || !cfg->metacrypt_mount ||
-        !cfg->metacrypt_issuer || !cfg->log_level || !cfg->log_format || !cfg->monitor_drift) {
+        !cfg->metacrypt_issuer || !cfg->log_level || !cfg->log_format || !cfg->monitor_drift ||
+        !cfg->metrics_listen) {
         mcp_config_free(cfg);
         return -1;
     }
@@ -405,6 +415,15 @@ static int apply_key(loader *L, void *base, const key_spec *spec, const mcp_toml
                            (long long)v->u.integer);
         *(int64_t *)slot = v->u.integer;
         return 0;
+    case K_LISTEN: {
+        if (get_string(L, v, key, &s) != 0)
+            return -1;
+        mcp_metrics_listen parsed;
+        char why[300];
+        if (*s && mcp_metrics_listen_parse(s, &parsed, why, sizeof why) != 0)
+            return fail_at(L, v, 0, key, "%s", why);
+        return replace_string(L, (char **)slot, s);
+    }
     }
     return -1;
 }

@@ -119,6 +119,7 @@ static void push_config(lua_State *L, const mcp_host *h)
     lua_setfield(L, -2, "monitor_interval");
     mcp_set_string(L, "monitor_drift", c->monitor_drift);
     mcp_set_int(L, "keep_events", c->keep_events);
+    mcp_set_string(L, "metrics_listen", c->metrics_listen);
     lua_pushnumber(L, (lua_Number)c->podman_timeout_ms / 1000.0);
     lua_setfield(L, -2, "podman_timeout");
     mcp_push_strv(L, &c->podman_args);
@@ -192,6 +193,7 @@ static int open_core(lua_State *L)
     add_area(L, h, "hash", luaopen_mcp_hash);
     add_area(L, h, "http", luaopen_mcp_http);
     add_area(L, h, "notify", luaopen_mcp_notify);
+    add_area(L, h, "metrics", luaopen_mcp_metrics);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_pushcfunction(L, l_release_memory);

@@ -125,6 +125,7 @@ mcp_http *mcp_host_http(lua_State *L, mcp_host *h);
 int luaopen_mcp_http(lua_State *L);
 int luaopen_mcp_hash(lua_State *L); /* bind_hash.c */
 int luaopen_mcp_notify(lua_State *L); /* upvalue: host; starts the systemd watchdog */
+int luaopen_mcp_metrics(lua_State *L); /* upvalue: host; bind_metrics.c */
 
 /* --- conversions (convert.c) --- */
 void mcp_push_strv(lua_State *L, const mcp_strv *sv);

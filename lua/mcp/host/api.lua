@@ -5,6 +5,7 @@ local core = require "mcp.core"
 local event_bus = require "mcp.host.event_bus"
 local idle = require "mcp.host.idle"
 local listing = require "mcp.host.listing"
+local metrics = require "mcp.host.metrics"
 local ops = require "mcp.host.ops"
 local policies = require "mcp.host.policies"
 
@@ -15,7 +16,7 @@ local HEALTH = "/grpc.health.v1.Health/"
 
 local codes = core.api.codes
 local INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED = codes.INVALID_ARGUMENT, codes.NOT_FOUND, codes.UNIMPLEMENTED
-local INTERNAL, UNAVAILABLE = codes.INTERNAL, codes.UNAVAILABLE
+local INTERNAL, UNAVAILABLE, OK = codes.INTERNAL, codes.UNAVAILABLE, codes.OK
 local SERVING, NOT_SERVING = 1, 2
 
 local STATUS_OF = { invalid = INVALID_ARGUMENT, ["not found"] = NOT_FOUND, unavailable = UNAVAILABLE,
@@ -176,29 +177,35 @@ function M.new(agent, state)
         releaser.touch()
         local handler = h[method]
         if not handler then
+            metrics.grpc(nil, UNIMPLEMENTED)
             call:fail(UNIMPLEMENTED, "unknown method " .. tostring(method))
             return
         end
         local ok, resp, status, message = xpcall(handler, debug.traceback, request, call)
-        if MUTATING[method] then lister.expire() end
+        if MUTATING[method] then lister.expire(); metrics.sync(agent.registry) end
         if ok and resp == STREAMED then
+            metrics.grpc(method, OK)
             if not call:closed() then call:finish() end
             return
         end
         if ok and type(resp) == "string" and status == true then
+            metrics.grpc(method, OK)
             call:reply_packed(resp)
             return
         end
         if not ok then
+            metrics.grpc(method, INTERNAL)
             agent.log.error("API handler failed", { method = method, error = resp })
             call:fail(INTERNAL, "internal error: " .. tostring(resp):match("^[^\n]*"))
             return
         end
         if not resp then
+            metrics.grpc(method, status or INTERNAL)
             call:fail(status or INTERNAL, message or "failed")
             return
         end
         local sent, err = pcall(call.reply, call, resp)
+        metrics.grpc(method, sent and OK or INTERNAL)
         if not sent then
             agent.log.error("API answer does not fit its message", { method = method, error = err })
             call:fail(INTERNAL, "internal error: " .. tostring(err))

@@ -5,6 +5,7 @@
 local core = require "mcp.core"
 local api = require "mcp.host.api"
 local listing = require "mcp.host.listing"
+local metrics = require "mcp.host.metrics"
 local policies = require "mcp.host.policies"
 local supervisor = require "mcp.supervisor"
 
@@ -114,7 +115,14 @@ local function run_boot(agent, state)
         return
     end
     local ok, report = xpcall(boot.run, debug.traceback, agent, agent.config.boot or {},
-        { progress = state.boot.progress })
+        { progress = function(ev)
+            state.boot.progress(ev)
+            if ev.stage and not ev.service and (ev.state == "healthy" or ev.state == "timed_out") then
+                for _, st in ipairs(state.boot.view()) do
+                    if st.name == ev.stage then metrics.boot_stage(st.name, st.elapsed_seconds) end
+                end
+            end
+        end })
     if not ok then
         agent.log.error("boot policy failed", { error = report })
         state.boot_error = tostring(report):match("^[^\n]*")
@@ -126,6 +134,9 @@ local function run_boot(agent, state)
         return
     end
     state.boot.finish(report)
+    for _, st in ipairs(state.boot.view()) do
+        if st.state ~= "pending" then metrics.boot_stage(st.name, st.elapsed_seconds) end
+    end
     agent.log.info("boot finished", { healthy = report.healthy })
 end
 
@@ -147,6 +158,15 @@ function M.run(agent, args)
     local state = { boot_done = false, started = agent.clock.now() }
     agent.registry = listing.counting_registry(agent.registry, state)
     state.boot = boot_tracker(agent, cfg.boot or {})
+    if (cfg.metrics_listen or "") ~= "" then
+        local served, _, detail = metrics.serve(cfg.metrics_listen)
+        if not served then
+            io.stderr:write("mcp-agent: run: [metrics] listen: ", tostring(detail), "\n")
+            return 2
+        end
+        agent.log.info("serving metrics", { listen = cfg.metrics_listen, port = metrics.server:port() })
+    end
+    agent.metrics = metrics.policy
     local server, err = core.api.serve {
         socket = cfg.socket, grpc_addr = cfg.grpc_addr,
         tls_cert = cfg.tls and cfg.tls.cert, tls_key = cfg.tls and cfg.tls.key,
@@ -172,12 +192,16 @@ function M.run(agent, args)
             local recover = assert(policies.get("recover"))
             return recover.run(a, { only = only })
         end,
+        probed = metrics.guard(agent, metrics.probe),
+        changed = metrics.guard(agent, metrics.supervised),
+        listed = metrics.guard(agent, function(wall) metrics.listed(wall); metrics.sync(agent.registry) end),
     })
     agent.supervisor = sup
     -- supervise.on_event hooks: one task per event, never in the way
     local hooks = require("mcp.hooks").new(agent, { policy = function() return (policies.get("supervise")) end })
     state.event_listeners = state.event_listeners or {}
     table.insert(state.event_listeners, hooks.dispatch)
+    table.insert(state.event_listeners, metrics.guard(agent, function(ev) metrics.event(ev.kind) end))
     local boot_task = agent.task.spawn(function()
         local ok, boot_err = pcall(run_boot, agent, state)
         if not ok then
@@ -185,6 +209,7 @@ function M.run(agent, args)
             state.boot_error = tostring(boot_err)
         end
         state.boot_done = true
+        metrics.sync(agent.registry)
         core.notify.ready(string.format("%s; %d services; serving %s",
             state.boot_error and "boot failed" or "booted", #(agent.registry.services() or {}), cfg.socket))
         sup.start()
@@ -210,6 +235,7 @@ function M.run(agent, args)
     agent.task.cancel(boot_task)
     sup.stop()
     server:shutdown(M.SHUTDOWN_GRACE)
+    metrics.close()
     agent.log.info("stopped")
     return 0
 end
