@@ -819,11 +819,16 @@ class SignalTest(DaemonTestCase):
         self.assertEqual(d.stop(), 0, d.log())
 
     def test_recover_over_the_api_on_fake_podman(self):
-        daemon_config(self.env, runtime="podman", podman=FAKE_PODMAN)
+        cfg = daemon_config(self.env, runtime="podman", podman=FAKE_PODMAN)
+        # the supervisor lists once after boot, then not for an hour: this
+        # test is about the Recover call, not about the supervisor's restarts
+        with open(cfg, "a") as f:
+            f.write('\n[monitor]\ninterval = "1h"\n')
         self.env.write("web.toml", service_toml("web", route=False, components=("main", "worker")))
         self.assertEqual(self.local("deploy", self.env.path("web.toml")).rc, 0)
         d = self.daemon().wait_boot_done()
-        # the worker's container dies behind the agent's back
+        time.sleep(1)  # its first list is done
+        # the worker's container dies behind the agent's back (no event: the fake podman has none)
         self.env.podman_containers([("web", "localhost/web:v1", "running"),
                                     ("web-worker", "localhost/web:v1", "exited")])
         self.env.reset_podman_calls()

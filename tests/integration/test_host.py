@@ -19,6 +19,7 @@ name = "web"
 name = "api"
 image = "img:v1"
 restart = "on-failure"
+ports = ["127.0.0.1:18080:80"]
 [components.health]
 check = "tcp"
 port = 80
