@@ -365,6 +365,34 @@ function M.world(opts)
     agent.log = new_log(w)
     agent.probe = new_probes(w)
     if opts.proxy ~= false then w.proxy = new_proxy(w); agent.proxy = w.proxy end
+    -- agent.metrics: a policy's own counters and gauges, values in
+    -- w.metrics[full name][label key] ("" without labels)
+    w.metrics = {}
+    local function family(kind)
+        return function(name, help)
+            if type(name) ~= "string" or not name:match("^[a-z_][a-z0-9_]*$") then
+                error("agent.metrics." .. kind .. ": bad name " .. tostring(name), 2)
+            end
+            if type(help) ~= "string" or help == "" then
+                error("agent.metrics." .. kind .. ": a help text is required", 2)
+            end
+            local full = name:sub(1, 11) == "mcp_policy_" and name or ("mcp_policy_" .. name)
+            if kind == "counter" and not full:match("_total$") then full = full .. "_total" end
+            local values = w.metrics[full] or {}
+            w.metrics[full] = values
+            local function key(labels)
+                local parts = {}
+                for k, v in pairs(labels or {}) do parts[#parts + 1] = k .. "=" .. tostring(v) end
+                table.sort(parts)
+                return table.concat(parts, ",")
+            end
+            return {
+                inc = function(_, labels, n) local k = key(labels); values[k] = (values[k] or 0) + (n or 1) end,
+                set = function(_, labels, v) values[key(labels)] = v end,
+            }
+        end
+    end
+    agent.metrics = { counter = family("counter"), gauge = family("gauge") }
     -- agent.http: requests are recorded in w.http_requests; w.http_answer
     -- (status, body, or a function(req) -> status, body) is what they get
     w.http_requests = {}
