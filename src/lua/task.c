@@ -402,6 +402,9 @@ static int l_sleep(lua_State *L)
     sleep_op *s = mcp_op_new(L, sizeof *s, sleep_cancel);
     uv_timer_init(&h->loop, &s->timer);
     s->timer.data = s;
+    /* the loop's time is from before this Lua ran: a long stretch of Lua
+     * (a policy, a big reply) would otherwise shorten the sleep */
+    uv_update_time(&h->loop);
     uv_timer_start(&s->timer, sleep_fired, ms, 0);
     mcp_task_suspend(t, &s->op);
     return lua_yield(L, 0);
@@ -514,6 +517,7 @@ static int l_wait(lua_State *L)
     if (has_timeout) {
         uv_timer_init(&h->loop, &w->timer);
         w->timer.data = w;
+        uv_update_time(w->timer.loop); /* as for sleep */
         uv_timer_start(&w->timer, wait_timed_out, ms, 0);
         w->timer_armed = true;
     }
