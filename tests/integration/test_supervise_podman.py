@@ -140,6 +140,23 @@ class SuperviseOnPodman(unittest.TestCase):
         live.proc.terminate()
         live.finish(30)
 
+    def test_a_crash_loop_backs_off_with_growing_delays(self):
+        live = self.start_daemon()  # the built-in policy: at once, then 1 s doubling, ±25 %
+        self.deploy("grow", ["sh", "-c", "sleep 0.2; exit 1"])
+        self.wait_for_event("grow", "restarted", 40, count=4)
+        backoffs = [e for e in self.events("grow") if e["kind"] == "backoff"]
+        delays = [float(e["message"].split(" in ")[1].split("s ")[0]) for e in backoffs]
+        self.assertGreaterEqual(len(delays), 3, backoffs)
+        for n, d in enumerate(delays[:3], start=1):
+            want = 2 ** (n - 1)
+            self.assertTrue(0.75 * want <= d <= 1.25 * want, "restart %d after %gs" % (n + 1, d))
+        restarted = [e for e in self.events("grow") if e["kind"] == "restarted"]
+        self.assertTrue(all(e["exit_code"] == 1 for e in restarted), restarted)
+        comp = self.component("grow")
+        self.assertGreaterEqual(comp["restarts"], 4)
+        live.proc.terminate()
+        live.finish(30)
+
     def test_the_event_log_is_followed_live(self):
         live = self.start_daemon()
         self.deploy("app", ["sleep", "3600"])
