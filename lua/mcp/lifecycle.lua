@@ -39,15 +39,17 @@ local function working_on(agent, name, kills)
     a.busy = a.busy + 1
     return setmetatable({}, { __close = function()
         a.busy = a.busy - 1
-        if kills then a.killed = agent.clock.now() end
+        a.last = agent.clock.now()
+        if kills then a.killed = a.last end
     end })
 end
 
---- Whether this module is working on the container now, and when (agent
---- clock) it last finished stopping or removing it (nil: never).
+--- Whether this module is working on the container now, when (agent clock)
+--- it last finished stopping or removing it, and when it last finished any
+--- work on it (nil: never).
 function M.activity(agent, name)
     local a = activity_of(agent, name)
-    return a.busy > 0, a.killed
+    return a.busy > 0, a.killed, a.last
 end
 
 --- Whether a runtime record was created from the component's current spec

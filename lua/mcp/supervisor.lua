@@ -384,6 +384,7 @@ function M.new(agent, opts)
     --- One full list: every supervised component that is down is handled;
     --- most of them gone at once is one recover pass.
     function sup.reconcile()
+        local asked = agent.clock.now()
         local list, reason = agent.runtime.list()
         if not list then
             agent.log.warn("supervisor: cannot list containers", { error = tostring(reason) })
@@ -393,12 +394,17 @@ function M.new(agent, opts)
         if opts.listed then opts.listed(sup.last_list) end
         local by = {}
         for _, c in ipairs(list) do by[c.name] = c end
+        -- a container the lifecycle worked on since the list was asked for:
+        -- the list is older than that work, not a verdict on it
+        local function stale(name)
+            local busy, _, last = lifecycle.activity(agent, name)
+            return busy or (last ~= nil and last >= asked)
+        end
         local want, missing, total = supervised(), {}, 0
         for name, e in pairs(want) do
             if e.component.desired_state == "running" then
                 total = total + 1
-                local rec = by[name]
-                if not rec then missing[#missing + 1] = name end
+                if not by[name] and not stale(name) then missing[#missing + 1] = name end
             end
         end
         table.sort(missing)
@@ -409,6 +415,7 @@ function M.new(agent, opts)
         local missed
         for name, e in pairs(want) do
             local rec = by[name]
+            if stale(name) then rec = nil end
             if rec and rec.state ~= "running" then
                 if stream_missed(name, rec) then missed = name end
                 handle_down(name, e, "died", rec.exit_code, rec)

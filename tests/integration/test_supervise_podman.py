@@ -256,7 +256,8 @@ class SuperviseOnPodman(unittest.TestCase):
                 break
             time.sleep(0.3)
         for n in ("s1", "s2", "s3"):
-            self.assertEqual(self.pod.inspect(n)["State"]["Status"], "running", live.stderr())
+            self.assertEqual((self.pod.inspect(n) or {}).get("State", {}).get("Status"), "running",
+                             n + "\n" + live.stderr())
         r = self.cli("events", "--json")
         node = [json.loads(l) for l in r.stdout.splitlines() if '"recovered"' in l]
         node = [e for e in node if e["service"] == ""]
