@@ -40,7 +40,8 @@ local function remote_backend(socket)
         return nil, KINDS[status] or "failed", text
     end
     function b.deploy(text, source, opts)
-        return call("Deploy", { service_toml = text, source = source, allow_unknown = opts and opts.allow_unknown or false })
+        return call("Deploy", { service_toml = text, source = source,
+                                allow_unknown = opts and opts.allow_unknown or false })
     end
     function b.service_action(verb, service, component)
         local method = ({ start = "StartService", stop = "StopService", restart = "RestartService" })[verb]

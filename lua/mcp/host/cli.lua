@@ -594,10 +594,17 @@ local function lint(agent)
         say("lint: luacheck is not installed (Debian: apt-get install lua-check); skipped")
         return OK
     end
-    -- a policy is plain Lua 5.4 in an environment over _G; `agent` is an argument
+    -- a policy is plain Lua 5.4 in an environment over _G; `agent` is an
+    -- argument. Only the policy dir's own .luacheckrc applies, never one
+    -- found above the current directory.
+    local argv = { luacheck, "--std", "lua54", "--codes", "--no-color" }
+    local rcfile = dir .. "/.luacheckrc"
+    local f = io.open(rcfile, "r")
+    if f then f:close(); argv[#argv + 1] = "--config=" .. rcfile else argv[#argv + 1] = "--no-config" end
+    argv[#argv + 1] = "--"
+    argv[#argv + 1] = dir
     io.stdout:flush()
-    local code, reason, detail = require("mcp.core").exec.run(
-        { luacheck, "--std", "lua54", "--codes", "--no-color", "--", dir }, { timeout = 120 })
+    local code, reason, detail = require("mcp.core").exec.run(argv, { timeout = 120 })
     if not code then complain("lint: %s (%s)", tostring(detail), tostring(reason)); return GOAL end
     if code == 0 then say("lint: %s: no warnings", dir); return OK end
     return code == 1 and GOAL or USAGE

@@ -55,7 +55,9 @@ function M.changes(old, new)
         end
     end
     for _, r in ipairs(old.routes or {}) do
-        if not nroutes[r.name] then out[#out + 1] = { field = "routes." .. r.name, old = "present", new = "removed" } end
+        if not nroutes[r.name] then
+            out[#out + 1] = { field = "routes." .. r.name, old = "present", new = "removed" }
+        end
     end
     return out
 end
