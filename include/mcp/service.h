@@ -52,7 +52,7 @@ typedef struct mcp_service {
     bool active;
     mcp_component *components;
     size_t n_components;
-    mcp_strv unknown; /* "file:line:col: unknown key 'k' (did you mean 'x'?)", one per unknown key */
+    mcp_strv unknown; /* per unknown key: "file:line:col: unknown key 'k' (did you mean 'x'?)" */
 } mcp_service;
 
 /* Parses and validates a service definition document. filename is used in

@@ -125,7 +125,9 @@ mcp_http *mcp_host_http(lua_State *L, mcp_host *h);
 int luaopen_mcp_http(lua_State *L);
 int luaopen_mcp_hash(lua_State *L); /* bind_hash.c */
 int luaopen_mcp_notify(lua_State *L); /* upvalue: host; starts the systemd watchdog */
-int luaopen_mcp_exec(lua_State *L);   /* bind_exec.c: foreground children of a command */
+
+/* bind_exec.c: foreground children of a command (test, check --lint) */
+int luaopen_mcp_exec(lua_State *L);
 
 /* --- conversions (convert.c) --- */
 void mcp_push_strv(lua_State *L, const mcp_strv *sv);
