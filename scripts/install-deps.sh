@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
     build-essential cmake pkg-config git ca-certificates procps \
-    lua5.4 liblua5.4-dev lua-cjson lua-busted lua-check \
+    lua5.4 liblua5.4-dev lua-cjson lua-busted lua-check docker-registry \
     sqlite3 libsqlite3-dev libuv1-dev libjansson-dev \
     libcurl4-openssl-dev libnghttp2-dev libssl-dev openssl \
     libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \

@@ -29,6 +29,7 @@ typedef struct mcp_config {
     char *podman;              /* extension: the podman binary, default "podman" (found in PATH) */
     int64_t podman_timeout_ms; /* extension: bound on one podman call, default 120 s */
     int port_min, port_max;    /* port_range, default 10000-19999 */
+    char *pull;                /* "missing" (default): deploy pulls absent images | "never" */
 
     /* [tls] */
     char *tls_cert, *tls_key, *tls_client_ca;
@@ -61,6 +62,8 @@ typedef struct mcp_config {
     /* [[boot.sequence]] */
     mcp_boot_stage *stages;
     size_t n_stages;
+
+    int n_warnings; /* unknown keys warned about while loading (check --strict) */
 } mcp_config;
 
 /* Fills cfg with the built-in defaults. Returns 0 or -1 (out of memory). */

@@ -80,6 +80,8 @@ int mcp_podman_argv_stop(const mcp_podman_cfg *cfg, const char *name, int timeou
 /* rm -f -i -t 0: also clears a name that only podman's storage still holds; a missing container is not an error. */
 int mcp_podman_argv_remove(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);
 int mcp_podman_argv_image_exists(const mcp_podman_cfg *cfg, const char *image, mcp_strv *argv);
+/* podman pull -- IMAGE (progress goes to podman's stderr) */
+int mcp_podman_argv_pull(const mcp_podman_cfg *cfg, const char *image, mcp_strv *argv);
 
 /* Parsers of podman's answers. Return 0, or -1 with err set on malformed JSON. */
 int mcp_podman_parse_list(const char *json, size_t len, mcp_container **out, size_t *n, mcp_error *err);
@@ -102,6 +104,10 @@ char *mcp_podman_parse_run(const char *out, size_t len);
  * finished call never yields it.) */
 int mcp_podman_result(const mcp_proc_result *res, char *reason, size_t reason_len, mcp_error *err);
 
+/* Why a failed `podman pull` failed, from its stderr: "registry unreachable"
+ * (refused, no such host, timeout, plain HTTP), "no such image", or another
+ * reason of mcp_podman_result. */
+const char *mcp_podman_pull_reason(const char *err);
 /* The answer of `image exists`: 1 present (exit 0), 0 absent (exit 1), -1 with
  * err set when the call itself failed (timeout, signal, other status). */
 int mcp_podman_parse_image_exists(const mcp_proc_result *res, mcp_error *err);

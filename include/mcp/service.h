@@ -52,6 +52,7 @@ typedef struct mcp_service {
     bool active;
     mcp_component *components;
     size_t n_components;
+    mcp_strv unknown; /* per unknown key: "file:line:col: unknown key 'k' (did you mean 'x'?)" */
 } mcp_service;
 
 /* Parses and validates a service definition document. filename is used in
@@ -61,8 +62,9 @@ typedef struct mcp_service {
  * (name, components[].name, image); port specs; volume specs; desired_state,
  * restart, route mode and health check values; route and health ports 1..65535;
  * health interval and timeout positive durations, failure_threshold >= 1;
- * env entries of the form KEY=value; wrong types. Unknown keys are warnings
- * (mcp_log). Returns 0, or -1 with err set. */
+ * env entries of the form KEY=value; wrong types. Unknown keys are not
+ * errors: each is described in out->unknown, naming the nearest known key,
+ * and logged by no one here (the caller says them once). Returns 0, or -1 with err set. */
 int mcp_service_parse(const char *text, size_t len, const char *filename, mcp_service *out,
                       mcp_error *err);
 /* Reads and parses a file. */

@@ -1,5 +1,5 @@
 -- mcp.dryrun: wraps an agent.runtime so that mutating calls (run, start,
--- stop, remove) are reported as what would be done and not done; read-only
+-- stop, remove, pull) are reported as what would be done and not done; read-only
 -- calls (list, inspect, image_exists, events) pass through.
 --
 --   local rt = require("mcp.dryrun").wrap(agent.runtime, { print = print })
@@ -60,6 +60,10 @@ function M.wrap(runtime, opts)
     function w.remove(name)
         act("remove", name, "would remove " .. tostring(name))
         return true
+    end
+    function w.pull(image)
+        act("pull", image, "would pull " .. tostring(image))
+        return true, ""
     end
     -- Everything else (list, inspect, image_exists, events, test controls) passes through.
     return setmetatable(w, { __index = runtime })

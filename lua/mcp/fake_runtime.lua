@@ -44,7 +44,7 @@
 
 local M = {}
 
-local MUTATING = { run = true, start = true, stop = true, remove = true }
+local MUTATING = { run = true, start = true, stop = true, remove = true, pull = true }
 M.MUTATING = MUTATING
 
 local function copy_list(t)
@@ -98,7 +98,8 @@ end
 
 --- Creates a fake runtime.
 --- opts.images: array of image names that exist; opts.any_image: every
----   image exists (for demos with container_runtime = "fake").
+---   image exists (for demos with container_runtime = "fake");
+---   opts.registry: images that rt.pull can fetch.
 --- opts.containers: array of container records {name=, image=, state=,
 ---   exit_code=, ports = {specs or records}, env=, cmd=, ...} present at start.
 --- opts.now(): current time (default: always 0); opts.sleep(s): waits
@@ -120,6 +121,7 @@ function M.new(opts)
     local latency = opts.latency or 0
     local rt = {}
     local images = {}
+    local registry = {}        -- images rt.pull can fetch (opts.registry, publish_image)
     local containers = {}      -- name -> record (full, with inspect fields)
     local failures = {}        -- op -> queue of {reason, detail}
     local ops = {}             -- the operation log
@@ -558,6 +560,20 @@ function M.new(opts)
         return images[image] == true or opts.any_image == true
     end
 
+    --- Pulls image from its (fake) registry: present afterwards when it is
+    --- one of opts.registry (or opts.any_image); else nil, "no such image".
+    --- -> true, progress text | nil, reason, detail
+    function rt.pull(image)
+        if type(image) ~= "string" or image == "" then error("pull: image must be a non-empty string", 2) end
+        local entry, reason, detail = enter({ op = "pull", image = image, ok = true })
+        if not entry then return nil, reason, detail end
+        if not registry[image] and not opts.any_image then
+            return fail(entry, "no such image", image .. ": manifest unknown")
+        end
+        images[image] = true
+        return true, "Writing manifest to image destination\n"
+    end
+
     --- A stream of container events (see Events at the top), or nil, reason, detail.
     function rt.events()
         local entry, reason, detail = enter({ op = "events", ok = true })
@@ -671,6 +687,8 @@ function M.new(opts)
     end
 
     function rt.add_image(image) images[image] = true end
+    --- image can be pulled (rt.pull) from now on.
+    function rt.publish_image(image) registry[image] = true end
     function rt.remove_image(image) images[image] = nil end
 
     --- Every raw container sorted by name, without logging an op (for probes).
@@ -705,6 +723,7 @@ function M.new(opts)
     function rt.clear_ops() ops = {} end
 
     for _, image in ipairs(opts.images or {}) do images[image] = true end
+    for _, image in ipairs(opts.registry or {}) do registry[image] = true end
     for _, c in ipairs(opts.containers or {}) do rt.add_container(c) end
     return rt
 end

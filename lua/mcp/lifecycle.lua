@@ -91,6 +91,17 @@ local function run_clearing_name(agent, name, run_spec)
     return agent.runtime.run(run_spec)
 end
 
+--- Pulls a missing image (deploy only: SPEC §5, recover and the supervisor
+--- never pull), saying so on the log. -> true | nil, message
+local function pull_image(agent, image)
+    agent.log.info("pulling image " .. tostring(image), { image = image })
+    local ok, reason, detail = agent.runtime.pull(image)
+    if not ok then return nil, string.format("cannot pull %s: %s", tostring(image), fmt_reason(reason, detail)) end
+    local last = tostring(reason or ""):match("([^\n]+)\n?$")
+    agent.log.info("pulled image " .. tostring(image), { image = image, progress = last })
+    return true
+end
+
 --- Brings one component to running (or, dry run, plans it).
 --- opts:
 ---   existing   the runtime record of its container; false: known to be
@@ -105,6 +116,8 @@ end
 ---   routes     false: leave the routes to the caller (the supervisor adds
 ---              them back once the component passes its probe)
 ---   detail     why, appended to the event's message
+---   pull       pull the image when it is not present (deploy with
+---              [agent] pull = "missing")
 ---   dry_run, quiet (warnings at debug level), route_attempts, route_delays
 --- Returns { outcome = "already_running" | "started" | "created" | "skipped"
 ---           | "failed" | "planned", entry = { service=, component=,
@@ -163,7 +176,10 @@ function M.up(agent, service, component, opts)
     -- the same container again needs no image check at all.
     if opts.dry_run or (existing and not reusable) then
         local exists, ireason, idetail = agent.runtime.image_exists(component.image)
-        if exists == false then
+        if exists == false and opts.pull and not opts.dry_run then
+            local pulled, perr = pull_image(agent, component.image)
+            if not pulled then return failed(perr) end
+        elseif exists == false then
             return skip_missing_image()
         elseif exists == nil then
             return failed("image check failed: " .. fmt_reason(ireason, idetail))
@@ -199,6 +215,11 @@ function M.up(agent, service, component, opts)
         end
         local reason, detail
         id, reason, detail = run_clearing_name(agent, name, spec.container(service, component))
+        if not id and reason == "no such image" and opts.pull then
+            local pulled, perr = pull_image(agent, component.image)
+            if not pulled then return failed(perr) end
+            id, reason, detail = run_clearing_name(agent, name, spec.container(service, component))
+        end
         if not id and reason == "no such image" then return skip_missing_image() end
         if not id then return failed(fmt_reason(reason, detail)) end
         how = "created"

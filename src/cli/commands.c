@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcp/suggest.h"
+
 #define JSON_FLAG(what)                                                                            \
     {                                                                                              \
         "--json", NULL, "print " what " as JSON instead of text"                                   \
@@ -52,9 +54,22 @@ static const command commands[] = {
         .name = "deploy",
         .args = "FILE.toml...",
         .summary = "store service definitions in the registry and start them",
-        .registry = REG_WRITE,
+        .registry = REG_READ_IF_DRY,
         .min_args = 1,
         .max_args = -1,
+        .flags = {{"--dry-run", NULL,
+                   "print what would change against the registry and the containers; "
+                   "change nothing"},
+                  {"--allow-unknown", NULL,
+                   "store a definition with unknown keys (warned about) instead of refusing it"}},
+    },
+    {
+        .name = "show",
+        .args = "SERVICE",
+        .summary = "print a stored service definition as TOML that deploy accepts",
+        .registry = REG_READ,
+        .min_args = 1,
+        .max_args = 1,
     },
     ONE_TARGET("start", "SERVICE[/COMPONENT]", "set desired state to running and start"),
     ONE_TARGET("stop", "SERVICE[/COMPONENT]", "set desired state to stopped and stop"),
@@ -95,6 +110,16 @@ static const command commands[] = {
     {
         .name = "check",
         .summary = "validate the config and the policies, like nginx -t",
+        .flags = {{"--strict", NULL, "config warnings (unknown keys) are errors: exit 1"},
+                  {"--lint", NULL, "also run luacheck over [policy] dir (Debian: lua-check)"}},
+    },
+    {
+        .name = "test",
+        .args = "[PATH...]",
+        .summary = "run the operator's policy specs (*_spec.lua) with busted on mcp.testing",
+        .max_args = -1,
+        .flags = {{"--filter", "PATTERN", "only the tests whose names match PATTERN (busted)"},
+                  {"--init", "DIR", "write a starter spec for each policy into DIR; run nothing"}},
     },
     {
         .name = "version",
@@ -138,36 +163,12 @@ const command *command_find(const char *name)
 
 size_t edit_distance(const char *a, const char *b)
 {
-    size_t n = strlen(a), m = strlen(b);
-    if (n > 64 || m > 64)
-        return (size_t)-1; /* nobody misspells a 64-letter command */
-    size_t d[65][65];
-    for (size_t i = 0; i <= n; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= m; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= n; i++) {
-        for (size_t j = 1; j <= m; j++) {
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            if (d[i - 1][j - 1] + cost < best)
-                best = d[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    }
-    return d[n][m];
+    return mcp_edit_distance(a, b);
 }
 
-/* Close enough to be a typo: two edits at most, and at most half the letters. */
 static bool is_close(const char *typed, const char *known, size_t dist)
 {
-    size_t len = strlen(known);
-    return dist <= 2 && dist * 2 <= len && strlen(typed) > 0;
+    return mcp_is_typo_of(typed, known, dist);
 }
 
 const command *command_nearest(const char *name)

@@ -13,6 +13,7 @@
 #include "mcp/duration.h"
 #include "mcp/log.h"
 #include "mcp/metrics_http.h"
+#include "mcp/suggest.h"
 #include "mcp/toml.h"
 
 #define DEFAULT_STAGE_TIMEOUT_MS 60000
@@ -45,6 +46,7 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const health_methods[] = {"tcp", "grpc", "http", NULL};
 static const char *const drift_modes[] = {"report", "fix", NULL};
+static const char *const pull_modes[] = {"missing", "never", NULL};
 
 #define CFG(field) offsetof(mcp_config, field)
 #define STAGE(field) offsetof(mcp_boot_stage, field)
@@ -59,6 +61,7 @@ static const key_spec agent_keys[] = {
     {"podman", K_STRING, CFG(podman), NULL, NULL},
     {"podman_timeout", K_DURATION, CFG(podman_timeout_ms), NULL, NULL},
     {"port_range", K_PORT_RANGE, 0, NULL, NULL},
+    {"pull", K_CHOICE, CFG(pull), pull_modes, "pull mode"},
     {NULL, K_STRING, 0, NULL, NULL},
 };
 static const key_spec tls_keys[] = {
@@ -173,6 +176,7 @@ void mcp_config_free(mcp_config *cfg)
         &cfg->policy_dir,
         &cfg->monitor_drift,
         &cfg->metrics_listen,
+        &cfg->pull,
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         free(*strings[i]);
@@ -211,12 +215,13 @@ int mcp_config_defaults(mcp_config *cfg)
     cfg->monitor_drift = mcp_strdup("report");
     cfg->keep_events = DEFAULT_KEEP_EVENTS;
     cfg->metrics_listen = mcp_strdup("");
+    cfg->pull = mcp_strdup("missing");
     cfg->log_level = mcp_strdup("info");
     cfg->log_format = mcp_strdup("text");
     if (!cfg->node_name || !cfg->grpc_addr || !cfg->socket || !cfg->container_runtime ||
         !cfg->podman || !cfg->db_path || !cfg->mcproxy_listener || !cfg->metacrypt_mount ||
         !cfg->metacrypt_issuer || !cfg->log_level || !cfg->log_format || !cfg->monitor_drift ||
-        !cfg->metrics_listen) {
+        !cfg->metrics_listen || !cfg->pull) {
         mcp_config_free(cfg);
         return -1;
     }
@@ -249,11 +254,32 @@ static int fail_oom(loader *L)
     return -1;
 }
 
-static void warn_unknown(loader *L, const char *what, const char *key, int line)
+/* Warns about an unknown key (named in full: "agent.colour"), once, with the
+ * nearest of known when it looks like a typo of it; counted for check --strict. */
+static void warn_unknown(loader *L, const char *what, const char *key, int line,
+                         const char *const *known)
 {
     char line_text[16];
     snprintf(line_text, sizeof line_text, "%d", line);
-    mcp_log(MCP_LOG_WARN, what, "file", L->path, "line", line_text, "key", key, NULL);
+    const char *last = strrchr(key, '.');
+    const char *near = known ? mcp_suggest(last ? last + 1 : key, known) : NULL;
+    char hint[128] = "";
+    if (near)
+        snprintf(hint, sizeof hint, "%.*s%s", last ? (int)(last - key + 1) : 0, key, near);
+    L->cfg->n_warnings++;
+    mcp_log(MCP_LOG_WARN, what, "file", L->path, "line", line_text, "key", key,
+            near ? "did_you_mean" : NULL, hint, NULL);
+}
+
+#define MAX_KEYS 32
+
+/* The names of a key table, NULL-terminated, for suggestions. */
+static void key_names(const key_spec *keys, const char **out)
+{
+    size_t n = 0;
+    for (; keys->name && n + 1 < MAX_KEYS; keys++)
+        out[n++] = keys->name;
+    out[n] = NULL;
 }
 
 /* "a, b or c" from a NULL-terminated list. */
@@ -449,7 +475,9 @@ static int apply_table(loader *L, void *base, const key_spec *keys, const mcp_to
             key[0] = '\0';
         const key_spec *spec = find_spec(keys, kv);
         if (!spec) {
-            warn_unknown(L, "unknown config key", key, kv->line);
+            const char *names[MAX_KEYS];
+            key_names(keys, names);
+            warn_unknown(L, "unknown config key", key, kv->line, names);
             continue;
         }
         if (apply_key(L, base, spec, kv->value, key) != 0)
@@ -500,7 +528,8 @@ static int load_boot(loader *L, const mcp_toml_value *boot)
             char key[300];
             if (snprintf(key, sizeof key, "boot.%s", kv->key) < 0)
                 key[0] = '\0';
-            warn_unknown(L, "unknown config key", key, kv->line);
+            static const char *const boot_names[] = {"sequence", NULL};
+            warn_unknown(L, "unknown config key", key, kv->line, boot_names);
             continue;
         }
         const mcp_toml_value *seq = kv->value;
@@ -538,10 +567,16 @@ static int load_root(loader *L, const mcp_toml_value *root)
                 sec = &sections[k];
         bool is_boot = strcmp(kv->key, "boot") == 0 && kv->key_len == 4;
         if (!sec && !is_boot) {
+            const char *names[sizeof sections / sizeof sections[0] + 2];
+            size_t n = 0;
+            for (size_t k = 0; k < sizeof sections / sizeof sections[0]; k++)
+                names[n++] = sections[k].name;
+            names[n++] = "boot";
+            names[n] = NULL;
             warn_unknown(L,
                          kv->value->type == MCP_TOML_TABLE ? "unknown config section"
                                                            : "unknown config key",
-                         kv->key, kv->line);
+                         kv->key, kv->line, names);
             continue;
         }
         if (expect_type(L, kv->value, MCP_TOML_TABLE, kv->key) != 0)

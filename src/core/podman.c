@@ -159,6 +159,14 @@ int mcp_podman_argv_image_exists(const mcp_podman_cfg *cfg, const char *image, m
     return argv_positional(argv, image);
 }
 
+int mcp_podman_argv_pull(const mcp_podman_cfg *cfg, const char *image, mcp_strv *argv)
+{
+    static const char *const words[] = {"pull", NULL};
+    if (argv_begin(cfg, argv, words) != 0)
+        return -1;
+    return argv_positional(argv, image);
+}
+
 /* ---- JSON helpers ---------------------------------------------------------- */
 
 /* Nested lookup: json_path(o, "State", "Status", NULL); NULL when any step is
@@ -729,6 +737,18 @@ static const char *classify_stderr(const char *err)
     if (contains_ci(err, "already in use"))
         return "name in use";
     return "failed";
+}
+
+const char *mcp_podman_pull_reason(const char *err)
+{
+    static const char *const unreachable[] = {"connection refused", "no such host",
+                                              "i/o timeout", "network is unreachable",
+                                              "server gave http response to https client",
+                                              "connection reset", NULL};
+    for (size_t i = 0; unreachable[i]; i++)
+        if (contains_ci(err ? err : "", unreachable[i]))
+            return "registry unreachable";
+    return classify_stderr(err ? err : "");
 }
 
 /* podman's stderr without surrounding blanks, cut to fit a message. */

@@ -16,6 +16,7 @@
 
 #include "mcp/duration.h"
 #include "mcp/log.h"
+#include "mcp/suggest.h"
 #include "mcp/toml.h"
 
 #define PATH_MAX_LEN 256
@@ -23,6 +24,7 @@
 typedef struct parse_ctx {
     const char *file;
     mcp_error *err;
+    mcp_strv *unknown; /* where unknown keys are described */
 } parse_ctx;
 
 /* ---- value checks shared with other modules ---- */
@@ -287,13 +289,20 @@ static int failf(parse_ctx *p, int line, int col, const char *path, const char *
     return -1;
 }
 
-static void warn_unknown(parse_ctx *p, const mcp_toml_kv *kv, const char *path)
+/* Describes an unknown key, naming the nearest known one when it looks like a
+ * typo of it. Out of memory only loses the description. */
+static void note_unknown(parse_ctx *p, const mcp_toml_kv *kv, const char *path,
+                         const char *const *known)
 {
-    char line[16], col[16];
-    snprintf(line, sizeof line, "%d", kv->line);
-    snprintf(col, sizeof col, "%d", kv->col);
-    mcp_log(MCP_LOG_WARN, "unknown key in service definition, ignored", "file", p->file, "line",
-            line, "col", col, "key", path, NULL);
+    const char *near = mcp_suggest(kv->key, known);
+    char hint[96] = "";
+    if (near)
+        snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s:%d:%d: unknown key '%s'%s", p->file, kv->line, kv->col, path,
+             hint);
+    if (p->unknown && mcp_strv_push(p->unknown, msg) != 0)
+        mcp_log(MCP_LOG_WARN, "out of memory noting an unknown key", "key", path, NULL);
 }
 
 /* Key paths are bounded; a truncated one still names the front of the path. */
@@ -311,7 +320,7 @@ static void index_path(char *out, const char *parent, size_t i)
         out[0] = '\0';
 }
 
-/* Warns about every key of table not in known. */
+/* Notes every key of table not in known. */
 static void check_known_keys(parse_ctx *p, const mcp_toml_value *table, const char *path,
                              const char *const *known)
 {
@@ -321,7 +330,7 @@ static void check_known_keys(parse_ctx *p, const mcp_toml_value *table, const ch
             continue;
         char kp[PATH_MAX_LEN];
         child_path(kp, path, kv->key);
-        warn_unknown(p, kv, kp);
+        note_unknown(p, kv, kp, known);
     }
 }
 
@@ -782,7 +791,7 @@ int mcp_service_parse(const char *text, size_t len, const char *filename, mcp_se
         }
         return -1;
     }
-    parse_ctx p = {.file = file, .err = err};
+    parse_ctx p = {.file = file, .err = err, .unknown = &out->unknown};
     int rc = parse_document(&p, root, out);
     mcp_toml_free(root);
     if (rc != 0)
@@ -834,6 +843,7 @@ void mcp_service_free(mcp_service *svc)
         component_free(&svc->components[i]);
     free(svc->components);
     free(svc->name);
+    mcp_strv_free(&svc->unknown);
     memset(svc, 0, sizeof *svc);
 }
 

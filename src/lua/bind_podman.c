@@ -15,6 +15,7 @@ typedef enum call_kind {
     CALL_STOP,
     CALL_REMOVE,
     CALL_IMAGE_EXISTS,
+    CALL_PULL,
 } call_kind;
 
 typedef struct podman_op {
@@ -91,6 +92,8 @@ static int push_outcome(lua_State *L, call_kind kind, const mcp_proc_result *res
             lua_pushboolean(L, 1); /* already gone is what remove wants */
             return 1;
         }
+        if (kind == CALL_PULL && strcmp(reason, "timeout") != 0)
+            return mcp_push_failure(L, mcp_podman_pull_reason(res->err), err.msg);
         return mcp_push_failure(L, reason, err.msg);
     }
     switch (kind) {
@@ -124,6 +127,10 @@ static int push_outcome(lua_State *L, call_kind kind, const mcp_proc_result *res
         free(id);
         return 1;
     }
+    case CALL_PULL: /* true, podman's progress lines (for the log) */
+        lua_pushboolean(L, 1);
+        lua_pushlstring(L, res->err ? res->err : "", res->err ? res->err_len : 0);
+        return 2;
     default:
         lua_pushboolean(L, 1);
         return 1;
@@ -239,6 +246,13 @@ static int l_image_exists(lua_State *L)
 {
     return named_call(L, mcp_podman_argv_image_exists, CALL_IMAGE_EXISTS,
                       "agent.runtime.image_exists");
+}
+
+/* runtime.pull(image) -> true, progress text | nil, reason, detail; bounded
+ * like every call by [agent] podman_timeout. */
+static int l_pull(lua_State *L)
+{
+    return named_call(L, mcp_podman_argv_pull, CALL_PULL, "agent.runtime.pull");
 }
 
 /* spec.labels: a table of string keys to string (or number) values, as
@@ -606,6 +620,7 @@ int luaopen_mcp_podman(lua_State *L)
                                    {"stop", l_stop},
                                    {"remove", l_remove},
                                    {"image_exists", l_image_exists},
+                                   {"pull", l_pull},
                                    {"events", l_events},
                                    {NULL, NULL}};
     events_metatable(L, lua_upvalueindex(1));

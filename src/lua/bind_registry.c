@@ -451,7 +451,10 @@ static int l_deploy(lua_State *L)
     return 1;
 }
 
-/* registry.validate(text, filename) -> true | nil, "invalid", message */
+/* registry.validate(text, filename) -> true, service name, unknown keys (a list
+ * of "file:line:col: unknown key 'k' (did you mean 'x'?)", maybe empty), the
+ * definition as registry.service would return it (no host ports yet)
+ * | nil, "invalid", message */
 static int l_validate(lua_State *L)
 {
     size_t len;
@@ -464,8 +467,10 @@ static int l_validate(lua_State *L)
         return invalid_service(L, &err);
     lua_pushboolean(L, 1);
     lua_pushstring(L, svc.name); /* callers lock the service before storing it */
+    mcp_push_strv(L, &svc.unknown);
+    push_service(L, &svc);
     mcp_service_free(&svc);
-    return 2;
+    return 4;
 }
 
 static int l_snapshot(lua_State *L)

@@ -118,6 +118,8 @@ static void push_config(lua_State *L, const mcp_host *h)
     lua_pushnumber(L, (lua_Number)c->monitor_interval_ms / 1000.0);
     lua_setfield(L, -2, "monitor_interval");
     mcp_set_string(L, "monitor_drift", c->monitor_drift);
+    mcp_set_string(L, "pull", c->pull);
+    mcp_set_int(L, "warnings", c->n_warnings);
     mcp_set_int(L, "keep_events", c->keep_events);
     mcp_set_string(L, "metrics_listen", c->metrics_listen);
     lua_pushnumber(L, (lua_Number)c->podman_timeout_ms / 1000.0);
@@ -194,6 +196,7 @@ static int open_core(lua_State *L)
     add_area(L, h, "http", luaopen_mcp_http);
     add_area(L, h, "notify", luaopen_mcp_notify);
     add_area(L, h, "metrics", luaopen_mcp_metrics);
+    add_area(L, h, "exec", luaopen_mcp_exec);
     push_config(L, h);
     lua_setfield(L, -2, "config");
     lua_pushcfunction(L, l_release_memory);

@@ -127,6 +127,9 @@ int luaopen_mcp_hash(lua_State *L); /* bind_hash.c */
 int luaopen_mcp_notify(lua_State *L); /* upvalue: host; starts the systemd watchdog */
 int luaopen_mcp_metrics(lua_State *L); /* upvalue: host; bind_metrics.c */
 
+/* bind_exec.c: foreground children of a command (test, check --lint) */
+int luaopen_mcp_exec(lua_State *L);
+
 /* --- conversions (convert.c) --- */
 void mcp_push_strv(lua_State *L, const mcp_strv *sv);
 /* An array of the n items laid out size bytes apart, each pushed by push. */

@@ -142,6 +142,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.grpc_addr, "");
     assert_false(cfg.insecure_loopback);
     assert_string_equal(cfg.socket, "/run/mcp-agent/agent.sock");
+    assert_string_equal(cfg.pull, "missing");
     assert_string_equal(cfg.container_runtime, "podman");
     assert_int_equal(cfg.podman_args.n, 0);
     assert_string_equal(cfg.podman, "podman");
@@ -222,6 +223,43 @@ static void test_unknown_keys_warn_but_load(void **state)
     assert_non_null(strstr(log, "level=WARN"));
     free(log);
     mcp_config_free(&cfg);
+}
+
+static void test_unknown_keys_name_the_nearest_key_once(void **state)
+{
+    (void)state;
+    char *path = write_tmp("[agent]\npodman_timout = \"5s\"\npull = \"never\"\n"
+                           "[polcy]\ndir = \"x\"\n[monitor]\ncolour = 1\n");
+    mcp_config cfg;
+    mcp_error err = {{0}};
+    int rc;
+    char *log = load_capturing(path, &cfg, &err, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(cfg.n_warnings, 3);
+    assert_string_equal(cfg.pull, "never");
+    assert_non_null(strstr(log, "key=agent.podman_timout did_you_mean=agent.podman_timeout"));
+    assert_non_null(strstr(log, "key=polcy did_you_mean=policy"));
+    assert_non_null(strstr(log, "key=monitor.colour\n")); /* no near key: no suggestion */
+    /* each said once */
+    const char *first = strstr(log, "podman_timout");
+    assert_null(strstr(strstr(first, "\n"), "podman_timout"));
+    free(log);
+    mcp_config_free(&cfg);
+    unlink(path);
+    free(path);
+}
+
+static void test_bad_pull_mode_is_an_error(void **state)
+{
+    (void)state;
+    char *path = write_tmp("[agent]\npull = \"always\"\n");
+    mcp_config cfg;
+    mcp_error err = {{0}};
+    assert_int_equal(mcp_config_load(path, &cfg, &err), -1);
+    assert_non_null(strstr(err.msg, "agent.pull"));
+    assert_non_null(strstr(err.msg, "\"always\""));
+    unlink(path);
+    free(path);
 }
 
 static void test_missing_file(void **state)
@@ -393,6 +431,8 @@ int main(void)
         cmocka_unit_test(test_empty_file_gives_defaults),
         cmocka_unit_test(test_relative_paths_and_choices),
         cmocka_unit_test(test_unknown_keys_warn_but_load),
+        cmocka_unit_test(test_unknown_keys_name_the_nearest_key_once),
+        cmocka_unit_test(test_bad_pull_mode_is_an_error),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_syntax_error_names_file_line_col),
         cmocka_unit_test(test_bad_health_fixture),

@@ -565,7 +565,9 @@ class RecoverThroughFakePodman(AgentTestCase):
 # Each command's flags (besides -h, --help, which every command takes).
 FLAGS = {"recover": ["--dry-run", "--json"], "boot": ["--dry-run", "--json"],
          "eval": ["--dry-run", "-e CODE"], "status": ["--json"], "ls": ["--json"],
-         "events": ["--since DURATION", "--follow", "--json"], "version": ["--verbose", "--json"]}
+         "events": ["--since DURATION", "--follow", "--json"], "version": ["--verbose", "--json"],
+         "deploy": ["--dry-run", "--allow-unknown"], "check": ["--strict", "--lint"],
+         "test": ["--filter PATTERN", "--init DIR"]}
 
 
 def help_flags(text):
@@ -626,7 +628,8 @@ class CommandTable(AgentTestCase):
         # nothing near: the command's flags are listed instead
         r = self.env.run("deploy", "--bogus", self.env.write("x.toml", SIMPLE_SERVICE))
         self.assertEqual(r.rc, 2, r.stderr)
-        self.assertMentions(r.stderr, "deploy", "unknown flag '--bogus'", "deploy takes: --help")
+        self.assertMentions(r.stderr, "deploy", "unknown flag '--bogus'",
+                            "deploy takes: --dry-run --allow-unknown --help")
         self.assertFalse(os.path.exists(self.env.db), "a refused command opened the registry")
 
     def test_flag_values_and_argument_counts(self):

@@ -21,6 +21,7 @@ local PATHS = {
     deploy = function(agent)
         -- the registry stores the definition; the fake's stand-in returns the stored service
         agent.registry.deploy = function(name) return agent.registry.service(name) end
+        agent.config.pull = "never" -- pulling is pull_spec.lua's
         local resp = ops.deploy(agent, "app", "app.toml")
         return resp.ok
     end,

@@ -56,7 +56,8 @@ function M.new(agent, state)
         if not ok then return nil, st, msg end
         if req.service_toml == "" then return nil, INVALID_ARGUMENT, "service_toml is empty" end
         local source = req.source ~= "" and req.source or "<DeployRequest>"
-        local resp, kind, detail = ops.deploy(agent, req.service_toml, source)
+        local resp, kind, detail = ops.deploy(agent, req.service_toml, source,
+            { allow_unknown = req.allow_unknown })
         if not resp then return failure(kind, detail) end
         return resp
     end

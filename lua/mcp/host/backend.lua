@@ -15,7 +15,7 @@ local KINDS = { [codes.INVALID_ARGUMENT] = "invalid", [codes.NOT_FOUND] = "not f
 
 local function local_backend(agent)
     local b = { remote = false }
-    function b.deploy(text, source) return ops.deploy(agent, text, source) end
+    function b.deploy(text, source, opts) return ops.deploy(agent, text, source, opts) end
     function b.service_action(verb, service, component)
         return ops.service_action(agent, verb, service, component)
     end
@@ -39,7 +39,10 @@ local function remote_backend(socket)
         local text = (message and message ~= "") and message or tostring(reason)
         return nil, KINDS[status] or "failed", text
     end
-    function b.deploy(text, source) return call("Deploy", { service_toml = text, source = source }) end
+    function b.deploy(text, source, opts)
+        return call("Deploy", { service_toml = text, source = source,
+                                allow_unknown = opts and opts.allow_unknown or false })
+    end
     function b.service_action(verb, service, component)
         local method = ({ start = "StartService", stop = "StopService", restart = "RestartService" })[verb]
         return call(method, { service = service, component = component or "" })

@@ -214,20 +214,40 @@ end
 
 function M.deploy(agent, cmd)
     local files = cmd.args
+    local allow_unknown = cmd.flags["allow-unknown"] or false
     -- Validate every file before storing any: a bad file changes nothing.
-    local texts = {}
+    local texts, parsed, unknown_count = {}, {}, 0
     for i, path in ipairs(files) do
         local text, err = read_file(path)
         if not text then complain("deploy: %s", err); return USAGE end
-        local ok, _, detail = agent.registry.validate(text, path)
+        local ok, _, detail, svc = agent.registry.validate(text, path)
         if not ok then complain("%s", detail); return USAGE end
-        texts[i] = text
+        if #detail > 0 and not allow_unknown then
+            for _, u in ipairs(detail) do complain("%s", u) end
+            unknown_count = unknown_count + #detail
+        end
+        texts[i], parsed[i] = text, { svc = svc, unknown = detail }
+    end
+    if unknown_count > 0 then
+        complain("deploy: refused, nothing stored: %d unknown key%s (fix %s, or deploy --allow-unknown)",
+            unknown_count, unknown_count == 1 and "" or "s", unknown_count == 1 and "it" or "them")
+        return USAGE
+    end
+    if cmd.flags["dry-run"] then
+        local preview = require "mcp.host.preview"
+        for i, path in ipairs(files) do
+            say("%s:", path)
+            for _, u in ipairs(parsed[i].unknown) do say("  warning: %s, ignored", u) end
+            for _, line in ipairs(preview.lines(agent, parsed[i].svc)) do say("  %s", line) end
+        end
+        say("dry run: nothing stored, no container touched")
+        return OK
     end
     local b = backend_for(agent, "deploy")
     if not b then return USAGE end
     local rc = OK
     for i, path in ipairs(files) do
-        local resp, kind, detail = b.deploy(texts[i], path)
+        local resp, kind, detail = b.deploy(texts[i], path, { allow_unknown = allow_unknown })
         if not resp then return failed("deploy " .. path, kind, detail) end
         for _, m in ipairs(resp.messages or {}) do say("%s", m) end
         if not resp.ok then rc = GOAL end
@@ -561,8 +581,38 @@ function M.snapshot(agent, cmd)
     return OK
 end
 
-function M.check(agent)
+--- check --lint: luacheck over [policy] dir, when it is installed.
+--- -> exit code (OK when there is nothing to lint or no luacheck)
+local function lint(agent)
+    local dir = agent.config.policy_dir
+    if not dir or dir == "" then
+        say("lint: no [policy] dir configured, nothing to lint")
+        return OK
+    end
+    local luacheck = require("mcp.host.runner").which("luacheck")
+    if not luacheck then
+        say("lint: luacheck is not installed (Debian: apt-get install lua-check); skipped")
+        return OK
+    end
+    -- a policy is plain Lua 5.4 in an environment over _G; `agent` is an
+    -- argument. Only the policy dir's own .luacheckrc applies, never one
+    -- found above the current directory.
+    local argv = { luacheck, "--std", "lua54", "--codes", "--no-color" }
+    local rcfile = dir .. "/.luacheckrc"
+    local f = io.open(rcfile, "r")
+    if f then f:close(); argv[#argv + 1] = "--config=" .. rcfile else argv[#argv + 1] = "--no-config" end
+    argv[#argv + 1] = "--"
+    argv[#argv + 1] = dir
+    io.stdout:flush()
+    local code, reason, detail = require("mcp.core").exec.run(argv, { timeout = 120 })
+    if not code then complain("lint: %s (%s)", tostring(detail), tostring(reason)); return GOAL end
+    if code == 0 then say("lint: %s: no warnings", dir); return OK end
+    return code == 1 and GOAL or USAGE
+end
+
+function M.check(agent, cmd)
     local rc = OK
+    local flags = cmd and cmd.flags or {}
     local paths = require("mcp.core").paths
     say("lua library: %s (%s)", paths.lua, paths.origin)
     say("built-in policies: %s", paths.builtin_policies)
@@ -576,12 +626,29 @@ function M.check(agent)
         end
     end
     local cfg = agent.config.config_path or "(built-in defaults)"
+    local warnings = agent.config.warnings or 0
+    if rc == OK and flags.strict and warnings > 0 then
+        complain("configuration %s: %d warning%s, errors under --strict", cfg, warnings,
+            warnings == 1 and "" or "s")
+        rc = GOAL
+    end
+    if rc == OK and flags.lint then rc = lint(agent) end
     if rc == OK then
         say("configuration %s and policies: test is successful", cfg)
     else
         complain("configuration %s or policies: test failed", cfg)
     end
     return rc
+end
+
+-- test / show ---------------------------------------------------------------------
+
+function M.test(agent, cmd)
+    return require("mcp.host.runner").test(agent, cmd)
+end
+
+function M.show(agent, cmd)
+    return require("mcp.host.show").show(agent, cmd)
 end
 
 -- dispatch ------------------------------------------------------------------------

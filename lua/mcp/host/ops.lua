@@ -107,12 +107,14 @@ end
 
 --- Validates and stores a §4 document, then brings its components to their
 --- desired state. -> DeployResponse | nil, "invalid"|"registry", message
-local function deploy(agent, text, source)
+local function deploy(agent, text, source, unknown)
     local svc, reason, detail = agent.registry.deploy(text, source)
     if not svc then return nil, reason, detail end
     operator_acted(agent, svc.name, nil)
     agent.registry.event(svc.name, nil, "deployed", "definition stored from " .. source)
     local resp = { service = service_info(svc), messages = {}, ok = true, results = {} }
+    for _, u in ipairs(unknown or {}) do resp.messages[#resp.messages + 1] = "warning: " .. u .. ", ignored" end
+    local pull = agent.config.pull ~= "never" -- SPEC §5: only deploy pulls
     if not svc.active then
         resp.messages[1] = svc.name .. ": stored (inactive)"
         return resp
@@ -123,7 +125,10 @@ local function deploy(agent, text, source)
     end
     resp.results, resp.ok = each_result(agent, svc.components, function(comp)
         if comp.desired_state == "running" then
-            local r = lifecycle.up(agent, svc, comp, { recreate = true, why = "deploy" })
+            local r = lifecycle.up(agent, svc, comp, { recreate = true, why = "deploy", pull = pull })
+            if r.outcome == "skipped" and not pull then
+                r.entry.reason = string.format('image %s is not present and [agent] pull = "never"', comp.image)
+            end
             for _, w in ipairs(r.warnings) do warn(w) end
             return up_result(r, "started")
         end
@@ -231,15 +236,21 @@ end
 -- definition says.
 
 --- Validates and stores a §4 document, then brings its components to their
---- desired state. -> DeployResponse | nil, "invalid"|"registry"|"busy", message
-function M.deploy(agent, text, source)
-    local name = source
+--- desired state. A document with unknown keys is refused ("invalid", each
+--- key named with the nearest known one) unless opts.allow_unknown.
+--- -> DeployResponse | nil, "invalid"|"registry"|"busy", message
+function M.deploy(agent, text, source, opts)
+    local name, unknown = source, nil
     if agent.registry.validate then
         local ok, parsed, detail = agent.registry.validate(text, source)
         if not ok then return nil, parsed, detail end
-        name = parsed
+        name, unknown = parsed, detail
+        if unknown and #unknown > 0 and not (opts and opts.allow_unknown) then
+            return nil, "invalid", table.concat(unknown, "\n")
+                .. "\n" .. source .. ": refused: unknown keys (deploy --allow-unknown stores it anyway)"
+        end
     end
-    return locks.of(agent).with(name, deploy, agent, text, source)
+    return locks.of(agent).with(name, deploy, agent, text, source, unknown)
 end
 
 --- start | stop | restart of "SERVICE" or one component.
