@@ -8,8 +8,8 @@
 
 /* dlsym into a function pointer without the object/function pointer
  * conversion ISO C leaves undefined: copy the bytes. */
-static int bind_symbol(void *handle, const mcp_dl_lib *lib, const char *name, void *slot,
-                       char *why, size_t len)
+static int bind_symbol(void *handle, const mcp_dl_lib *lib, const char *name, void *slot, char *why,
+                       size_t len)
 {
     void *sym = dlsym(handle, name);
     if (!sym) {
