@@ -13,9 +13,10 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Depends: the shared libraries the binary links (dpkg-shlibdeps), plus what
-# it loads or runs itself: libcurl (dlopen on first use), Lua's cjson, podman.
+# it loads or runs itself: libcurl, libsystemd and libmicrohttpd (dlopen on
+# first use, so dpkg-shlibdeps does not see them), Lua's cjson, podman.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "libcurl4, lua-cjson, podman")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libcurl4, libsystemd0, libmicrohttpd12, lua-cjson, podman")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "runc, bash-completion")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${PROJECT_SOURCE_DIR}/packaging/debian/conffiles;${PROJECT_SOURCE_DIR}/packaging/debian/postinst;${PROJECT_SOURCE_DIR}/packaging/debian/prerm;${PROJECT_SOURCE_DIR}/packaging/debian/postrm")

@@ -4,13 +4,14 @@
  * thread. HTTP parsing, keep-alive and the request-size bound are MHD's;
  * what MHD lacks — a deadline for a whole request (a client sending a byte
  * a second never looks idle) and cutting idle connections when there are
- * many — is done here by shutting down the socket, which MHD then closes. */
+ * many — is done here by shutting down the socket, which MHD then closes.
+ * libmicrohttpd itself is loaded when the first endpoint starts
+ * (mhd_shim.h): a process that serves no metrics never maps it. */
 #include "mcp/metrics_http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,6 +21,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "mhd_shim.h" /* MHD, loaded on first use */
 
 #define SWEEP_MS 500
 
@@ -383,6 +386,10 @@ mcp_metrics_http *mcp_metrics_http_start(uv_loop_t *loop, const char *listen, mc
     char why[300];
     if (mcp_metrics_listen_parse(listen, &a, why, sizeof why) != 0) {
         mcp_error_set(err, "metrics: %s", why);
+        return NULL;
+    }
+    if (mcp_mhd_load(why, sizeof why) != 0) {
+        mcp_error_set(err, "metrics: cannot load libmicrohttpd: %s", why);
         return NULL;
     }
     int fd = open_listener(&a, listen, err);
