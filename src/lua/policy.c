@@ -5,8 +5,9 @@
  * dir never shadows a library or C module. Files (and the operator's dir)
  * are refused when writable by group or others (sshd's StrictModes); text
  * chunks only; each in its own environment; an instruction budget so a
- * script that loops at load time cannot hang us; and a policy that requires itself is an error naming it
- * (Lua's require would recurse until the C stack overflows). */
+ * script that loops at load time cannot hang us; and a policy that requires
+ * itself is an error naming it (Lua's require would recurse until the C
+ * stack overflows). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
