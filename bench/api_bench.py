@@ -278,13 +278,16 @@ def main():
     ap.add_argument("--idle", type=float, default=60.0)
     ap.add_argument("--json")
     args = ap.parse_args()
+    # the daemon runs in a temp dir: paths given relative to the caller's cwd are resolved now
+    args.agent = os.path.abspath(args.agent)
+    args.json = os.path.abspath(args.json) if args.json else None
     if not os.access(args.agent, os.X_OK):
         raise SystemExit("no agent binary at %s (build it, or pass --agent)" % args.agent)
     have_h2load = shutil.which("h2load") is not None
 
     tmp = tempfile.mkdtemp(prefix="api-bench-")
     d = Daemon(args.agent, tmp, free_port())
-    results = {"agent": os.path.abspath(args.agent), "services": N_SERVICES,
+    results = {"agent": args.agent, "services": N_SERVICES,
                "machine": machine_notes()}
     try:
         agent_pb2, agent_pb2_grpc = gen_stubs(tmp)

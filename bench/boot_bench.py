@@ -316,7 +316,7 @@ class Bench:
             "seed": self.write_config("seed.toml", db, seed_dir),
         }
         if self.args.before:
-            self.configs["before"] = self.write_config("before.toml", db, os.path.abspath(self.args.before))
+            self.configs["before"] = self.write_config("before.toml", db, self.args.before)
         # Store the definitions without starting anything: deploy on the fake runtime.
         fake = self.write_config("fake.toml", db, None, runtime="fake")
         self.agent([fake, "deploy"] + files, check=True)
@@ -535,6 +535,11 @@ def main():
     ap.add_argument("--before", metavar="POLICY_DIR",
                     help="also measure the policies in POLICY_DIR (e.g. an older boot.lua/recover.lua) as 'before'")
     args = ap.parse_args()
+    # resolved before anything runs elsewhere: relative paths mean the caller's cwd
+    args.agent = os.path.abspath(args.agent)
+    for name in ("json", "logs", "before"):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     if args.reps < 1:
         ap.error("--reps must be at least 1")
     if not os.access(args.agent, os.X_OK):

@@ -130,6 +130,7 @@ def main():
     ap.add_argument("--json")
     args = ap.parse_args()
     agent = os.path.abspath(args.agent)  # before any change of directory
+    args.json = os.path.abspath(args.json) if args.json else None
     tmp = tempfile.mkdtemp(prefix="mcp-liveness-bench-")
     try:
         probed = measure(agent, args.components, args.seconds, True, tmp)

@@ -55,11 +55,19 @@ typedef void (*mcp_grpc_drain_fn)(mcp_grpc_server_call *call, void *ud);
 /* Called once when mcp_grpc_server_shutdown() has closed everything. */
 typedef void (*mcp_grpc_done_fn)(mcp_grpc_server *server, void *ud);
 
+/* Connection limits are per listener, so that a flood on the TCP port never
+ * locks the CLI out of the unix socket; connections over a limit are closed at
+ * once. */
 typedef struct mcp_grpc_server_options {
     size_t max_message_bytes;        /* request cap; 0 = 4 MiB */
-    unsigned max_connections;        /* 0 = 256; extra connections are closed at once */
+    unsigned max_connections;        /* per TCP listener; 0 = 256 */
+    unsigned max_unix_connections;   /* the unix socket's own pool; 0 = 64 */
+    unsigned max_peer_connections;   /* per TCP peer address and listener; 0 = 32 */
+    unsigned max_handshakes;         /* per TCP listener, still before the first frame; 0 = 64 */
     unsigned max_concurrent_streams; /* advertised in SETTINGS; 0 = 100 */
     unsigned handshake_timeout_ms;   /* TLS handshake + HTTP/2 preface; 0 = 10000 */
+    unsigned header_timeout_ms;      /* a request's HEADERS, from their first frame; 0 = 10000 */
+    unsigned idle_timeout_ms;        /* no open stream (a streaming call is open); 0 = 60000 */
 } mcp_grpc_server_options;
 
 /* TLS for a TCP listener. All three files are required unless insecure. */

@@ -65,6 +65,10 @@ enum {
  * is not SQLite, is corrupt, or is a SQLite database of another application
  * (tables we do not know and no user_version of ours) is refused with a clear
  * error and left untouched. A database from a newer schema version is refused. */
+#define MCP_REGISTRY_BUSY (-2)
+/* 0, -1 (err says why), or MCP_REGISTRY_BUSY: another process held it locked
+ * for longer than the busy timeout (err names the processes that have it open,
+ * when they can be found). The files are created 0600 whatever the umask. */
 int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err);
 void mcp_registry_close(mcp_registry *reg);
 

@@ -156,10 +156,11 @@ static int run_command(const command *cmd, const char *config_path, parsed_args 
     }
     if (use != REG_NONE) {
         mcp_error err = {{0}};
-        if (mcp_registry_open(cfg.db_path, &reg, &err) != 0) {
+        int orc = mcp_registry_open(cfg.db_path, &reg, &err);
+        if (orc != 0) {
             fprintf(stderr, "mcp-agent: %s\n", err.msg);
             mcp_config_free(&cfg);
-            return EXIT_USAGE;
+            return orc == MCP_REGISTRY_BUSY ? EXIT_GOAL : EXIT_USAGE; /* busy is not bad input */
         }
     }
 

@@ -481,10 +481,10 @@ static void accept_answer(mcp_certs_op *op, const mcp_http_response *hr)
         char *pem = bundle(cert, chain);
         if (!pem) {
             op_fail(op, "write failed", "out of memory");
-        } else if (mkdir(op->cert_dir, 0755) != 0 && errno != EEXIST) {
+        } else if (mkdir(op->cert_dir, 0700) != 0 && errno != EEXIST) { /* SPEC §8: 0600 pair */
             op_fail(op, "write failed", "%s: cannot create: %s", op->cert_dir, strerror(errno));
         } else if (mcp_certs_write_atomic(op->res.key_path, key, strlen(key), 0600, &err) != 0 ||
-                   mcp_certs_write_atomic(op->res.cert_path, pem, strlen(pem), 0644, &err) != 0) {
+                   mcp_certs_write_atomic(op->res.cert_path, pem, strlen(pem), 0600, &err) != 0) {
             op_fail(op, "write failed", "%s", err.msg);
         } else {
             op->res.ok = true;

@@ -137,10 +137,10 @@ void mcp_grpcs_conn_close(conn *c)
     if (c->closing)
         return;
     c->closing = true;
-    if (c->hs_timer) {
-        c->hs_timer->data = NULL;
-        uv_close((uv_handle_t *)c->hs_timer, mcp_grpcs_timer_free_cb);
-        c->hs_timer = NULL;
+    if (c->timer) {
+        c->timer->data = NULL;
+        uv_close((uv_handle_t *)c->timer, mcp_grpcs_timer_free_cb);
+        c->timer = NULL;
     }
     while (c->streams) {
         gstream *s = c->streams;
@@ -171,14 +171,63 @@ void mcp_grpcs_conn_close(conn *c)
     }
 }
 
-static void hs_timeout_cb(uv_timer_t *t)
+/* The stream still sending its HEADERS that began first, or NULL. */
+static gstream *oldest_unfinished_headers(const conn *c)
+{
+    gstream *oldest = NULL;
+    for (gstream *s = c->streams; s; s = s->next)
+        if (!s->headers_done && (!oldest || s->begun_ms < oldest->begun_ms))
+            oldest = s;
+    return oldest;
+}
+
+/* Closes with GOAWAY, so that a well-behaved client reconnects instead of failing a call. */
+static void conn_goaway_close(conn *c)
+{
+    if (c->session)
+        nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+    c->want_close = true;
+    mcp_grpcs_conn_flush(c);
+}
+
+static void conn_timeout_cb(uv_timer_t *t)
 {
     conn *c = t->data;
-    if (c && !c->got_frame) {
+    if (!c || c->closing)
+        return;
+    const char *peer = c->addr[0] ? c->addr : c->peer;
+    if (!c->got_frame) {
         mcp_log(MCP_LOG_INFO, "grpc: closing a connection that sent no HTTP/2 frame in time",
-                "peer", c->peer, NULL);
+                "peer", peer, NULL);
         mcp_grpcs_conn_close(c);
+    } else if (oldest_unfinished_headers(c)) {
+        mcp_log(MCP_LOG_INFO, "grpc: closing a connection whose request headers came too slowly",
+                "peer", peer, NULL);
+        mcp_grpcs_conn_close(c);
+    } else if (!c->streams) {
+        mcp_log(MCP_LOG_DEBUG, "grpc: closing an idle connection", "peer", peer, NULL);
+        conn_goaway_close(c);
     }
+}
+
+void mcp_grpcs_conn_arm_timer(conn *c)
+{
+    if (c->closing || !c->timer || !c->got_frame)
+        return; /* before the first frame the handshake timeout runs */
+    mcp_grpc_server *s = c->server;
+    uint64_t now = uv_now(s->loop), due;
+    gstream *slow = oldest_unfinished_headers(c);
+    if (slow) {
+        due = slow->begun_ms + s->opts.header_timeout_ms;
+    } else if (!c->streams) {
+        due = c->idle_since + s->opts.idle_timeout_ms;
+    } else {
+        uv_timer_stop(c->timer); /* a call is open: its own deadline, if any, governs */
+        return;
+    }
+    uv_timer_start(c->timer, conn_timeout_cb, due > now ? due - now : 0, 0);
 }
 
 int mcp_grpcs_conn_start_session(conn *c)
@@ -277,6 +326,57 @@ static void reject_closed_cb(uv_handle_t *h)
     free(h->data);
 }
 
+/* Why a new connection on l from addr is over a limit, or NULL. Walks the
+ * connections: a few hundred at most, and only at accept. */
+static const char *over_limit(const mcp_grpc_server *s, const listener *l, const char *addr)
+{
+    unsigned total = 0, handshaking = 0, same_peer = 0;
+    for (const conn *c = s->conns; c; c = c->next) {
+        if (c->listener_id != l->id)
+            continue;
+        total++;
+        if (!c->got_frame)
+            handshaking++;
+        if (addr[0] && strcmp(c->addr, addr) == 0)
+            same_peer++;
+    }
+    if (l->is_unix)
+        return total >= s->opts.max_unix_connections ? "unix socket connection limit" : NULL;
+    if (total >= s->opts.max_connections)
+        return "connection limit";
+    if (handshaking >= s->opts.max_handshakes)
+        return "limit of connections in handshake";
+    if (same_peer >= s->opts.max_peer_connections)
+        return "per-peer connection limit";
+    return NULL;
+}
+
+/* The peer's IP address as text ("" when it cannot be had). */
+static void peer_address(uv_tcp_t *tcp, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    int n = sizeof ss;
+    out[0] = '\0';
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &n) != 0 ||
+        uv_ip_name((struct sockaddr *)&ss, out, len) != 0)
+        out[0] = '\0';
+}
+
+/* A flood must not flood the log too: one line a second, with the count since. */
+static void log_refusal(mcp_grpc_server *s, const char *limit, const char *peer)
+{
+    uint64_t now = uv_now(s->loop);
+    s->refusals_unlogged++;
+    if (s->refusal_logged_at && now - s->refusal_logged_at < 1000)
+        return;
+    char n[16];
+    snprintf(n, sizeof n, "%u", s->refusals_unlogged);
+    mcp_log(MCP_LOG_WARN, "grpc: refusing connections", "reason", limit, "peer", peer, "refused", n,
+            NULL);
+    s->refusal_logged_at = now ? now : 1;
+    s->refusals_unlogged = 0;
+}
+
 void mcp_grpcs_on_connection(uv_stream_t *lstream, int status)
 {
     listener *l = lstream->data;
@@ -290,18 +390,24 @@ void mcp_grpcs_on_connection(uv_stream_t *lstream, int status)
         return;
     c->server = s;
     c->cancel_reason = MCP_GRPC_CANCELLED;
+    c->listener_id = l->id;
     if (l->is_unix)
         uv_pipe_init(s->loop, &c->h.pipe, 0);
     else
         uv_tcp_init(s->loop, &c->h.tcp);
     c->h.tcp.data = c;
-    if (uv_accept(lstream, (uv_stream_t *)&c->h) != 0 || s->shutting_down ||
-        s->nconns >= s->opts.max_connections) {
-        if (!s->shutting_down && s->nconns >= s->opts.max_connections)
-            mcp_log(MCP_LOG_WARN, "grpc: connection limit reached, refusing a connection", NULL);
-        uv_close((uv_handle_t *)&c->h, reject_closed_cb);
-        return;
+    const char *limit = NULL;
+    if (uv_accept(lstream, (uv_stream_t *)&c->h) == 0 && !s->shutting_down) {
+        if (!l->is_unix)
+            peer_address(&c->h.tcp, c->addr, sizeof c->addr);
+        limit = over_limit(s, l, c->addr);
+        if (!limit)
+            goto accepted;
+        log_refusal(s, limit, c->addr[0] ? c->addr : "unix");
     }
+    uv_close((uv_handle_t *)&c->h, reject_closed_cb);
+    return;
+accepted:
     snprintf(c->peer, sizeof c->peer, "%s", l->is_unix ? "unix" : l->tls ? "tls" : "tcp");
     c->next = s->conns;
     if (s->conns)
@@ -321,12 +427,15 @@ void mcp_grpcs_on_connection(uv_stream_t *lstream, int status)
         mcp_grpcs_conn_close(c);
         return;
     }
-    c->hs_timer = malloc(sizeof *c->hs_timer);
-    if (c->hs_timer) {
-        uv_timer_init(s->loop, c->hs_timer);
-        c->hs_timer->data = c;
-        uv_timer_start(c->hs_timer, hs_timeout_cb, s->opts.handshake_timeout_ms, 0);
+    c->timer = malloc(sizeof *c->timer);
+    if (!c->timer || uv_timer_init(s->loop, c->timer) != 0) {
+        free(c->timer); /* a connection nobody could time out is not taken */
+        c->timer = NULL;
+        mcp_grpcs_conn_close(c);
+        return;
     }
+    c->timer->data = c;
+    uv_timer_start(c->timer, conn_timeout_cb, s->opts.handshake_timeout_ms, 0);
     if (uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read) != 0) {
         mcp_grpcs_conn_close(c);
         return;

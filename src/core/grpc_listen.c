@@ -17,8 +17,10 @@
 static listener *listener_new(mcp_grpc_server *s)
 {
     listener *l = calloc(1, sizeof *l);
-    if (l)
+    if (l) {
         l->server = s;
+        l->id = ++s->next_listener_id;
+    }
     return l;
 }
 

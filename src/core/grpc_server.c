@@ -15,6 +15,11 @@
 #define DEFAULT_MAX_CONNECTIONS 256u
 #define DEFAULT_MAX_STREAMS 100u
 #define DEFAULT_HANDSHAKE_MS 10000u
+#define DEFAULT_UNIX_CONNECTIONS 64u
+#define DEFAULT_PEER_CONNECTIONS 32u
+#define DEFAULT_HANDSHAKES 64u
+#define DEFAULT_HEADER_MS 10000u
+#define DEFAULT_IDLE_MS 60000u
 
 void mcp_grpcs_timer_free_cb(uv_handle_t *h)
 {
@@ -215,6 +220,16 @@ mcp_grpc_server *mcp_grpc_server_new(uv_loop_t *loop, const mcp_grpc_server_opti
         s->opts.max_concurrent_streams = DEFAULT_MAX_STREAMS;
     if (!s->opts.handshake_timeout_ms)
         s->opts.handshake_timeout_ms = DEFAULT_HANDSHAKE_MS;
+    if (!s->opts.max_unix_connections)
+        s->opts.max_unix_connections = DEFAULT_UNIX_CONNECTIONS;
+    if (!s->opts.max_peer_connections)
+        s->opts.max_peer_connections = DEFAULT_PEER_CONNECTIONS;
+    if (!s->opts.max_handshakes)
+        s->opts.max_handshakes = DEFAULT_HANDSHAKES;
+    if (!s->opts.header_timeout_ms)
+        s->opts.header_timeout_ms = DEFAULT_HEADER_MS;
+    if (!s->opts.idle_timeout_ms)
+        s->opts.idle_timeout_ms = DEFAULT_IDLE_MS;
     if (s->opts.max_message_bytes > UINT32_MAX)
         s->opts.max_message_bytes = UINT32_MAX;
     s->tcp_port = -1;

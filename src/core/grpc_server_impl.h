@@ -41,6 +41,7 @@ typedef struct listener {
     bool is_unix;
     mcp_tls_ctx *tls; /* NULL: plaintext */
     char *unix_path;
+    unsigned id; /* connections name their listener by id: it may be freed first */
     struct listener *next;
 } listener;
 
@@ -53,6 +54,7 @@ typedef struct gstream {
     mcp_grpc_handler_fn fn;
     void *fn_ud;
     bool bad_method, bad_ctype, headers_done;
+    uint64_t begun_ms;  /* uv_now when its HEADERS began: slow headers are cut off */
     bool responded;     /* the final status is decided (Trailers-Only sent or trailers due) */
     bool remote_closed; /* the client sent END_STREAM */
     /* An error decided before the client finished sending: answered at its
@@ -102,13 +104,18 @@ struct conn {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } h;
-    uv_timer_t *hs_timer; /* handshake/preface timeout, freed on its own close */
+    /* Handshake/preface, then slow-headers or idle timeout (mcp_grpcs_conn_arm_timer);
+     * freed on its own close. */
+    uv_timer_t *timer;
+    uint64_t idle_since; /* uv_now when the last stream went (or the first frame came) */
     nghttp2_session *session;
     mcp_tls *tls; /* NULL: plaintext */
     bool got_frame, closing, want_close;
+    unsigned listener_id;
     int busy;
     int cancel_reason; /* told to handlers of calls cut off by a close */
     char peer[128];
+    char addr[64]; /* the peer's IP address (TCP), "" on the unix socket */
     gstream *streams;
     conn *prev, *next;
 };
@@ -121,6 +128,9 @@ struct mcp_grpc_server {
     conn *conns;
     unsigned nconns;
     unsigned open_handles; /* listeners + connections not yet closed */
+    unsigned next_listener_id;
+    uint64_t refusal_logged_at; /* uv_now: refusals are logged once a second, counted */
+    unsigned refusals_unlogged;
     nghttp2_session_callbacks *cbs;
     int tcp_port;
     bool shutting_down, done_called;
@@ -145,6 +155,10 @@ void mcp_grpcs_on_connection(uv_stream_t *lstream, int status);
 void mcp_grpcs_conn_flush(conn *c);
 void mcp_grpcs_conn_close(conn *c);
 int mcp_grpcs_conn_start_session(conn *c);
+/* After the first frame and whenever a stream begins, finishes its headers or
+ * goes: times out the oldest stream still sending HEADERS, or the connection
+ * once it has no stream. */
+void mcp_grpcs_conn_arm_timer(conn *c);
 
 /* grpc_stream.c */
 nghttp2_session_callbacks *mcp_grpcs_make_callbacks(void);

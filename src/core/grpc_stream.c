@@ -48,6 +48,9 @@ void mcp_grpcs_stream_free(gstream *s)
     free(s->end_msg);
     free(s->reject_msg);
     free(s);
+    if (!c->streams)
+        c->idle_since = uv_now(c->server->loop);
+    mcp_grpcs_conn_arm_timer(c);
 }
 
 static int submit_nv(gstream *s, const nghttp2_nv *nv, size_t n, const nghttp2_data_provider *prd)
@@ -372,11 +375,13 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     s->c = c;
     s->id = frame->hd.stream_id;
     s->deadline_ms = -1;
+    s->begun_ms = uv_now(c->server->loop);
     s->next = c->streams;
     if (c->streams)
         c->streams->prev = s;
     c->streams = s;
     nghttp2_session_set_stream_user_data(session, s->id, s);
+    mcp_grpcs_conn_arm_timer(c);
     return 0;
 }
 
@@ -430,8 +435,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     conn *c = user_data;
     if (!c->got_frame) {
         c->got_frame = true;
-        if (c->hs_timer)
-            uv_timer_stop(c->hs_timer);
+        c->idle_since = uv_now(c->server->loop);
+        mcp_grpcs_conn_arm_timer(c);
     }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
@@ -441,8 +446,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (end)
         s->remote_closed = true;
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
         stream_headers_complete(s);
+        mcp_grpcs_conn_arm_timer(c);
+    }
     if (end)
         stream_request_complete(s);
     return 0;

@@ -8,6 +8,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include "mcp/log.h"
 
 struct mcp_tls_ctx {
     SSL_CTX *ssl_ctx;
@@ -48,6 +51,20 @@ static void ssl_error(mcp_error *err, const char *what, const char *file)
     ERR_clear_error();
 }
 
+/* A key others can read is a key others may have: said loudly, not refused
+ * (the operator may have a reason, e.g. a group that backs it up). */
+static void warn_if_key_readable(const char *key_file)
+{
+    struct stat st;
+    if (stat(key_file, &st) != 0 || !(st.st_mode & (S_IRGRP | S_IROTH)))
+        return;
+    char mode[8], fix[600];
+    snprintf(mode, sizeof mode, "%04o", (unsigned)(st.st_mode & 07777));
+    snprintf(fix, sizeof fix, "chmod 600 %s", key_file);
+    mcp_log(MCP_LOG_WARN, "grpc tls: the private key is readable by group or others", "path",
+            key_file, "mode", mode, "fix", fix, NULL);
+}
+
 mcp_tls_ctx *mcp_tls_ctx_new(const char *cert_file, const char *key_file, const char *ca_file,
                              mcp_error *err)
 {
@@ -79,6 +96,7 @@ mcp_tls_ctx *mcp_tls_ctx_new(const char *cert_file, const char *key_file, const 
         ssl_error(err, "cannot load private key", key_file);
         goto fail;
     }
+    warn_if_key_readable(key_file);
     if (SSL_CTX_check_private_key(ctx) != 1) {
         ssl_error(err, "private key does not match the certificate:", key_file);
         goto fail;

@@ -176,9 +176,31 @@ static const char *const migrations[] = {
 
 /* ---- small SQLite helpers ---- */
 
+bool reg_is_busy(mcp_registry *reg)
+{
+    int rc = reg->db ? sqlite3_errcode(reg->db) & 0xff : SQLITE_OK;
+    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+}
+
+/* " (locked for over 5 s; held open by pid N (comm))" after a busy failure, else "". */
+static void busy_detail(mcp_registry *reg, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (!reg_is_busy(reg))
+        return;
+    char holders[400];
+    if (reg_find_holders(reg->path, holders, sizeof holders) > 0)
+        snprintf(out, len, " (locked for over %d s; held open by %s)", BUSY_TIMEOUT_MS / 1000,
+                 holders);
+    else
+        snprintf(out, len, " (locked for over %d s by another process)", BUSY_TIMEOUT_MS / 1000);
+}
+
 int reg_db_fail(mcp_registry *reg, mcp_error *err, const char *what)
 {
-    mcp_error_set(err, "registry %s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
+    char busy[512];
+    busy_detail(reg, busy, sizeof busy);
+    mcp_error_set(err, "registry %s: %s: %s%s", reg->path, what, sqlite3_errmsg(reg->db), busy);
     return -1;
 }
 
@@ -186,7 +208,10 @@ int reg_exec(mcp_registry *reg, const char *sql, mcp_error *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(reg->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        mcp_error_set(err, "registry %s: %s", reg->path, msg ? msg : sqlite3_errmsg(reg->db));
+        char busy[512];
+        busy_detail(reg, busy, sizeof busy);
+        mcp_error_set(err, "registry %s: %s%s", reg->path, msg ? msg : sqlite3_errmsg(reg->db),
+                      busy);
         sqlite3_free(msg);
         return -1;
     }
@@ -516,6 +541,33 @@ fail:
     return -1;
 }
 
+/* Component env may hold secrets: the registry is 0600 whatever the umask.
+ * SQLite gives -wal and -shm the database's mode when it creates them; older
+ * files of ours that are wider are narrowed. */
+static int restrict_file(mcp_registry *reg, const char *suffix, mcp_error *err)
+{
+    char *p = mcp_sprintf("%s%s", reg->path, suffix);
+    if (!p)
+        return open_fail(reg, err, "%s", "out of memory");
+    struct stat sb;
+    int rc = 0;
+    if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 077) && sb.st_uid == geteuid() &&
+        chmod(p, 0600) != 0)
+        rc = open_fail(reg, err, "cannot make %s private (0600): %s", p, strerror(errno));
+    free(p);
+    return rc;
+}
+
+static int create_private(mcp_registry *reg, mcp_error *err)
+{
+    int fd = open(reg->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno == EEXIST ? 0 : open_fail(reg, err, "cannot create: %s", strerror(errno));
+    int rc = fchmod(fd, 0600) == 0 ? 0 : open_fail(reg, err, "chmod 0600: %s", strerror(errno));
+    close(fd);
+    return rc;
+}
+
 int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
 {
     *out = NULL;
@@ -527,6 +579,9 @@ int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
     }
     bool exists = false;
     if (check_magic(reg, &exists, err) != 0)
+        goto fail;
+    if (create_private(reg, err) != 0 || restrict_file(reg, "", err) != 0 ||
+        restrict_file(reg, "-wal", err) != 0 || restrict_file(reg, "-shm", err) != 0)
         goto fail;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (exists ? 0 : SQLITE_OPEN_CREATE);
     if (sqlite3_open_v2(path, &reg->db, flags, NULL) != SQLITE_OK) {
@@ -551,9 +606,10 @@ int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
         goto fail;
     *out = reg;
     return 0;
-fail:
+fail:;
+    int rc = reg_is_busy(reg) ? MCP_REGISTRY_BUSY : -1;
     mcp_registry_close(reg);
-    return -1;
+    return rc;
 }
 
 void mcp_registry_close(mcp_registry *reg)

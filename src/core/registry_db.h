@@ -59,6 +59,11 @@ struct mcp_registry {
 };
 
 int reg_db_fail(mcp_registry *reg, mcp_error *err, const char *what);
+/* registry_holder.c: the processes (other than this one) that have path or
+ * its -wal/-shm open, as "pid N (comm), …" in out; returns how many. */
+size_t reg_find_holders(const char *path, char *out, size_t len);
+/* True when the last call on reg->db failed on another connection's lock. */
+bool reg_is_busy(mcp_registry *reg);
 int reg_out_of_memory(mcp_registry *reg, mcp_error *err);
 int reg_exec(mcp_registry *reg, const char *sql, mcp_error *err);
 sqlite3_stmt *reg_prepare(mcp_registry *reg, const char *sql, mcp_error *err);

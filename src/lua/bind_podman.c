@@ -210,7 +210,8 @@ static int l_list(lua_State *L)
 static int named_call(lua_State *L, int (*build)(const mcp_podman_cfg *, const char *, mcp_strv *),
                       call_kind kind, const char *what)
 {
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = kind == CALL_IMAGE_EXISTS ? mcp_check_image(L, 1, "image")
+                                                 : mcp_check_container(L, 1, "container");
     mcp_host *h = mcp_host_upvalue(L);
     mcp_strv argv = {0};
     argv_oom(L, build(&h->podman, name, &argv), &argv);
@@ -229,8 +230,10 @@ static int l_start(lua_State *L)
 
 static int l_stop(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = mcp_check_container(L, 1, "container");
     lua_Integer timeout = luaL_optinteger(L, 2, 10);
+    if (timeout < 0 || timeout > 3600)
+        return luaL_argerror(L, 2, "timeout must be 0..3600 seconds");
     mcp_host *h = mcp_host_upvalue(L);
     mcp_strv argv = {0};
     argv_oom(L, mcp_podman_argv_stop(&h->podman, name, (int)timeout, &argv), &argv);
@@ -322,6 +325,8 @@ static int l_run(lua_State *L)
         mcp_set_cfunction(L, "__gc", spec_gc);
     }
     lua_setmetatable(L, -2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    mcp_check_spec_names(L, 1);
     check_spec(L, 1, spec);
     if (!spec->name || !*spec->name)
         return luaL_argerror(L, 1, "spec.name is required");

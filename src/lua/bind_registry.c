@@ -123,7 +123,7 @@ static int l_services(lua_State *L)
 
 static int l_service(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = mcp_check_text(L, 1, "service"); /* any text: an unknown one is nil */
     mcp_registry *reg = check_registry(L);
     mcp_error err = {{0}};
     mcp_service svc;
@@ -138,9 +138,9 @@ static int l_service(lua_State *L)
 
 static int l_set_desired(lua_State *L)
 {
-    const char *service = luaL_checkstring(L, 1);
-    const char *component = luaL_optstring(L, 2, NULL);
-    const char *state = luaL_checkstring(L, 3);
+    const char *service = mcp_check_name(L, 1, "service");
+    const char *component = mcp_opt_name(L, 2, "component");
+    const char *state = mcp_check_text(L, 3, "state");
     if (strcmp(state, "running") != 0 && strcmp(state, "stopped") != 0)
         return luaL_argerror(L, 3, "want \"running\" or \"stopped\"");
     mcp_registry *reg = check_registry(L);
@@ -151,7 +151,7 @@ static int l_set_desired(lua_State *L)
 
 static int l_set_active(lua_State *L)
 {
-    const char *service = luaL_checkstring(L, 1);
+    const char *service = mcp_check_name(L, 1, "service");
     luaL_checktype(L, 2, LUA_TBOOLEAN);
     mcp_registry *reg = check_registry(L);
     mcp_error err = {{0}};
@@ -169,9 +169,14 @@ static int check_limit(lua_State *L, int idx, lua_Integer dflt)
 /* registry.event(service, component|nil, kind, message[, exit_code]) -> true */
 static int l_event(lua_State *L)
 {
-    const char *service = luaL_checkstring(L, 1);
-    const char *component = luaL_optstring(L, 2, NULL);
-    const char *kind = luaL_checkstring(L, 3);
+    /* "" is the node's own events; a component may come from a container's label */
+    const char *service = lua_type(L, 1) == LUA_TSTRING && lua_rawlen(L, 1) == 0
+                              ? ""
+                              : mcp_check_name(L, 1, "service");
+    const char *component = mcp_opt_text(L, 2, "component");
+    const char *kind = mcp_check_text(L, 3, "kind");
+    if (!lua_isnoneornil(L, 4) && lua_type(L, 4) != LUA_TSTRING)
+        return luaL_argerror(L, 4, "message must be a string");
     const char *message = luaL_optstring(L, 4, "");
     int code = 0;
     bool has_code = !lua_isnoneornil(L, 5);
@@ -217,7 +222,7 @@ static int push_events(lua_State *L, mcp_registry *reg, const mcp_event_query *q
 /* registry.events(service|nil, limit[, since_unix_seconds]) -> newest first */
 static int l_events(lua_State *L)
 {
-    mcp_event_query q = {.service = luaL_optstring(L, 1, NULL), .limit = check_limit(L, 2, 20)};
+    mcp_event_query q = {.service = mcp_opt_text(L, 1, "service"), .limit = check_limit(L, 2, 20)};
     if (!lua_isnoneornil(L, 3)) {
         lua_Number since = luaL_checknumber(L, 3);
         if (!(since >= 0 && since < 1e11))
@@ -235,7 +240,7 @@ static int l_events_after(lua_State *L)
         return luaL_argerror(L, 1, "id must be >= 0");
     mcp_event_query q = {.after = true,
                          .after_id = id,
-                         .service = luaL_optstring(L, 2, NULL),
+                         .service = mcp_opt_text(L, 2, "service"),
                          .limit = check_limit(L, 3, 100)};
     return push_events(L, check_registry(L), &q);
 }

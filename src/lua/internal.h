@@ -148,6 +148,20 @@ void mcp_set_int(lua_State *L, const char *key, lua_Integer val);
 void mcp_set_number(lua_State *L, const char *key, lua_Number val);
 void mcp_set_bool(lua_State *L, const char *key, bool val);
 
+/* --- argument checks (check_args.c): misuse raises luaL_argerror naming `what` --- */
+/* A string (not a number) with no NUL inside, at most 4096 bytes. */
+const char *mcp_check_text(lua_State *L, int idx, const char *what);
+const char *mcp_opt_text(lua_State *L, int idx, const char *what); /* NULL for none/nil */
+/* A service or component name as in service files (mcp_name_valid). */
+const char *mcp_check_name(lua_State *L, int idx, const char *what);
+const char *mcp_opt_name(lua_State *L, int idx, const char *what);
+/* A container name or id: podman's rule, at most 127 characters. */
+const char *mcp_check_container(lua_State *L, int idx, const char *what);
+/* An image reference: no spaces or control characters, no leading '-', at most 1024. */
+const char *mcp_check_image(lua_State *L, int idx, const char *what);
+/* spec.name (a container name) and spec.image of the table argument arg, when present. */
+void mcp_check_spec_names(lua_State *L, int arg);
+
 mcp_host *mcp_host_upvalue(lua_State *L);
 /* A new table of fns, each with the value at host_idx (the host) as upvalue 1. */
 void mcp_new_lib(lua_State *L, const luaL_Reg *fns, int host_idx);

@@ -2,11 +2,12 @@
  * in the operator's [policy] dir first, then among the built-in policies;
  * `require "policy.builtin.NAME"` only the built-in one, so an operator's
  * policy can wrap it. Nothing else is searched here: a file in the policy
- * dir never shadows a library or C module. Files are refused when writable
- * by group or others (sshd's StrictModes); text chunks only; each in its own
- * environment; an instruction budget so a script that loops at load time
- * cannot hang us; and a policy that requires itself is an error naming it
- * (Lua's require would recurse until the C stack overflows). */
+ * dir never shadows a library or C module. Files (and the operator's dir)
+ * are refused when writable by group or others (sshd's StrictModes); text
+ * chunks only; each in its own environment; an instruction budget so a
+ * script that loops at load time cannot hang us; and a policy that requires
+ * itself is an error naming it (Lua's require would recurse until the C
+ * stack overflows). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +41,35 @@ int mcp_policy_check_file(const char *path, char *why, size_t whylen)
     if (st.st_uid != 0 && st.st_uid != geteuid()) {
         snprintf(why, whylen, "%s: refusing to load a policy owned by uid %u (want root or uid %u)",
                  path, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -1;
+    }
+    return 0;
+}
+
+/* Whoever may write the directory may drop a policy into it: the same rules as for the files. */
+static int check_policy_dir(const char *dir, char *why, size_t whylen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, whylen, "%s: the policy dir is not a directory", dir);
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, whylen,
+                 "%s: refusing to load policies from a directory writable by group or others "
+                 "(mode %04o); fix with: chmod go-w %s",
+                 dir, (unsigned)(st.st_mode & 07777), dir);
+        return -1;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(why, whylen,
+                 "%s: refusing to load policies from a directory owned by uid %u (want root or "
+                 "uid %u)",
+                 dir, (unsigned)st.st_uid, (unsigned)geteuid());
         return -1;
     }
     return 0;
@@ -206,8 +236,9 @@ static int policy_searcher(lua_State *L)
                               "%s: policy %s requires itself; to build on the built-in policy, "
                               "require \"policy.builtin.%s\"",
                               path, module, name);
-        char why[PATH_MAX + 256];
-        if (mcp_policy_check_file(path, why, sizeof why) != 0)
+        char why[2 * PATH_MAX + 256];
+        if ((i == 0 && check_policy_dir(dirs[i], why, sizeof why) != 0) ||
+            mcp_policy_check_file(path, why, sizeof why) != 0)
             return luaL_error(L, "%s", why);
         lua_pushvalue(L, lua_upvalueindex(1));
         lua_pushcclosure(L, policy_loader, 1);

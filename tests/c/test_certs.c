@@ -350,7 +350,9 @@ static void test_issue_and_keep(void **state)
     assert_int_equal(stat(key, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
     assert_int_equal(stat(pem, &st), 0);
-    assert_int_equal(st.st_mode & 07777, 0644);
+    assert_int_equal(st.st_mode & 07777, 0600); /* SPEC §8: the pair is 0600 */
+    assert_int_equal(stat(c->cert_dir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);                 /* created by the agent */
     assert_int_equal(count_entries(c->cert_dir, "web.pem"), 2); /* .pem, .key, no temp */
     mcp_cert_info info;
     assert_int_equal(mcp_certs_check(pem, names, 2, 30, &info), MCP_CERT_OK);

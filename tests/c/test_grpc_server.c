@@ -17,6 +17,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <nghttp2/nghttp2.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <uv.h>
@@ -759,6 +761,218 @@ static void test_slow_reader_drains_by_flow_control(void **state)
     cl_free(&c);
 }
 
+/* ---- connection limits and timeouts ---- */
+
+/* Replaces the fixture's server (never listened yet) by one with opts. */
+static void use_options(fixture *f, const mcp_grpc_server_options *opts)
+{
+    mcp_error err;
+    mcp_grpc_server_free(f->server);
+    f->server = mcp_grpc_server_new(&f->loop, opts, &err);
+    assert_non_null(f->server);
+}
+
+static int raw_connect(int family, const char *path, int port)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    int rc;
+    if (family == AF_UNIX) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    } else {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    }
+    assert_true(rc == 0 || errno == EINPROGRESS);
+    return fd;
+}
+
+static void raw_send(int fd, const void *buf, size_t len)
+{
+    assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* True once the server closed fd (EOF or reset), reading whatever it sent. */
+static bool raw_closed(int fd)
+{
+    uint8_t buf[4096];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            return true;
+        if (n < 0)
+            return false;
+    }
+}
+
+/* Runs the loop for ms, reading (and dropping) what the server sends on fd. */
+static void run_for(fixture *f, int ms, int fd)
+{
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
+    while (uv_hrtime() < end) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        if (fd >= 0)
+            (void)raw_closed(fd);
+        usleep(2000);
+    }
+}
+
+/* Runs the loop until the server closed fd or ms passed; the ms it took, or -1. */
+static int64_t wait_closed(fixture *f, int fd, int ms)
+{
+    uint64_t start = uv_hrtime();
+    while (uv_hrtime() - start < (uint64_t)ms * 1000000u) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        if (raw_closed(fd))
+            return (int64_t)((uv_hrtime() - start) / 1000000u);
+        usleep(2000);
+    }
+    return -1;
+}
+
+static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+static const uint8_t EMPTY_SETTINGS[] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+
+static void send_preface(int fd)
+{
+    raw_send(fd, PREFACE, sizeof PREFACE - 1);
+    raw_send(fd, EMPTY_SETTINGS, sizeof EMPTY_SETTINGS);
+}
+
+/* 300 bare TCP connects and 256 that send the preface and go idle fill the TCP
+ * listener's limits; the unix socket keeps its own pool and answers at once. */
+static void test_tcp_flood_leaves_the_unix_socket(void **state)
+{
+    fixture *f = *state;
+    hstate h = {.m = REPLY_LATER};
+    start_unix(f, &h);
+    mcp_error err;
+    mcp_grpc_tls_options insecure = {.insecure = true};
+    assert_int_equal(mcp_grpc_server_listen_tcp(f->server, "127.0.0.1:0", &insecure, &err), 0);
+    int port = mcp_grpc_server_tcp_port(f->server);
+    enum { BARE = 300, IDLE = 256 };
+    static int fds[BARE + IDLE];
+    for (int i = 0; i < BARE + IDLE; i++) {
+        fds[i] = raw_connect(AF_INET, NULL, port);
+        if (i >= BARE) {
+            run_for(f, 0, -1);
+            send(fds[i], PREFACE, sizeof PREFACE - 1, MSG_NOSIGNAL); /* refused ones: EPIPE */
+            send(fds[i], EMPTY_SETTINGS, sizeof EMPTY_SETTINGS, MSG_NOSIGNAL);
+        }
+        if (i % 16 == 0)
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    run_for(f, 200, -1);
+    /* everything came from 127.0.0.1: the per-peer limit holds it to 32 */
+    assert_int_equal(mcp_grpc_server_connections(f->server), 32);
+    uint64_t t0 = uv_hrtime();
+    client_req r = {.path = CHECK, .body = HC_REQ, .len = sizeof HC_REQ, .timeout_ms = 2000};
+    call(f, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_non_null(strstr(r.headers, "grpc-status: 0"));
+    assert_true(uv_hrtime() - t0 < 2000000000u);
+    for (int i = 0; i < BARE + IDLE; i++)
+        close(fds[i]);
+}
+
+/* The unix socket has a pool of its own, capped too. */
+static void test_unix_pool_is_capped(void **state)
+{
+    fixture *f = *state;
+    mcp_grpc_server_options opts = {.max_unix_connections = 3};
+    use_options(f, &opts);
+    hstate h = {.m = REPLY_LATER};
+    start_unix(f, &h);
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = raw_connect(AF_UNIX, f->sock, 0);
+    run_for(f, 100, -1);
+    assert_int_equal(mcp_grpc_server_connections(f->server), 3);
+    assert_int_equal(wait_closed(f, fds[3], 1000) >= 0, true);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+}
+
+/* A connection with no stream for idle_timeout_ms is closed with GOAWAY; one
+ * whose call is open (a long streaming call) is not. */
+static void test_idle_connection_is_closed(void **state)
+{
+    fixture *f = *state;
+    mcp_grpc_server_options opts = {.idle_timeout_ms = 300};
+    use_options(f, &opts);
+    hstate h = {.m = NEVER};
+    start_unix(f, &h);
+    int fd = raw_connect(AF_UNIX, f->sock, 0);
+    send_preface(fd);
+    int64_t took = wait_closed(f, fd, 3000);
+    assert_true(took >= 250 && took < 2000);
+    close(fd);
+    /* an open call keeps its connection past the idle timeout */
+    h2client c;
+    cl_open(&c, f->sock, 65535);
+    for (int i = 0; i < 100 && !h.call; i++)
+        cl_pump(f, &c);
+    assert_non_null(h.call);
+    run_for(f, 900, -1);
+    for (int i = 0; i < 5; i++)
+        cl_pump(f, &c);
+    assert_false(c.closed);
+    assert_int_equal(mcp_grpc_server_connections(f->server), 1);
+    assert_int_equal(mcp_grpc_server_finish(h.call), 0);
+    h.call = NULL;
+    for (int i = 0; i < 200 && !c.closed; i++)
+        cl_pump(f, &c);
+    assert_true(c.closed);
+    assert_string_equal(c.status, "0");
+    /* and once it ended, the connection idles out in its turn */
+    uint64_t t0 = uv_hrtime();
+    while (mcp_grpc_server_connections(f->server) > 0 && uv_hrtime() - t0 < 3000000000u)
+        cl_pump(f, &c);
+    assert_int_equal(mcp_grpc_server_connections(f->server), 0);
+    cl_free(&c);
+}
+
+/* HEADERS trickled at a byte per 100 ms: cut off header_timeout_ms after the
+ * frame began, and by the idle timeout while not even its frame header is in. */
+static void test_slow_headers_are_cut_off(void **state)
+{
+    fixture *f = *state;
+    mcp_grpc_server_options opts = {.header_timeout_ms = 400, .idle_timeout_ms = 600};
+    use_options(f, &opts);
+    hstate h = {.m = NEVER};
+    start_unix(f, &h);
+    /* HEADERS, 64 bytes, END_HEADERS, stream 1; then indexed ":method GET"s */
+    static const uint8_t hd[] = {0, 0, 64, 1, 4, 0, 0, 0, 1};
+    for (int trickle_frame_header = 0; trickle_frame_header < 2; trickle_frame_header++) {
+        int fd = raw_connect(AF_UNIX, f->sock, 0);
+        send_preface(fd);
+        run_for(f, 50, fd);
+        if (!trickle_frame_header)
+            raw_send(fd, hd, sizeof hd);
+        uint64_t t0 = uv_hrtime();
+        int64_t took = -1;
+        for (size_t i = 0; i < 9 + 64 && took < 0; i++) {
+            uint8_t b = trickle_frame_header && i < 9 ? hd[i] : 0x82;
+            if (trickle_frame_header || i >= 9)
+                if (send(fd, &b, 1, MSG_NOSIGNAL) != 1)
+                    break;
+            if (wait_closed(f, fd, 100) >= 0)
+                took = (int64_t)((uv_hrtime() - t0) / 1000000u);
+        }
+        if (took < 0 && wait_closed(f, fd, 100) >= 0)
+            took = (int64_t)((uv_hrtime() - t0) / 1000000u);
+        int want = trickle_frame_header ? 600 : 400;
+        assert_true(took >= want - 100 && took < want + 1000);
+        assert_null(h.call);
+        close(fd);
+    }
+    run_for(f, 50, -1);
+    assert_int_equal(mcp_grpc_server_connections(f->server), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -779,6 +993,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_then_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_ends_open_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_reader_drains_by_flow_control, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_flood_leaves_the_unix_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unix_pool_is_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connection_is_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_headers_are_cut_off, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -1387,6 +1387,46 @@ static int64_t raw_count(void **state, const char *sql)
     return v;
 }
 
+/* ---- permissions ---- */
+
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_mode & 07777;
+}
+
+/* The registry, -wal and -shm are 0600 whatever the umask (component env may
+ * hold secrets), and an older, wider registry of ours is narrowed at open. */
+static void test_registry_files_are_private(void **state)
+{
+    mode_t old = umask(0);
+    mcp_registry *reg = open_reg(state);
+    mcp_service svc;
+    full_service(&svc);
+    assert_int_equal(put(reg, &svc, 10000, 10100), 0);
+    mcp_service_free(&svc);
+    char *p = path_in(state, "reg.db"), *wal = path_in(state, "reg.db-wal"),
+         *shm = path_in(state, "reg.db-shm");
+    assert_int_equal(mode_of(p), 0600);
+    assert_int_equal(mode_of(wal), 0600);
+    assert_int_equal(mode_of(shm), 0600);
+    mcp_registry_close(reg);
+    assert_int_equal(chmod(p, 0644), 0);
+    int fd = open(wal, O_WRONLY | O_CREAT, 0666);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chmod(wal, 0666), 0);
+    reg = open_reg(state);
+    assert_int_equal(mode_of(p), 0600);
+    assert_int_equal(mode_of(wal), 0600);
+    mcp_registry_close(reg);
+    umask(old);
+    free(p);
+    free(wal);
+    free(shm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1422,6 +1462,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_trimmed_to_keep, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_supervision_upsert_and_clear, setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(test_migrates_version_1, setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_registry_files_are_private, setup_tmp, teardown_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
