@@ -124,8 +124,10 @@ end)
 describe("orphans", function()
     local function two_components()
         return { name = "shop", components = {
-            { name = "api", image = IMG, routes = { { name = "a", port = 80, host_port = 10081, hostname = "api.shop" } } },
-            { name = "worker", image = IMG, routes = { { name = "w", port = 80, host_port = 10082, hostname = "w.shop" } } },
+            { name = "api", image = IMG,
+              routes = { { name = "a", port = 80, host_port = 10081, hostname = "api.shop" } } },
+            { name = "worker", image = IMG,
+              routes = { { name = "w", port = 80, host_port = 10082, hostname = "w.shop" } } },
         } }
     end
 
@@ -155,7 +157,8 @@ describe("orphans", function()
         w:run(function(agent)
             recover.run(agent, {})
             -- an older definition's component, still running
-            w.runtime.run{ name = "shop-old", image = IMG, labels = { ["mcp.service"] = "shop", ["mcp.component"] = "old" } }
+            w.runtime.run{ name = "shop-old", image = IMG,
+                           labels = { ["mcp.service"] = "shop", ["mcp.component"] = "old" } }
             w.runtime.run{ name = "other", image = IMG, labels = { ["mcp.service"] = "other" } }
             local resp = ops.remove(agent, "shop")
             assert.is_true(resp.ok)
