@@ -15,4 +15,5 @@ apt-get install -y -q --no-install-recommends \
     libprotobuf-c-dev protobuf-c-compiler libcmocka-dev \
     podman runc busybox-static \
     python3 python3-grpcio python3-grpc-tools nghttp2-client hyperfine \
-    libsystemd-dev systemd scdoc mandoc man-db bash-completion file dpkg-dev
+    libsystemd-dev systemd scdoc mandoc man-db bash-completion file dpkg-dev \
+    clang-16 libclang-rt-16-dev
