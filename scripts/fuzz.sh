@@ -21,8 +21,9 @@ rc=0
 (cd build-fuzz && ctest -L fuzz -j "$jobs" --output-on-failure) || rc=$?
 # libFuzzer's closing lines of every run, from ctest's log.
 awk '/^[0-9]+\/[0-9]+ Test: fuzz\// { name = $3 }
-     / DONE / && name { done[name] = $0 }
-     /stat::number_of_executed_units/ && name { execs[name] = $2 }
-     END { for (n in done) printf "%-16s execs %-10s %s\n", n, execs[n], done[n] }' \
+     /DONE +cov:/ && name { sub(/^#[0-9]+[ \t]+DONE +/, ""); done[name] = $0 }
+     /^stat::number_of_executed_units/ && name { execs[name] = $2 }
+     /^stat::peak_rss_mb/ && name { rss[name] = $2 }
+     END { for (n in execs) printf "%-16s execs %-10s peak rss %4s MB  %s\n", n, execs[n], rss[n], done[n] }' \
     build-fuzz/Testing/Temporary/LastTest.log | sort
 exit $rc
