@@ -16,4 +16,5 @@ apt-get install -y -q --no-install-recommends \
     libmicrohttpd-dev prometheus \
     podman runc busybox-static \
     python3 python3-grpcio python3-grpc-tools nghttp2-client hyperfine \
-    libsystemd-dev systemd scdoc mandoc man-db bash-completion file dpkg-dev
+    libsystemd-dev systemd scdoc mandoc man-db bash-completion file dpkg-dev \
+    clang-16 libclang-rt-16-dev

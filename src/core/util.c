@@ -19,12 +19,19 @@ int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len)
     char *copy = strndup(s, len);
     if (!copy)
         return -1;
-    char **grown = realloc(sv->v, (sv->n + 1) * sizeof *grown);
-    if (!grown) {
-        free(copy);
-        return -1;
+    /* The capacity is implied by n (the next power of two, at least 4), so the
+     * array grows by doubling: one realloc per element made a 100k-entry env
+     * list quadratic (ASan's realloc always copies). */
+    size_t n = sv->n;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+        size_t cap = n ? n * 2 : 4;
+        char **grown = cap <= SIZE_MAX / sizeof *grown ? realloc(sv->v, cap * sizeof *grown) : NULL;
+        if (!grown) {
+            free(copy);
+            return -1;
+        }
+        sv->v = grown;
     }
-    sv->v = grown;
     sv->v[sv->n++] = copy;
     return 0;
 }
