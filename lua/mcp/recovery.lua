@@ -44,8 +44,15 @@ local REPORTED = { started = "recovered", created = "recovered" }
 ---   entry = {service=, component=, container=, reason=/action=}, warnings = {...} }.
 function M.component(agent, service, component, existing, opts)
     opts = opts or {}
+    -- A running container the agent made from an older definition (its
+    -- mcp.spec-hash differs: e.g. a deploy killed between storing and
+    -- replacing) is not "already running": it is replaced. One without the
+    -- label was not made by the agent and is left alone (drift reports it).
+    local labels = existing and existing.labels
+    local outdated = existing and existing.state == "running" and type(labels) == "table"
+        and labels["mcp.spec-hash"] ~= nil and not lifecycle.matches_spec(existing, service, component)
     local r = lifecycle.up(agent, service, component, {
-        existing = existing or false, event = "recovered", why = "recover",
+        existing = existing or false, recreate = outdated or nil, event = "recovered", why = "recover",
         dry_run = opts.dry_run, quiet = opts.quiet,
         route_attempts = opts.route_attempts, route_delays = opts.route_delays,
     })

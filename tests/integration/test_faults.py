@@ -213,7 +213,6 @@ class KillNine(FaultCase):
         self.assertEqual(sorted(e["container"] for e in report["already_running"]),
                          ["fz-api", "fz-web", "fz-worker"])
 
-    @unittest.expectedFailure  # reported in issue 14: recover ignores the spec-hash of a running container
     def test_kill_after_commit_before_replace_is_caught_by_recover(self):
         self.env.fake_podman_config()
         r = self.env.run("deploy", self.v1)
