@@ -40,7 +40,7 @@ M.STREAM_BACKOFF = { base = 0.5, cap = 30 } -- restarting the events child
 -- producing (podman's `died` reaches us ~0.1-0.3 s after the exit)
 M.STREAM_SILENT = 1
 M.MANY_AT_ONCE = 0.5 -- this share (and at least 2) down at once: one recover pass
-M.BURST_WINDOW = 2 -- s: deaths of stable components this close together count as at once
+M.BURST_WINDOW = 5 -- s: deaths of stable components this close together count as at once
 M.BURST_SETTLE = 0.5 -- s: the recover pass waits this long for the rest of a burst
 
 local function rfc3339(wall)
@@ -453,7 +453,9 @@ function M.new(agent, opts)
         local wall = agent.clock.wallclock()
         for _, name in ipairs(missing) do
             local st, e = states[name], want[name]
-            if st then st.state, st.started_at = "running", wall; persist(st) end
+            -- the pass restarted it: counted, so a component that keeps dying is
+            -- left to its own backoff instead of joining the next burst
+            if st then st.state, st.started_at, st.restarts = "running", wall, st.restarts + 1; persist(st) end
             if e then ready.restore(e.service, e.component) end -- recover registered them: say so
         end
         return true

@@ -210,8 +210,8 @@ static int l_list(lua_State *L)
 static int named_call(lua_State *L, int (*build)(const mcp_podman_cfg *, const char *, mcp_strv *),
                       call_kind kind, const char *what)
 {
-    const char *name = kind == CALL_IMAGE_EXISTS ? mcp_check_image(L, 1, "image")
-                                                 : mcp_check_container(L, 1, "container");
+    bool image = kind == CALL_IMAGE_EXISTS || kind == CALL_PULL;
+    const char *name = image ? mcp_check_image(L, 1, "image") : mcp_check_container(L, 1, "container");
     mcp_host *h = mcp_host_upvalue(L);
     mcp_strv argv = {0};
     argv_oom(L, build(&h->podman, name, &argv), &argv);
