@@ -2,13 +2,14 @@
 -- restart, rm, the recover of it and the supervisor's restarts), so two
 -- deploys of one service cannot interleave and the containers always end as
 -- the last stored definition says. A second caller waits, bounded; the
--- waiting suspends only its task (it waits on a "pulse" task that the
--- holder cancels when it lets go). Not re-entrant: nothing that holds a
+-- waiting suspends only its task (on an mcp.pulse the holder notifies
+-- when it lets go). Not re-entrant: nothing that holds a
 -- service's lock may ask for it again.
+local pulse = require "mcp.pulse"
+
 local M = {}
 
 M.WAIT = 120 -- s a caller waits for the lock before giving up with "busy"
-M.FOREVER = 86400 * 365
 
 local per_agent = setmetatable({}, { __mode = "k" })
 
@@ -17,7 +18,7 @@ function M.of(agent)
     local l = per_agent[agent]
     if l then return l end
     l = {}
-    local held = {} -- name -> { pulse = task handle or nil }
+    local held = {} -- name -> { released = a pulse (mcp.pulse) its waiters wait on }
     per_agent[agent] = l
 
     --- Runs fn(...) holding the lock `name`; its results, or nil, "busy",
@@ -28,23 +29,20 @@ function M.of(agent)
         local deadline = agent.clock.now() + M.WAIT
         while held[name] do
             local h = held[name]
-            if not h.pulse then
-                h.pulse = agent.task.spawn(function() agent.clock.sleep(M.FOREVER) end)
-            end
             local left = deadline - agent.clock.now()
             if left <= 0 then
                 return nil, "busy", string.format("another operation on %s has not finished in %gs", name, M.WAIT)
             end
-            local ok, why = agent.task.wait(h.pulse, left)
+            local ok, why = h.released.wait(left)
             -- "cancelled" also answers a pulse ended by the release; with the
             -- same holder still there it is this task that was cancelled
             if ok == nil and why == "cancelled" and held[name] == h then return nil, "cancelled" end
         end
-        held[name] = {}
+        held[name] = { released = pulse.new(agent) }
         local res = table.pack(xpcall(fn, debug.traceback, ...))
         local h = held[name]
         held[name] = nil
-        if h.pulse then agent.task.cancel(h.pulse) end
+        h.released.notify()
         if not res[1] then error(res[2], 0) end
         return table.unpack(res, 2, res.n)
     end

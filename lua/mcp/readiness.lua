@@ -11,11 +11,9 @@ local M = {}
 
 M.RETRY = { base = 1, cap = 60 } -- s between retries of a failed restore
 
+-- Whether mc-proxy has anything of the component's to serve.
 local function has_routes(component)
-    for _, r in ipairs(component.routes or {}) do
-        if r.hostname and r.hostname ~= "" and r.host_port and r.host_port ~= 0 then return true end
-    end
-    return false
+    return #routes.routable(component) > 0
 end
 M.has_routes = has_routes
 

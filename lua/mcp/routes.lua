@@ -20,6 +20,8 @@ local function routable(component)
     return out
 end
 
+M.routable = routable
+
 --- Registers every routable route of a component; warn(msg) gets each failure.
 --- Returns the number registered, the number that failed, and whether every
 --- failure was quick (worth retrying at once; a timeout is not).

@@ -43,15 +43,11 @@ M.MANY_AT_ONCE = 0.5 -- this share (and at least 2) down at once: one recover pa
 M.BURST_WINDOW = 5 -- s: deaths of stable components this close together count as at once
 M.BURST_SETTLE = 0.5 -- s: the recover pass waits this long for the rest of a burst
 
-local function rfc3339(wall)
-    return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(wall))
-end
-
 --- The state text `status` shows for a supervision row (or nil).
 function M.describe(row)
     if not row or not row.state then return "" end
     if row.state == "backoff" and row.backoff_until then
-        return "backoff until " .. rfc3339(row.backoff_until)
+        return "backoff until " .. timefmt.format(row.backoff_until)
     end
     return row.state
 end
@@ -254,6 +250,14 @@ function M.new(agent, opts)
         return (type(v) == "number" and v > 0) and v or 600
     end
 
+    -- Seconds st has run since the agent last started it (nil: unknown);
+    -- up longer than the policy's stable period, its restart count resets.
+    local function ran_for(st)
+        local running_for = st.started_at and math.max(0, agent.clock.wallclock() - st.started_at) or nil
+        if running_for and running_for >= stable_after() then st.restarts = 0 end
+        return running_for
+    end
+
     -- Deaths of stable components (no restarts pending) by container, for
     -- telling "podman lost its state" from crashes: many within
     -- BURST_WINDOW are one recover pass (SPEC §10 many at once).
@@ -314,9 +318,7 @@ function M.new(agent, opts)
             rec = now_rec or nil
             if not now_rec then reason = "missing" end
         end
-        local wall = agent.clock.wallclock()
-        local running_for = st.started_at and math.max(0, wall - st.started_at) or nil
-        if running_for and running_for >= stable_after() then st.restarts = 0 end
+        local running_for = ran_for(st)
         st.last_exit_code = exit_code
         st.died_at, st.record = agent.clock.now(), rec
         local what = reason == "missing" and "vanished" or ("died (exit code " .. tostring(exit_code) .. ")")
@@ -497,9 +499,7 @@ function M.new(agent, opts)
             event(st, "unhealthy", string.format("%s is unhealthy: %s", name, err))
             agent.log.warn(name .. " is unhealthy", log_fields(st, { error = err }))
             ready.withdraw(e.service, e.component, "unhealthy: " .. err)
-            local wall = agent.clock.wallclock()
-            local running_for = st.started_at and math.max(0, wall - st.started_at) or nil
-            if running_for and running_for >= stable_after() then st.restarts = 0 end
+            local running_for = ran_for(st)
             restart_after(st, e.component, { service = st.service, component = st.component, container = name,
                 exit_code = nil, oom = false, restarts = st.restarts, running_for = running_for or 0,
                 reason = "unhealthy", error = err }, "restart")

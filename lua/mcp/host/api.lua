@@ -2,7 +2,6 @@
 -- and grpc.health.v1). Each call runs as its own task: handler(request)
 -- returns the response table, or nil, grpc_status, message.
 local core = require "mcp.core"
-local event_bus = require "mcp.host.event_bus"
 local idle = require "mcp.host.idle"
 local listing = require "mcp.host.listing"
 local metrics = require "mcp.host.metrics"
@@ -41,7 +40,7 @@ function M.new(agent, state)
     local h = {}
     local lister = listing.new(agent, state)
     local releaser = idle.releaser(agent)
-    local bus = event_bus.new(agent)
+    local bus = require("mcp.pulse").new(agent) -- wakes the WatchEvents followers
     state.event_listeners = state.event_listeners or {}
     table.insert(state.event_listeners, bus.notify)
 

@@ -308,7 +308,7 @@ local function component_status(svc, comp, observed, proxy, cert_expiry, row)
         restarts = row.restarts or 0, last_exit_code = row.last_exit_code or 0,
         state = state_text(row, obs),
         backoff_until = (row.state == "backoff" and row.backoff_until)
-            and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(row.backoff_until)) or "",
+            and require("mcp.timefmt").format(row.backoff_until) or "",
         last_error = row.reason or "",
         name = comp.name, image = comp.image, desired_state = comp.desired_state,
         observed_state = obs,
