@@ -283,16 +283,19 @@ function M.new(agent, opts)
         end
         if not opts.recover or n < 2 or n < wanted_count() * M.MANY_AT_ONCE then return false end
         pass = agent.task.spawn(function()
-            if not agent.clock.sleep(M.BURST_SETTLE) then pass = nil; return end
-            local names = {}
-            for k in pairs(deaths) do
-                names[#names + 1] = k
-                local st = states[k]
-                if st and st.timer then agent.task.cancel(st.timer); st.timer = nil end
-            end
-            table.sort(names)
-            deaths = {}
-            sup.recover_all(names)
+            -- deaths that join while a pass runs are taken by the next round
+            repeat
+                if not agent.clock.sleep(M.BURST_SETTLE) then pass = nil; return end
+                local names = {}
+                for k in pairs(deaths) do
+                    names[#names + 1] = k
+                    local st = states[k]
+                    if st and st.timer then agent.task.cancel(st.timer); st.timer = nil end
+                end
+                table.sort(names)
+                deaths = {}
+                sup.recover_all(names)
+            until next(deaths) == nil
             pass = nil
         end)
         return true
