@@ -13,8 +13,8 @@
 -- To change one number, copy this file into [policy] dir and edit it, or
 -- wrap it: `local boot = require "policy.builtin.boot"` (docs/LUA_API.md).
 
-local boot = require "mcp.boot"
-local backoff = require "policy.backoff"
+local boot = require("mcp.boot")
+local backoff = require("policy.backoff")
 
 local M = {}
 

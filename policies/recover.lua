@@ -8,8 +8,8 @@
 -- the agent calls recover.run(agent, opts) -> report (docs/LUA_API.md),
 -- opts = { dry_run = bool }.
 
-local recovery = require "mcp.recovery"
-local backoff = require "policy.backoff"
+local recovery = require("mcp.recovery")
+local backoff = require("policy.backoff")
 
 -- The helpers of mcp.recovery (component, recover, …) read through.
 local M = setmetatable({}, { __index = recovery })

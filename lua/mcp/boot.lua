@@ -25,9 +25,9 @@
 --   liveness_interval, retry_liveness_interval (s), dry_run, progress
 --   (function(event) or nil).
 
-local recovery = require "mcp.recovery"
-local lifecycle = require "mcp.lifecycle"
-local health = require "mcp.health"
+local recovery = require("mcp.recovery")
+local lifecycle = require("mcp.lifecycle")
+local health = require("mcp.health")
 
 local M = {}
 

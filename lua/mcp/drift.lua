@@ -1,7 +1,7 @@
 -- mcp.drift: whether a running container still is what the registry says
 -- it should be (SPEC §10): its mcp.spec-hash label against the hash of the
 -- stored spec. Shared by the supervisor (every full list) and `status`.
-local spec = require "mcp.spec"
+local spec = require("mcp.spec")
 
 local M = {}
 

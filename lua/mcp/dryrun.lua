@@ -6,6 +6,8 @@
 --   rt.run(spec)   -- prints "would run metacrypt-api from localhost/x:1 ...", returns "dry-run"
 --   rt.actions     -- { {op="run", name=..., text=...}, ... }
 
+local sandbox = require("mcp.sandbox")
+
 local M = {}
 
 local function join(list)
@@ -128,25 +130,13 @@ end
 --- loading bytecode or another environment's globals).
 function M.script_env(agent, script_args)
     local env = {}
-    local blocked = { ["mcp.core"] = true }
-    local function safe_require(name)
-        if blocked[name] or tostring(name):match("^mcp%.host%.") then
-            error("eval --dry-run: " .. tostring(name) .. " is not reachable in a dry run (use `agent`)", 2)
-        end
-        return require(name)
-    end
     for k, v in pairs(_G) do env[k] = v end
     env.agent, env.arg = agent, script_args
-    env._G = env
-    env.require = safe_require
+    env.require = sandbox.guarded_require(function(name)
+        return "eval --dry-run: " .. name .. " is not reachable in a dry run (use `agent`)"
+    end)
     env.package, env.debug = nil, nil
-    env.load = function(chunk, name, _, e) return load(chunk, name, "t", e or env) end
-    env.loadfile = function(path, _, e) return loadfile(path, "t", e or env) end
-    env.dofile = function(path)
-        local f = assert(loadfile(path, "t", env))
-        return f()
-    end
-    return env
+    return sandbox.confine_loaders(env)
 end
 
 return M

@@ -1,7 +1,7 @@
 -- mcp.health: where and how to probe a component (SPEC §4 [components.health],
 -- else the boot stage's method on the first route, else the first published
 -- port), shared by boot.lua and the policies that replace it.
-local spec = require "mcp.spec"
+local spec = require("mcp.spec")
 
 local M = {}
 

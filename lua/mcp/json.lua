@@ -1,7 +1,7 @@
 -- mcp.json: JSON encoding that keeps empty lists as [] (the Debian build of
 -- lua-cjson has no array metatable) and orders object keys for stable output.
 -- Scalars go through cjson.
-local cjson = require "cjson"
+local cjson = require("cjson")
 
 local M = {}
 

@@ -4,9 +4,9 @@
 -- the fake runtime and the dry-run wrapper), so every path gets the same
 -- stale-container removal, image check, name-in-use retry, routes with
 -- retry, certificates and event.
-local spec = require "mcp.spec"
-local routes = require "mcp.routes"
-local fmt_reason = require "mcp.reason"
+local spec = require("mcp.spec")
+local routes = require("mcp.routes")
+local fmt_reason = require("mcp.reason")
 
 local M = {}
 

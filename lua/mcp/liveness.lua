@@ -5,7 +5,7 @@
 -- waiting on the clock and on its probe only (no thread, no podman call
 -- per probe: the host port is pinned by the spec or read once by inspect).
 -- The supervisor owns the decisions: it is told through hooks.
-local health = require "mcp.health"
+local health = require("mcp.health")
 
 local M = {}
 

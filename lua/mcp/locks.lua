@@ -5,7 +5,7 @@
 -- waiting suspends only its task (on an mcp.pulse the holder notifies
 -- when it lets go). Not re-entrant: nothing that holds a
 -- service's lock may ask for it again.
-local pulse = require "mcp.pulse"
+local pulse = require("mcp.pulse")
 
 local M = {}
 

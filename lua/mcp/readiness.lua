@@ -4,8 +4,8 @@
 -- probe (`route-restored`). An mc-proxy that refuses is retried with
 -- backoff at every retry_pending() (the supervisor calls it at each full
 -- list); the registry's routes stay the truth.
-local routes = require "mcp.routes"
-local lifecycle = require "mcp.lifecycle"
+local routes = require("mcp.routes")
+local lifecycle = require("mcp.lifecycle")
 
 local M = {}
 

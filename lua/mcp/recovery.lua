@@ -14,10 +14,10 @@
 -- and touches nothing. Services are recovered concurrently (at most
 -- opts.parallel at a time); the report is sorted by service, then component.
 
-local lifecycle = require "mcp.lifecycle"
-local parallel = require "mcp.parallel"
-local locks = require "mcp.locks"
-local fmt_reason = require "mcp.reason"
+local lifecycle = require("mcp.lifecycle")
+local parallel = require("mcp.parallel")
+local locks = require("mcp.locks")
+local fmt_reason = require("mcp.reason")
 
 local M = {}
 

@@ -2,7 +2,7 @@
 -- as JSON. Arrays always encode as JSON arrays (`[]` when empty), keys are
 -- emitted in a stable order.
 
-local cjson = require "cjson"
+local cjson = require("cjson")
 
 local M = {}
 

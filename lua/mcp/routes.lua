@@ -4,7 +4,7 @@
 -- the container runs regardless, and the next recover tries again.
 local M = {}
 
-local reason_text = require "mcp.reason"
+local reason_text = require("mcp.reason")
 
 local function listener(agent)
     local mcproxy = (agent.config and agent.config.mcproxy) or {}
@@ -29,27 +29,25 @@ function M.register(agent, service, component, warn)
     if not agent.proxy then return 0, 0, true end
     local name = component.container or component.name
     local n, failed, quick = 0, 0, true
+    local function fail(reason, fmt, ...)
+        failed = failed + 1
+        if reason == "timeout" then quick = false end
+        warn(string.format("%s: " .. fmt, name, ...))
+    end
     for _, route in ipairs(routable(component)) do
         local r = { listener = listener(agent), hostname = route.hostname, mode = route.mode or "l4",
                     backend = "127.0.0.1:" .. route.host_port, service = service.name }
         local ok = true
-        if r.mode == "l7" then
-            if not agent.certs then
-                ok = false
-                failed = failed + 1
-                warn(string.format("%s: l7 route %s needs a certificate, but [metacrypt] is not configured",
-                    name, route.hostname))
+        if r.mode == "l7" and not agent.certs then
+            ok = false
+            fail(nil, "l7 route %s needs a certificate, but [metacrypt] is not configured", route.hostname)
+        elseif r.mode == "l7" then
+            local cert, reason, detail = agent.certs.ensure(service.name, M.hostnames(service))
+            if cert then
+                r.cert_path, r.key_path = cert.cert, cert.key
             else
-                local cert, reason, detail = agent.certs.ensure(service.name, M.hostnames(service))
-                if cert then
-                    r.cert_path, r.key_path = cert.cert, cert.key
-                else
-                    ok = false
-                    failed = failed + 1
-                    if reason == "timeout" then quick = false end
-                    warn(string.format("%s: cannot ensure TLS certificate for %s: %s", name,
-                        route.hostname, reason_text(reason, detail)))
-                end
+                ok = false
+                fail(reason, "cannot ensure TLS certificate for %s: %s", route.hostname, reason_text(reason, detail))
             end
         end
         if ok then
@@ -57,10 +55,7 @@ function M.register(agent, service, component, warn)
             if done then
                 n = n + 1
             else
-                failed = failed + 1
-                if reason == "timeout" then quick = false end
-                warn(string.format("%s: cannot register route %s with mc-proxy: %s", name,
-                    route.hostname, reason_text(reason, detail)))
+                fail(reason, "cannot register route %s with mc-proxy: %s", route.hostname, reason_text(reason, detail))
             end
         end
     end

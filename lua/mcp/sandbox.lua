@@ -14,14 +14,27 @@ local function copy(t, without)
     return out
 end
 
-local BLOCKED = { ["mcp.core"] = true }
-
-local function safe_require(name)
-    if type(name) ~= "string" then error("require: module name must be a string", 2) end
-    if BLOCKED[name] or name:match("^mcp%.host%.") then
-        error(string.format("policies reach the world through `agent`: %s is not for them", name), 2)
+--- A require that refuses the raw C core and the host's modules;
+--- refused(name) is the error text.
+function M.guarded_require(refused)
+    return function(name)
+        if type(name) ~= "string" then error("require: module name must be a string", 2) end
+        if name == "mcp.core" or name:match("^mcp%.host%.") then error(refused(name), 2) end
+        return require(name)
     end
-    return require(name)
+end
+
+--- Gives env Lua's loaders for text chunks only, run in env unless given
+--- another environment, and env as its own _G. Returns env.
+function M.confine_loaders(env)
+    env.load = function(chunk, name, _, e) return load(chunk, name, "t", e or env) end
+    env.loadfile = function(path, _, e) return loadfile(path, "t", e or env) end
+    env.dofile = function(path)
+        local f = assert(loadfile(path, "t", env))
+        return f()
+    end
+    env._G = env
+    return env
 end
 
 local globals = {}
@@ -37,15 +50,10 @@ globals.utf8 = copy(utf8)
 globals.coroutine = copy(coroutine)
 globals.os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime, getenv = os.getenv }
 globals.io = copy(io, { popen = true, input = true, output = true, tmpfile = true })
-globals.require = safe_require
--- text chunks only, in the policy's world unless given another
-globals.load = function(chunk, name, _, env) return load(chunk, name, "t", env or globals) end
-globals.loadfile = function(path, _, env) return loadfile(path, "t", env or globals) end
-globals.dofile = function(path)
-    local f = assert(loadfile(path, "t", globals))
-    return f()
-end
-globals._G = globals
+globals.require = M.guarded_require(function(name)
+    return string.format("policies reach the world through `agent`: %s is not for them", name)
+end)
+M.confine_loaders(globals)
 
 --- The curated globals table (read through by each policy's own _ENV).
 M.globals = globals

@@ -22,13 +22,13 @@
 -- (mcp.liveness) report unhealthy components, which on_unhealthy restarts
 -- with the same backoff; routes follow readiness (mcp.readiness); drift
 -- (mcp.drift) is reported once per change, or fixed with [monitor] drift = "fix".
-local lifecycle = require "mcp.lifecycle"
-local spec = require "mcp.spec"
-local drift = require "mcp.drift"
-local liveness = require "mcp.liveness"
-local readiness = require "mcp.readiness"
-local timefmt = require "mcp.timefmt"
-local locks = require "mcp.locks"
+local lifecycle = require("mcp.lifecycle")
+local spec = require("mcp.spec")
+local drift = require("mcp.drift")
+local liveness = require("mcp.liveness")
+local readiness = require("mcp.readiness")
+local timefmt = require("mcp.timefmt")
+local locks = require("mcp.locks")
 
 local M = {}
 

@@ -15,9 +15,9 @@
 -- desired_state = "running", container = its container name, empty lists;
 -- a service with `image` and no `components` gets one component of its name.
 
-local sched_mod = require "mcp.sched"
-local fake_runtime = require "mcp.fake_runtime"
-local spec = require "mcp.spec"
+local sched_mod = require("mcp.sched")
+local fake_runtime = require("mcp.fake_runtime")
+local spec = require("mcp.spec")
 
 -- `require "policy.NAME"` resolves here as in the daemon (mcp.policy_path).
 require("mcp.policy_path").install()

@@ -2,9 +2,9 @@
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
 package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
-local t = require "mcp.testing"
-local boot = require "policy.boot"
-local backoff = require "policy.backoff"
+local t = require("mcp.testing")
+local boot = require("policy.boot")
+local backoff = require("policy.backoff")
 
 local IMG = "localhost/app:1"
 

@@ -2,8 +2,8 @@
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
 package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
-local fake_runtime = require "mcp.fake_runtime"
-local t = require "mcp.testing"
+local fake_runtime = require("mcp.fake_runtime")
+local t = require("mcp.testing")
 
 local IMG = "localhost/x:1"
 

@@ -1,7 +1,7 @@
 -- supervise.on_event hooks (mcp.hooks) and the webhook example policy,
 -- on mcp.testing's virtual clock.
-local t = require "mcp.testing"
-local hooks_mod = require "mcp.hooks"
+local t = require("mcp.testing")
+local hooks_mod = require("mcp.hooks")
 
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
 

@@ -2,12 +2,12 @@
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
 package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
-local spec = require "mcp.spec"
-local dryrun = require "mcp.dryrun"
-local report = require "mcp.report"
-local backoff = require "policy.backoff"
-local fake_runtime = require "mcp.fake_runtime"
-local cjson = require "cjson"
+local spec = require("mcp.spec")
+local dryrun = require("mcp.dryrun")
+local report = require("mcp.report")
+local backoff = require("policy.backoff")
+local fake_runtime = require("mcp.fake_runtime")
+local cjson = require("cjson")
 
 describe("mcp.spec", function()
     it("names containers service-component, or service when they share a name", function()
@@ -148,7 +148,7 @@ describe("mcp.report", function()
 end)
 
 describe("mcp.health", function()
-    local health = require "mcp.health"
+    local health = require("mcp.health")
 
     it("parses podman port specs", function()
         assert.same({ 18080, 8080, "tcp" }, { health.parse_port_spec("127.0.0.1:18080:8080/tcp") })

@@ -1,11 +1,11 @@
 -- mcp.lifecycle, the one way a component comes up: the same behaviour
 -- through each of its callers — deploy and start (mcp.host.ops), recover
 -- (policy.recover) and boot (policy.boot) — on mcp.testing.
-local t = require "mcp.testing"
-local spec = require "mcp.spec"
-local ops = require "mcp.host.ops"
-local recover = require "policy.recover"
-local boot = require "policy.boot"
+local t = require("mcp.testing")
+local spec = require("mcp.spec")
+local ops = require("mcp.host.ops")
+local recover = require("policy.recover")
+local boot = require("policy.boot")
 
 local IMG = "localhost/app:1"
 

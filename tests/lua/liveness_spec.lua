@@ -1,10 +1,10 @@
 -- Liveness, readiness → routes, and drift under the supervisor (SPEC §10),
 -- on mcp.testing's virtual clock and fake probes.
-local t = require "mcp.testing"
-local supervisor = require "mcp.supervisor"
-local builtin = require "policy.supervise"
-local recover = require "policy.recover"
-local spec = require "mcp.spec"
+local t = require("mcp.testing")
+local supervisor = require("mcp.supervisor")
+local builtin = require("policy.supervise")
+local recover = require("policy.recover")
+local spec = require("mcp.spec")
 
 local IMG = "localhost/app:1"
 

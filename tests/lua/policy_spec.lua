@@ -1,7 +1,7 @@
 -- require "policy.NAME" outside the agent (mcp.policy_path), as the daemon
 -- resolves it: operator dir first, policy.builtin.NAME for the built-in one.
-local t = require "mcp.testing"
-local policy_path = require "mcp.policy_path"
+local t = require("mcp.testing")
+local policy_path = require("mcp.policy_path")
 
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
 

@@ -3,10 +3,10 @@
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
 package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
-local t = require "mcp.testing"
-local ops = require "mcp.host.ops"
-local preview = require "mcp.host.preview"
-local recover = require "policy.recover"
+local t = require("mcp.testing")
+local ops = require("mcp.host.ops")
+local preview = require("mcp.host.preview")
+local recover = require("policy.recover")
 
 local IMG = "localhost/app:1"
 

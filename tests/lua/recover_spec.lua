@@ -2,8 +2,8 @@
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
 package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
 
-local t = require "mcp.testing"
-local recover = require "policy.recover"
+local t = require("mcp.testing")
+local recover = require("policy.recover")
 
 local IMG = "localhost/app:1"
 

@@ -2,7 +2,7 @@
 -- Find the source tree from this file's location, so the spec runs with or without busted --lpath.
 local root = debug.getinfo(1, "S").source:match("^@(.-)tests/lua/[^/]*$") or "./"
 package.path = root .. "lua/?.lua;" .. root .. "lua/?/init.lua;" .. package.path
-local sched_mod = require "mcp.sched"
+local sched_mod = require("mcp.sched")
 
 describe("mcp.sched", function()
     local s

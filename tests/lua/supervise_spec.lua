@@ -1,9 +1,9 @@
 -- policies/supervise.lua and lua/mcp/supervisor.lua on mcp.testing (SPEC §10),
 -- on the virtual clock: deaths come from the fake runtime's event stream.
-local t = require "mcp.testing"
-local supervisor = require "mcp.supervisor"
-local builtin = require "policy.supervise"
-local recover = require "policy.recover"
+local t = require("mcp.testing")
+local supervisor = require("mcp.supervisor")
+local builtin = require("policy.supervise")
+local recover = require("policy.recover")
 
 local IMG = "localhost/app:1"
 
@@ -240,7 +240,7 @@ describe("mcp.supervisor", function()
     it("stopped components and containers the agent replaces are not restarted", function()
         local w = world({ svc("web"), svc("db") })
         supervised(w, nil, function(agent)
-            local ops = require "mcp.host.ops"
+            local ops = require("mcp.host.ops")
             ops.service_action(agent, "stop", "web")
             ops.service_action(agent, "restart", "db")
             agent.clock.sleep(5)

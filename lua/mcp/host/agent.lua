@@ -1,6 +1,6 @@
 -- mcp.host.agent: builds the real `agent` capability object (docs/LUA_API.md)
 -- from the C primitives of mcp.core. Policies reach the world only through it.
-local core = require "mcp.core"
+local core = require("mcp.core")
 
 local M = {}
 

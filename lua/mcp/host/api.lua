@@ -1,12 +1,12 @@
 -- mcp.host.api: the daemon's gRPC handlers (proto/mcp/agent/v1/agent.proto
 -- and grpc.health.v1). Each call runs as its own task: handler(request)
 -- returns the response table, or nil, grpc_status, message.
-local core = require "mcp.core"
-local idle = require "mcp.host.idle"
-local listing = require "mcp.host.listing"
-local metrics = require "mcp.host.metrics"
-local ops = require "mcp.host.ops"
-local policies = require "mcp.host.policies"
+local core = require("mcp.core")
+local idle = require("mcp.host.idle")
+local listing = require("mcp.host.listing")
+local metrics = require("mcp.host.metrics")
+local ops = require("mcp.host.ops")
+local policies = require("mcp.host.policies")
 
 local M = {}
 

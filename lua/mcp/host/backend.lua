@@ -2,9 +2,9 @@
 -- on [agent] socket, they go to it over gRPC, so the daemon stays the single
 -- writer of the registry; otherwise they run here, on the registry directly.
 -- Both answer in the API's message shapes (see mcp.host.ops).
-local core = require "mcp.core"
-local ops = require "mcp.host.ops"
-local policies = require "mcp.host.policies"
+local core = require("mcp.core")
+local ops = require("mcp.host.ops")
+local policies = require("mcp.host.policies")
 
 local M = {}
 

@@ -5,8 +5,8 @@
 -- M.NAME(agent, cmd) with cmd = { name=, flags = { json = true,
 -- since = "5m", ... }, args = { positional... } } and returns the exit code:
 -- 0 done, 1 goal not reached, 2 usage, config, definition or policy error.
-local agentlib = require "mcp.host.agent"
-local policies = require "mcp.host.policies"
+local agentlib = require("mcp.host.agent")
+local policies = require("mcp.host.policies")
 
 local M = {}
 
@@ -100,7 +100,7 @@ function M.recover(agent, cmd)
         if kind == "policy" then agent.log.error("recover policy failed", { error = detail }) end
         return failed("recover", kind, detail)
     end
-    local report_lib = require "mcp.report"
+    local report_lib = require("mcp.report")
     if flags.json then
         io.stdout:write(report_lib.json(report), "\n")
     else
@@ -234,7 +234,7 @@ function M.deploy(agent, cmd)
         return USAGE
     end
     if cmd.flags["dry-run"] then
-        local preview = require "mcp.host.preview"
+        local preview = require("mcp.host.preview")
         for i, path in ipairs(files) do
             say("%s:", path)
             for _, u in ipairs(parsed[i].unknown) do say("  warning: %s, ignored", u) end
@@ -366,7 +366,7 @@ end
 --- GOAL with a message: following a daemon that is gone would print nothing
 --- for ever, and after a restart `events --follow` again shows what was missed.
 local function follow_daemon(socket, service, since_ms, seen, json, stop)
-    local core = require "mcp.core"
+    local core = require("mcp.core")
     local stream <close>, reason, detail = core.api.watch(socket, "/mcp.agent.v1.AgentService/WatchEvents",
         { service = service or "", since_unix_ms = since_ms })
     if not stream then
@@ -399,7 +399,7 @@ end
 --- cancelled half-way: a task takes the signal, closes the stream and says
 --- stop. (SIGHUP is ignored.)
 local function follow_stopper(agent)
-    local core = require "mcp.core"
+    local core = require("mcp.core")
     local stop = { stopped = false }
     agent.task.spawn(function()
         local sig

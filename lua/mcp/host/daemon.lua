@@ -2,12 +2,12 @@
 -- boot sequence beside it, then serves until SIGTERM/SIGINT (graceful: stop
 -- accepting, let calls in flight finish, exit 0). SIGHUP reloads the
 -- policies, keeping the old ones when the new ones do not load.
-local core = require "mcp.core"
-local api = require "mcp.host.api"
-local listing = require "mcp.host.listing"
-local metrics = require "mcp.host.metrics"
-local policies = require "mcp.host.policies"
-local supervisor = require "mcp.supervisor"
+local core = require("mcp.core")
+local api = require("mcp.host.api")
+local listing = require("mcp.host.listing")
+local metrics = require("mcp.host.metrics")
+local policies = require("mcp.host.policies")
+local supervisor = require("mcp.supervisor")
 
 local M = {}
 

@@ -1,6 +1,6 @@
 -- mcp.host.idle: after IDLE_RELEASE seconds without a call the daemon gives
 -- back the memory a burst of calls left behind (garbage, free heap pages).
-local core = require "mcp.core"
+local core = require("mcp.core")
 
 local M = {}
 

@@ -3,8 +3,8 @@
 -- (concurrent callers share one refresh), and the packed answer is kept until
 -- the registry changes (counted by counting_registry) or the containers are
 -- listed again.
-local core = require "mcp.core"
-local ops = require "mcp.host.ops"
+local core = require("mcp.core")
+local ops = require("mcp.host.ops")
 
 local M = {}
 

@@ -3,7 +3,7 @@
 -- (supervisor state changes, events, probes, boot stages, gRPC calls, full
 -- lists); a scrape only renders what is kept, never calls podman.
 -- docs/METRICS.md lists every metric.
-local core = require "mcp.core"
+local core = require("mcp.core")
 
 local M = {}
 

@@ -2,12 +2,12 @@
 -- API's messages (proto/mcp/agent/v1/agent.proto). The daemon returns them
 -- as they are; the CLI renders them, whether it computed them itself or got
 -- them from a running daemon, so both paths print the same thing.
-local lifecycle = require "mcp.lifecycle"
-local locks = require "mcp.locks"
-local parallel = require "mcp.parallel"
-local routes = require "mcp.routes"
-local supervisor = require "mcp.supervisor"
-local drift = require "mcp.drift"
+local lifecycle = require("mcp.lifecycle")
+local locks = require("mcp.locks")
+local parallel = require("mcp.parallel")
+local routes = require("mcp.routes")
+local supervisor = require("mcp.supervisor")
+local drift = require("mcp.drift")
 
 local M = {}
 

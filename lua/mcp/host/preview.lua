@@ -3,7 +3,7 @@
 -- unchanged, removed) and what deploy would then do to its container. Reads
 -- the registry and asks the runtime read-only questions (inspect,
 -- image_exists); stores, pulls, runs and removes nothing.
-local lifecycle = require "mcp.lifecycle"
+local lifecycle = require("mcp.lifecycle")
 
 local M = {}
 

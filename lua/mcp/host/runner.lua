@@ -155,8 +155,8 @@ local TEMPLATE = [[
 -- Starter spec for policy.%s, written by `mcp-agent test --init`.
 -- Run it with `mcp-agent test`; the fake world is documented in docs/LUA_API.md
 -- (mcp.testing).
-local t = require "mcp.testing"
-local policy = require "policy.%s"
+local t = require("mcp.testing")
+local policy = require("policy.%s")
 
 local IMG = "localhost/app:1" -- luacheck: ignore 211
 

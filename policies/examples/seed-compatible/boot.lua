@@ -8,9 +8,9 @@
 -- the stage deadline. No backoff, no concurrency, no foundation retry.
 -- Same signature and report shape as boot.lua: run(agent, stages, opts).
 
-local recovery = require "mcp.recovery"
-local lifecycle = require "mcp.lifecycle"
-local health = require "mcp.health"
+local recovery = require("mcp.recovery")
+local lifecycle = require("mcp.lifecycle")
+local health = require("mcp.health")
 
 local M = {}
 

@@ -3,8 +3,8 @@
 -- component per SUPPRESS seconds (a flapping component does not flood the
 -- channel) — and a recovery notice once an alerted component passes its
 -- probe again. Copy it into [policy] dir as supervise.lua and set WEBHOOK.
-local supervise = require "policy.builtin.supervise"
-local json = require "mcp.json"
+local supervise = require("policy.builtin.supervise")
+local json = require("mcp.json")
 
 local M = setmetatable({}, { __index = supervise })
 
