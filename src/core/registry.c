@@ -568,6 +568,53 @@ static int create_private(mcp_registry *reg, mcp_error *err)
     return rc;
 }
 
+/* Closes the connection and the statements kept for it. */
+static void disconnect(mcp_registry *reg)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(reg->stmts[i]);
+        reg->stmts[i] = NULL;
+    }
+    sqlite3_close_v2(reg->db);
+    reg->db = NULL;
+}
+
+/* SQLite keeps a WAL database's index in the -shm file, which the first
+ * connection to open the database must size: on a full disk it cannot. */
+static bool shm_unavailable(mcp_registry *reg)
+{
+    int rc = reg->db ? sqlite3_extended_errcode(reg->db) : SQLITE_OK;
+    return rc == SQLITE_IOERR_SHMSIZE || rc == SQLITE_IOERR_SHMOPEN || rc == SQLITE_IOERR_SHMMAP ||
+           (rc & 0xff) == SQLITE_FULL;
+}
+
+/* Opens the connection and checks, read only, that the file is a sound
+ * registry of ours, then sets it up (foreign keys, WAL, schema). With
+ * in_memory_index the connection takes the database in exclusive locking
+ * mode, so SQLite keeps the WAL index in its own memory and needs no -shm. */
+static int connect(mcp_registry *reg, bool create, bool in_memory_index, mcp_error *err)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(reg->path, &reg->db, flags, NULL) != SQLITE_OK)
+        return open_fail(reg, err, "cannot open (%s)",
+                         reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
+    sqlite3_extended_result_codes(reg->db, 1);
+    sqlite3_busy_timeout(reg->db, BUSY_TIMEOUT_MS);
+    if (in_memory_index && reg_exec(reg, "PRAGMA locking_mode = EXCLUSIVE", err) != 0)
+        return -1;
+    /* Checks read only: nothing is written before the file is known to be ours. */
+    if (check_integrity(reg, err) != 0 || check_ownership(reg, err) != 0)
+        return -1;
+    if (reg_exec(reg, "PRAGMA foreign_keys = ON", err) != 0)
+        return -1;
+    int64_t fk = 0;
+    if (reg_query_int(reg, "PRAGMA foreign_keys", &fk, err) != 0 || fk != 1)
+        return open_fail(reg, err, "%s", "SQLite lacks foreign key support");
+    if (reg_exec(reg, "PRAGMA journal_mode = WAL", err) != 0 || migrate(reg, err) != 0)
+        return -1;
+    return 0;
+}
+
 int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
 {
     *out = NULL;
@@ -577,33 +624,22 @@ int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
         mcp_error_set(err, "%s: out of memory", path);
         return -1;
     }
+    reg->keep_events = MCP_REGISTRY_KEEP_EVENTS;
     bool exists = false;
     if (check_magic(reg, &exists, err) != 0)
         goto fail;
     if (create_private(reg, err) != 0 || restrict_file(reg, "", err) != 0 ||
         restrict_file(reg, "-wal", err) != 0 || restrict_file(reg, "-shm", err) != 0)
         goto fail;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (exists ? 0 : SQLITE_OPEN_CREATE);
-    if (sqlite3_open_v2(path, &reg->db, flags, NULL) != SQLITE_OK) {
-        open_fail(reg, err, "cannot open (%s)",
-                  reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
-        goto fail;
+    if (connect(reg, !exists, false, err) != 0) {
+        /* A full disk and nobody else with the registry open: read it with
+         * the index in memory (a write then fails at its commit, cleanly). */
+        if (!exists || !shm_unavailable(reg))
+            goto fail;
+        disconnect(reg);
+        if (connect(reg, false, true, err) != 0)
+            goto fail;
     }
-    reg->keep_events = MCP_REGISTRY_KEEP_EVENTS;
-    sqlite3_extended_result_codes(reg->db, 1);
-    sqlite3_busy_timeout(reg->db, BUSY_TIMEOUT_MS);
-    /* Checks read only: nothing is written before the file is known to be ours. */
-    if (check_integrity(reg, err) != 0 || check_ownership(reg, err) != 0)
-        goto fail;
-    if (reg_exec(reg, "PRAGMA foreign_keys = ON", err) != 0)
-        goto fail;
-    int64_t fk = 0;
-    if (reg_query_int(reg, "PRAGMA foreign_keys", &fk, err) != 0 || fk != 1) {
-        open_fail(reg, err, "%s", "SQLite lacks foreign key support");
-        goto fail;
-    }
-    if (reg_exec(reg, "PRAGMA journal_mode = WAL", err) != 0 || migrate(reg, err) != 0)
-        goto fail;
     *out = reg;
     return 0;
 fail:;
@@ -616,9 +652,7 @@ void mcp_registry_close(mcp_registry *reg)
 {
     if (!reg)
         return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(reg->stmts[i]);
-    sqlite3_close_v2(reg->db);
+    disconnect(reg);
     free(reg->path);
     free(reg);
 }

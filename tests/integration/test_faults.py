@@ -367,10 +367,9 @@ class FullFilesystem(FaultCase):
                 '"PAD_%d=%s", ' % (i, "x" * 200) for i in range(2000)), 1))
         return db, before, self.fill(), big
 
-    # Reported in issue 14: with nobody holding the registry open, every
-    # command fails to open it on a full disk (SQLite cannot size the -shm
-    # file), exit 2, "corrupt or unreadable SQLite database (disk I/O error)".
-    @unittest.expectedFailure
+    # Issue 14: with nobody holding the registry open, every command failed to
+    # open it on a full disk (SQLite could not size the -shm file), exit 2,
+    # "corrupt or unreadable SQLite database (disk I/O error)".
     def test_reads_on_full_filesystem_with_registry_closed(self):
         db, before, filler, big = self.deploy_v1_then_fill(hold_open=False)
         r = self.env.run("deploy", big)
