@@ -377,7 +377,11 @@ class FullFilesystem(FaultCase):
         self.assertRegex(r.stdout + r.stderr, r"(?i)full|no space")
         r = self.env.run("status", "fz", "--json")
         self.assertIn(r.rc, (0, 1), r.stderr)
-        json.loads(r.stdout)
+        self.assertEqual([c["name"] for c in json.loads(r.stdout)["services"][0]["components"]],
+                         list(V1[1]))
+        os.unlink(filler)
+        self.assertEqual(self.definition(db), before)
+        self.assertEqual(self.integrity(db), [("ok",)])
 
     def test_deploy_on_full_filesystem(self):
         db, before, filler, big = self.deploy_v1_then_fill(hold_open=True)
