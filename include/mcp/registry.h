@@ -66,10 +66,20 @@ enum {
  * (tables we do not know and no user_version of ours) is refused with a clear
  * error and left untouched. A database from a newer schema version is refused. */
 #define MCP_REGISTRY_BUSY (-2)
-/* 0, -1 (err says why), or MCP_REGISTRY_BUSY: another process held it locked
+#define MCP_REGISTRY_UNAVAILABLE (-3)
+/* 0, -1 (err says why), MCP_REGISTRY_BUSY: another process held it locked
  * for longer than the busy timeout (err names the processes that have it open,
- * when they can be found). The files are created 0600 whatever the umask. */
+ * when they can be found), or MCP_REGISTRY_UNAVAILABLE: the disk failed the
+ * read (I/O error, no room for SQLite's WAL index on a full disk). The files
+ * are created 0600 whatever the umask. */
 int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err);
+/* mcp_registry_open for a process that holds the registry for a moment (a
+ * CLI command): where a full disk leaves no room for the WAL index and no
+ * one else has the registry open, it is opened in exclusive locking mode, the
+ * index in SQLite's own memory: reads work, a write fails at its commit
+ * ("database or disk is full"). Others wait while it stays open, so a daemon
+ * uses mcp_registry_open. */
+int mcp_registry_open_brief(const char *path, mcp_registry **out, mcp_error *err);
 void mcp_registry_close(mcp_registry *reg);
 
 /* Stores a service in one transaction, replacing an earlier definition of the

@@ -24,7 +24,7 @@ static const command commands[] = {
     {
         .name = "run",
         .summary = "the daemon: serve the gRPC API, run the boot sequence, serve until SIGTERM",
-        .registry = REG_WRITE,
+        .registry = REG_HOLD,
     },
     {
         .name = "recover",
@@ -254,6 +254,7 @@ const char *command_registry_note(const command *c)
         return "writes the registry, creating it when missing; with --dry-run only reads it "
                "and exits 2 when it does not exist";
     case REG_WRITE:
+    case REG_HOLD:
         return "writes the registry, creating it when missing";
     case REG_NONE:
         break;

@@ -24,6 +24,7 @@ typedef enum {
     REG_READ,        /* must exist */
     REG_WRITE,       /* created when missing */
     REG_READ_IF_DRY, /* REG_READ with --dry-run, else REG_WRITE */
+    REG_HOLD,        /* REG_WRITE, held open for the life of the process (the daemon) */
 } registry_use;
 
 typedef struct command {

@@ -50,7 +50,7 @@ static int print_services(const char *db_path)
         return 0; /* never create a registry to complete a word */
     mcp_registry *reg = NULL;
     mcp_error err = {{0}};
-    if (mcp_registry_open(db_path, &reg, &err) != 0)
+    if (mcp_registry_open_brief(db_path, &reg, &err) != 0)
         return 1;
     mcp_service *svcs = NULL;
     size_t n = 0;

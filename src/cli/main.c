@@ -156,11 +156,16 @@ static int run_command(const command *cmd, const char *config_path, parsed_args 
     }
     if (use != REG_NONE) {
         mcp_error err = {{0}};
-        int orc = mcp_registry_open(cfg.db_path, &reg, &err);
+        /* A command's moment with the registry may take it alone on a full
+         * disk; the daemon holding it so would lock every other command out. */
+        int orc = use == REG_HOLD ? mcp_registry_open(cfg.db_path, &reg, &err)
+                                  : mcp_registry_open_brief(cfg.db_path, &reg, &err);
         if (orc != 0) {
             fprintf(stderr, "mcp-agent: %s\n", err.msg);
             mcp_config_free(&cfg);
-            return orc == MCP_REGISTRY_BUSY ? EXIT_GOAL : EXIT_USAGE; /* busy is not bad input */
+            /* busy, or a disk that fails us, is not bad input */
+            return orc == MCP_REGISTRY_BUSY || orc == MCP_REGISTRY_UNAVAILABLE ? EXIT_GOAL
+                                                                               : EXIT_USAGE;
         }
     }
 

@@ -429,13 +429,22 @@ static int check_magic(mcp_registry *reg, bool *exists, mcp_error *err)
     return 0;
 }
 
-/* Runs PRAGMA quick_check; anything but a single "ok" is corruption. */
+/* The last error was the disk's (I/O, full), not the file's content. */
+static bool reg_disk_failed(mcp_registry *reg)
+{
+    int rc = reg->db ? sqlite3_errcode(reg->db) & 0xff : SQLITE_OK;
+    return rc == SQLITE_IOERR || rc == SQLITE_FULL;
+}
+
+/* Runs PRAGMA quick_check; anything but a single "ok" is corruption (or,
+ * when the disk fails the read, says so). */
 static int check_integrity(mcp_registry *reg, mcp_error *err)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(reg->db, "PRAGMA quick_check(5)", -1, &st, NULL) != SQLITE_OK) {
         sqlite3_finalize(st);
-        return open_fail(reg, err, "corrupt or unreadable SQLite database (%s)",
+        return open_fail(reg, err, "%s (%s)",
+                         reg_disk_failed(reg) ? "cannot read" : "corrupt or unreadable SQLite database",
                          sqlite3_errmsg(reg->db));
     }
     char problems[600] = "";
@@ -450,6 +459,11 @@ static int check_integrity(mcp_registry *reg, mcp_error *err)
         size_t used = strlen(problems);
         snprintf(problems + used, sizeof problems - used, "%s%s", used ? "; " : "",
                  row ? row : "?");
+    }
+    if (rc != SQLITE_DONE && reg_disk_failed(reg)) {
+        snprintf(problems, sizeof problems, "%s", sqlite3_errmsg(reg->db));
+        sqlite3_finalize(st);
+        return open_fail(reg, err, "cannot read (%s)", problems);
     }
     if (rc != SQLITE_DONE) {
         snprintf(problems, sizeof problems, "%s", sqlite3_errmsg(reg->db));
@@ -615,7 +629,7 @@ static int connect(mcp_registry *reg, bool create, bool in_memory_index, mcp_err
     return 0;
 }
 
-int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
+static int open_registry(const char *path, bool brief, mcp_registry **out, mcp_error *err)
 {
     *out = NULL;
     mcp_registry *reg = calloc(1, sizeof *reg);
@@ -636,6 +650,11 @@ int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
          * the index in memory (a write then fails at its commit, cleanly). */
         if (!exists || !shm_unavailable(reg))
             goto fail;
+        if (!brief) {
+            open_fail(reg, err, "%s", "cannot open: no room for SQLite's WAL index (the -shm file); "
+                                      "is the disk full?");
+            goto fail;
+        }
         disconnect(reg);
         if (connect(reg, false, true, err) != 0)
             goto fail;
@@ -643,9 +662,21 @@ int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
     *out = reg;
     return 0;
 fail:;
-    int rc = reg_is_busy(reg) ? MCP_REGISTRY_BUSY : -1;
+    int rc = reg_is_busy(reg)       ? MCP_REGISTRY_BUSY
+             : reg_disk_failed(reg) ? MCP_REGISTRY_UNAVAILABLE
+                                    : -1;
     mcp_registry_close(reg);
     return rc;
+}
+
+int mcp_registry_open(const char *path, mcp_registry **out, mcp_error *err)
+{
+    return open_registry(path, false, out, err);
+}
+
+int mcp_registry_open_brief(const char *path, mcp_registry **out, mcp_error *err)
+{
+    return open_registry(path, true, out, err);
 }
 
 void mcp_registry_close(mcp_registry *reg)

@@ -383,6 +383,17 @@ class FullFilesystem(FaultCase):
         self.assertEqual(self.definition(db), before)
         self.assertEqual(self.integrity(db), [("ok",)])
 
+    def test_daemon_on_full_filesystem_with_registry_closed_says_so(self):
+        # the daemon does not take the registry for itself (that would lock
+        # every CLI command out): it stops, naming the file and the cause
+        db, before, filler, big = self.deploy_v1_then_fill(hold_open=False)
+        r = self.env.run("run", timeout=30)
+        self.assertEqual(r.rc, 1, r.stdout + r.stderr)
+        self.assertIn(db, r.stderr)
+        self.assertRegex(r.stderr, r"WAL index.*disk full")
+        os.unlink(filler)
+        self.assertEqual(self.definition(db), before)
+
     def test_deploy_on_full_filesystem(self):
         db, before, filler, big = self.deploy_v1_then_fill(hold_open=True)
         r = self.env.run("deploy", big)
