@@ -361,10 +361,10 @@ function M.new(agent, opts)
         event(st, "drift", string.format("%s drifted: %s", name, why))
         agent.log.warn(name .. " drifted: " .. why, log_fields(st))
         if opts.drift == "fix" then
-            local wall = agent.clock.wallclock()
+            local running_for = ran_for(st) -- first: up long enough, its count resets
             restart_after(st, e.component, { service = st.service, component = st.component, container = name,
                 exit_code = nil, oom = false, restarts = st.restarts, reason = "drifted",
-                running_for = st.started_at and math.max(0, wall - st.started_at) or 0 }, "recreate")
+                running_for = running_for or 0 }, "recreate")
         else
             st.state = "drifted"
             persist(st)

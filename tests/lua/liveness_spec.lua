@@ -156,6 +156,31 @@ describe("drift", function()
         assert.same({}, w.runtime.mutations())
     end)
 
+    it("with drift = fix a component up past the stable period starts its count again", function()
+        local w = drifted_world({ ["mcp.spec-hash"] = "0000000000000000" })
+        local heard = {}
+        local policy = setmetatable({ on_exit = function(a, c, info)
+            heard[#heard + 1] = info.restarts
+            return builtin.on_exit(a, c, info)
+        end }, { __index = builtin })
+        w:run(function(agent)
+            -- six restarts long ago, then up for longer than STABLE_AFTER
+            agent.registry.set_supervision("web", "web", { restarts = 6, state = "running",
+                started_at = agent.clock.wallclock() - builtin.STABLE_AFTER - 60 })
+            local sup = supervisor.new(agent, { policy = function() return policy end,
+                builtin = function() return builtin end, interval = 5, drift = "fix" })
+            sup.start()
+            agent.clock.sleep(0.001)
+            sup.reconcile()
+            agent.clock.sleep(0.5) -- FIRST_DELAY is 0: recreated at once, not after 32 s
+            sup.stop()
+        end, { max_time = 100 })
+        assert.same({ 0 }, heard)
+        local ops = {}
+        for _, m in ipairs(w.runtime.mutations()) do ops[#ops + 1] = m.op end
+        assert.same({ "remove", "run" }, ops)
+    end)
+
     it("with drift = fix the container is recreated through the lifecycle", function()
         local w = drifted_world({ ["mcp.spec-hash"] = "0000000000000000" })
         supervised(w, function(agent, sup)
