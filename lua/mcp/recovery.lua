@@ -34,6 +34,18 @@ end
 
 local container_of = lifecycle.container_of
 
+-- The list's record of a container, unless the lifecycle worked on it since
+-- the list was asked for (another task did, while this one waited for the
+-- service's lock): then the list is older than that work, and the runtime is
+-- asked again. nil: missing.
+local function current(agent, name, listed, listed_at)
+    local _, _, last = lifecycle.activity(agent, name)
+    if last == nil or last < listed_at then return listed end
+    local rec, reason = agent.runtime.inspect(name)
+    if rec or reason == "no such container" then return rec or nil end
+    return listed -- the runtime cannot say: keep what the list said
+end
+
 -- lifecycle outcomes in the report's terms
 local REPORTED = { started = "recovered", created = "recovered" }
 
@@ -94,6 +106,7 @@ function M.recover(agent, opts)
     local jobs = M.work(agent.registry.services(), opts.only)
     if #jobs == 0 then return report end
 
+    local listed_at = agent.clock.now()
     local containers, lreason = M.containers_by_name(agent)
     if not containers then
         local msg = "cannot list containers: " .. lreason
@@ -115,7 +128,8 @@ function M.recover(agent, opts)
         return locks.of(agent).with(job.service.name, function()
             local out = {}
             for i, c in ipairs(job.components) do
-                out[i] = M.component(agent, job.service, c, containers[container_of(job.service, c)], copts)
+                local name = container_of(job.service, c)
+                out[i] = M.component(agent, job.service, c, current(agent, name, containers[name], listed_at), copts)
                 if opts.on_component then opts.on_component(job.service, c, out[i]) end
             end
             return out

@@ -261,7 +261,9 @@ function M.new(agent, opts)
     -- Deaths of stable components (no restarts pending) by container, for
     -- telling "podman lost its state" from crashes: many within
     -- BURST_WINDOW are one recover pass (SPEC §10 many at once).
-    local deaths, pass = {}, nil
+    -- burst_until: a little after a pass, a loss seen late (a slow stop, the
+    -- next list) is taken as part of the same burst, by another pass.
+    local deaths, pass, burst_until = {}, nil, nil
 
     local function wanted_count()
         local n = 0
@@ -269,6 +271,36 @@ function M.new(agent, opts)
             if e.component.desired_state == "running" then n = n + 1 end
         end
         return n
+    end
+
+    -- The rounds of one recover pass (one at a time: `pass` is set while
+    -- they run): each takes the deaths recorded so far; deaths that join
+    -- while a round runs are taken by the next. more: the burst had a pass
+    -- already; settle: wait BURST_SETTLE for the rest of the burst first.
+    local function pass_rounds(more, settle)
+        repeat
+            if settle and not agent.clock.sleep(M.BURST_SETTLE) then return end
+            settle = true
+            local names = {}
+            for k in pairs(deaths) do
+                names[#names + 1] = k
+                local st = states[k]
+                if st and st.timer then agent.task.cancel(st.timer); st.timer = nil end
+            end
+            table.sort(names)
+            deaths = {}
+            sup.recover_all(names, more)
+            more = true
+        until next(deaths) == nil
+        burst_until = agent.clock.now() + M.BURST_WINDOW
+    end
+
+    -- pass_rounds, then no pass: one that failed must not hold every later
+    -- death as "in a burst".
+    local function run_pass(more, settle)
+        local ok, err = pcall(pass_rounds, more, settle)
+        pass = nil
+        if not ok then agent.log.error("supervisor: recover pass failed", { error = tostring(err) }) end
     end
 
     -- Records a death; true when it belongs to a burst that one recover
@@ -281,23 +313,22 @@ function M.new(agent, opts)
         for k, at in pairs(deaths) do
             if now - at <= M.BURST_WINDOW then n = n + 1 else deaths[k] = nil end
         end
-        if not opts.recover or n < 2 or n < wanted_count() * M.MANY_AT_ONCE then return false end
-        pass = agent.task.spawn(function()
-            -- deaths that join while a pass runs are taken by the next round
-            repeat
-                if not agent.clock.sleep(M.BURST_SETTLE) then pass = nil; return end
-                local names = {}
-                for k in pairs(deaths) do
-                    names[#names + 1] = k
-                    local st = states[k]
-                    if st and st.timer then agent.task.cancel(st.timer); st.timer = nil end
-                end
-                table.sort(names)
-                deaths = {}
-                sup.recover_all(names)
-            until next(deaths) == nil
-            pass = nil
-        end)
+        local straggler = burst_until and now <= burst_until
+        if not opts.recover or (not straggler and (n < 2 or n < wanted_count() * M.MANY_AT_ONCE)) then
+            return false
+        end
+        pass = agent.task.spawn(function() run_pass(straggler, true) end)
+        return true
+    end
+
+    -- Many containers a list found missing: their recover pass, run here
+    -- (or, when one is running, by its next round).
+    local function recover_missing(names)
+        local now = agent.clock.now()
+        for _, name in ipairs(names) do deaths[name] = now end
+        if pass then return true end
+        pass = true
+        run_pass(burst_until ~= nil and now <= burst_until, false)
         return true
     end
 
@@ -414,7 +445,7 @@ function M.new(agent, opts)
         end
         table.sort(missing)
         if #missing >= 2 and #missing >= total * M.MANY_AT_ONCE and opts.recover then
-            return sup.recover_all(missing)
+            return recover_missing(missing)
         end
         for _, name in ipairs(missing) do handle_down(name, want[name], "missing", nil, nil) end
         local missed
@@ -441,10 +472,11 @@ function M.new(agent, opts)
         return true
     end
 
-    --- Podman lost (most of) its state: one recover pass, one event.
-    function sup.recover_all(missing)
-        agent.log.warn(string.format("supervisor: %d containers went down at once; running one recover pass",
-            #missing))
+    --- Podman lost (most of) its state: one recover pass, one event. more:
+    --- these went down after a pass of the same burst.
+    function sup.recover_all(missing, more)
+        local what = more and "more went down with them" or "containers went down at once"
+        agent.log.warn(string.format("supervisor: %d %s; running one recover pass", #missing, what))
         local only, want = {}, supervised()
         for _, name in ipairs(missing) do
             local e = want[name]
@@ -453,8 +485,7 @@ function M.new(agent, opts)
         local ok, report = pcall(opts.recover, agent, only)
         local recovered = ok and type(report) == "table" and #(report.recovered or {}) or 0
         agent.registry.event("", nil, "recovered", string.format(
-            "%d containers went down at once (%s); one recover pass recreated %d", #missing,
-            table.concat(missing, ", "), recovered))
+            "%d %s (%s); one recover pass recreated %d", #missing, what, table.concat(missing, ", "), recovered))
         local wall = agent.clock.wallclock()
         for _, name in ipairs(missing) do
             local st, e = states[name], want[name]

@@ -24,6 +24,21 @@ local function run_recover(w, opts)
 end
 
 describe("recover", function()
+    it("two recovers at once create each container once (the second looks again under the lock)", function()
+        local w = t.world{ services = { { name = "alpha", image = IMG }, { name = "beta", image = IMG } },
+                           images = { IMG }, latency = { run = 0.3, list = 0.05, inspect = 0.01 } }
+        local a, b = w:run(function(agent)
+            local one = agent.task.spawn(function() return recover.run(agent, {}) end)
+            local two = agent.task.spawn(function() return recover.run(agent, {}) end)
+            local _, r1 = agent.task.wait(one)
+            local _, r2 = agent.task.wait(two)
+            return r1, r2
+        end)
+        assert.same({ "run alpha", "run beta" }, mutations(w))
+        assert.same({ "alpha", "beta" }, names(a.recovered))
+        assert.same({ "alpha", "beta" }, names(b.already_running))
+    end)
+
     it("runs a missing container and leaves a running one alone", function()
         local w = t.world{
             services = { { name = "alpha", image = IMG }, { name = "beta", image = IMG } },

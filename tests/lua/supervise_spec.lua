@@ -286,6 +286,70 @@ describe("mcp.supervisor", function()
         for _, n in ipairs({ "a", "b", "c", "d" }) do assert.equal("running", w.runtime.inspect(n).state) end
     end)
 
+    it("a loss seen just after the pass joins the burst: another pass, not a restart of its own", function()
+        local w = world({ svc("a"), svc("b"), svc("c"), svc("d") })
+        supervised(w, nil, function(agent)
+            for _, n in ipairs({ "a", "b", "c" }) do
+                w.runtime.kill(n, 137)
+                agent.clock.sleep(0.05)
+            end
+            agent.clock.sleep(2) -- the pass is over
+            w.runtime.kill("d", 137) -- a slow one
+            agent.clock.sleep(3)
+        end)
+        local node = {}
+        for _, e in ipairs(kinds(w, "recovered")) do
+            if e.service == "" then node[#node + 1] = e.message end
+        end
+        assert.equal(2, #node)
+        assert.truthy(node[1]:find("went down at once", 1, true), node[1])
+        assert.truthy(node[2]:find("1 more went down with them (d)", 1, true), node[2])
+        -- only the first death, before it was a burst, may have been restarted on its own
+        assert.is_true(#kinds(w, "restarted") <= 1)
+        for _, n in ipairs({ "a", "b", "c", "d" }) do assert.equal("running", w.runtime.inspect(n).state) end
+    end)
+
+    it("a list finding many missing while a pass runs leaves them to that pass: one at a time", function()
+        local w = world({ svc("a"), svc("b"), svc("c"), svc("d") })
+        local during
+        supervised(w, nil, function(agent, sup)
+            local before = #kinds(w, "recovered") -- the first recover's
+            w.runtime.kill("a", 137)
+            w.runtime.kill("b", 137)
+            agent.clock.sleep(0.1) -- the stream's burst: a pass waits for the rest
+            w.runtime.vanish("c")
+            w.runtime.vanish("d")
+            sup.reconcile()
+            during = #kinds(w, "recovered") - before
+            agent.clock.sleep(5)
+        end)
+        local node = {}
+        for _, e in ipairs(kinds(w, "recovered")) do
+            if e.service == "" then node[#node + 1] = e.message end
+        end
+        assert.equal(0, during) -- the list did not run a pass of its own beside it
+        assert.equal(1, #node, table.concat(node, "\n"))
+        assert.truthy(node[1]:find("(a, b, c, d)", 1, true), node[1])
+        for _, n in ipairs({ "a", "b", "c", "d" }) do assert.equal("running", w.runtime.inspect(n).state) end
+    end)
+
+    it("a death long after a pass is a crash again, with its own restart", function()
+        local w = world({ svc("a"), svc("b"), svc("c"), svc("d") })
+        supervised(w, nil, function(agent)
+            for _, n in ipairs({ "a", "b", "c" }) do w.runtime.kill(n, 137) end
+            agent.clock.sleep(supervisor.BURST_WINDOW + 10)
+            w.runtime.kill("d", 1)
+            agent.clock.sleep(1)
+        end)
+        local node = 0
+        for _, e in ipairs(kinds(w, "recovered")) do
+            if e.service == "" then node = node + 1 end
+        end
+        assert.equal(1, node)
+        local restarted = kinds(w, "restarted")
+        assert.equal("d", restarted[#restarted].component)
+    end)
+
     it("crash-looping components dying together keep their own backoff", function()
         local w = world({ svc("a"), svc("b"), svc("c") })
         supervised(w, nil, function(agent)
