@@ -344,13 +344,12 @@ void mcp_grpc_server_shutdown(mcp_grpc_server *s, unsigned grace_ms, mcp_grpc_do
     for (conn *c = s->conns; c; c = c->next) {
         if (c->closing)
             continue;
-        if (!c->session) {
+        if (!c->session)
             c->want_close = true; /* TLS handshake not done yet: nothing to finish */
-        } else {
-            nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
-                                  nghttp2_session_get_last_proc_stream_id(c->session),
-                                  NGHTTP2_NO_ERROR, NULL, 0);
-        }
+        else if (c->streams)
+            c->goaway_due = true; /* after their answers (mcp_grpcs_conn_arm_timer) */
+        else
+            mcp_grpcs_conn_goaway(c);
     }
     /* flush outside the list walk: a flush may close (unlink) the connection later, not now */
     for (conn *c = s->conns; c; c = c->next)

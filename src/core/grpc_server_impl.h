@@ -98,6 +98,8 @@ struct mcp_grpc_server_call {
     bool streaming; /* a long-lived stream: shutdown ends it at once */
 };
 
+#define GOAWAY_LINGER_MS 250
+
 struct conn {
     mcp_grpc_server *server;
     union {
@@ -111,6 +113,10 @@ struct conn {
     nghttp2_session *session;
     mcp_tls *tls; /* NULL: plaintext */
     bool got_frame, closing, want_close;
+    /* Shutting down with calls open: GOAWAY once the last has answered and
+     * GOAWAY_LINGER_MS have passed (libcurl 7.88 drops trailers it reads
+     * together with a GOAWAY). */
+    bool goaway_due;
     unsigned listener_id;
     int busy;
     int cancel_reason; /* told to handlers of calls cut off by a close */
@@ -153,6 +159,8 @@ void mcp_grpcs_listener_closed_cb(uv_handle_t *h);
 /* grpc_conn.c */
 void mcp_grpcs_on_connection(uv_stream_t *lstream, int status);
 void mcp_grpcs_conn_flush(conn *c);
+/* Submits GOAWAY (last stream: the last one processed); the next flush sends it. */
+void mcp_grpcs_conn_goaway(conn *c);
 void mcp_grpcs_conn_close(conn *c);
 int mcp_grpcs_conn_start_session(conn *c);
 /* After the first frame and whenever a stream begins, finishes its headers or

@@ -49,7 +49,7 @@ void mcp_grpcs_stream_free(gstream *s)
     free(s->reject_msg);
     free(s);
     if (!c->streams)
-        c->idle_since = uv_now(c->server->loop);
+        c->idle_since = uv_now(c->server->loop); /* (shutting down: the GOAWAY soon after) */
     mcp_grpcs_conn_arm_timer(c);
 }
 
@@ -337,6 +337,10 @@ static void stream_request_complete(gstream *s)
 static void stream_headers_complete(gstream *s)
 {
     s->headers_done = true;
+    if (s->c->server->shutting_down) { /* a connection that has not had its GOAWAY yet */
+        stream_reject(s, "200", MCP_GRPC_UNAVAILABLE, "the server is shutting down");
+        return;
+    }
     if (s->bad_method || !s->path) {
         stream_reject(s, "405", MCP_GRPC_UNIMPLEMENTED, "gRPC needs POST with a :path");
         return;

@@ -776,7 +776,9 @@ class SignalTest(DaemonTestCase):
         """The fake podman behind a wrapper that sleeps 2 s per call while the
         file 'slow' exists in its state dir."""
         return self.env.write("slowpodman", "#!/bin/sh\n"
-                              'if [ -e "$FAKEPODMAN_STATE/slow" ]; then sleep 2; fi\n'
+                              'if [ -e "$FAKEPODMAN_STATE/slow" ]; then\n'
+                              '  echo "$1" >> "$FAKEPODMAN_STATE/slow-calls"; sleep 2\n'
+                              'fi\n'
                               "exec %s %s \"$@\"\n" % (PYTHON, FAKE_PODMAN), mode=0o755)
 
     def test_sigterm_lets_an_inflight_recover_finish(self):
@@ -802,6 +804,33 @@ class SignalTest(DaemonTestCase):
         self.assertGreater(time.monotonic() - t0, 1.0, "exited before the slow call could finish")
         log = d.log()
         self.assertLess(log.index("msg=stopping"), log.index("msg=stopped"))
+
+    def test_sigterm_lets_an_inflight_cli_command_finish(self):
+        # the CLI's client (libcurl) drops what it reads after a GOAWAY: the
+        # answer of a call in flight must reach it before the GOAWAY does
+        daemon_config(self.env, runtime="podman", podman=self.slow_podman())
+        self.env.write("web.toml", service_toml("web", route=False))
+        self.assertEqual(self.local("deploy", self.env.path("web.toml")).rc, 0)
+        self.env.podman_containers([("web", "localhost/web:v1", "exited")])
+        d = self.daemon().wait_boot_done()
+        self.env.write("podman-state/slow", "")
+        cli = self.env.start("recover", "--json")
+        # the CLI asks NodeStatus first (one slow podman call), then Recover,
+        # whose list is the second slow call: SIGTERM while that one runs
+        calls = self.env.path("podman-state/slow-calls")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if os.path.exists(calls) and len(open(calls).read().split()) >= 2:
+                break
+            time.sleep(0.05)
+        self.assertIsNone(cli.poll(), "the call ended before SIGTERM")
+        d.terminate()
+        self.assertTrue(d.wait_log("msg=stopping"), d.log())
+        r = self.env.finish(cli, timeout=60)
+        self.assertEqual(r.rc, 0, r.stderr + d.log())
+        self.assertNotIn("grpc-status", r.stderr)
+        self.assertEqual([e["service"] for e in json.loads(r.stdout)["already_running"]], ["web"])
+        self.assertEqual(d.stop(), 0, d.log())
 
     def test_sigterm_refuses_new_calls(self):
         daemon_config(self.env, runtime="podman", podman=self.slow_podman())
