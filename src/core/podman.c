@@ -703,10 +703,7 @@ void mcp_podman_event_free(mcp_podman_event *ev)
 {
     if (!ev)
         return;
-    free(ev->name);
-    free(ev->id);
-    free(ev->image);
-    free(ev->status);
+    MCP_FREE_ALL(ev->name, ev->id, ev->image, ev->status);
     mcp_strv_free(&ev->labels);
     memset(ev, 0, sizeof *ev);
 }
@@ -805,24 +802,12 @@ void mcp_container_free(mcp_container *c)
 {
     if (!c)
         return;
-    free(c->id);
-    free(c->name);
-    free(c->image);
-    free(c->state);
-    free(c->started_at);
-    free(c->finished_at);
-    mcp_strv_free(&c->labels);
-    for (size_t i = 0; i < c->n_ports; i++) {
-        free(c->ports[i].host_ip);
-        free(c->ports[i].protocol);
-    }
+    MCP_FREE_ALL(c->id, c->name, c->image, c->state, c->started_at, c->finished_at, c->user,
+                 c->network, c->restart);
+    for (size_t i = 0; i < c->n_ports; i++)
+        MCP_FREE_ALL(c->ports[i].host_ip, c->ports[i].protocol);
     free(c->ports);
-    mcp_strv_free(&c->env);
-    mcp_strv_free(&c->cmd);
-    mcp_strv_free(&c->volumes);
-    free(c->user);
-    free(c->network);
-    free(c->restart);
+    MCP_STRV_FREE_ALL(&c->labels, &c->env, &c->cmd, &c->volumes);
     memset(c, 0, sizeof *c);
 }
 
@@ -835,15 +820,7 @@ void mcp_container_spec_free(mcp_container_spec *spec)
 {
     if (!spec)
         return;
-    free(spec->name);
-    free(spec->image);
-    free(spec->network);
-    free(spec->user);
-    free(spec->restart);
-    mcp_strv_free(&spec->ports);
-    mcp_strv_free(&spec->volumes);
-    mcp_strv_free(&spec->cmd);
-    mcp_strv_free(&spec->env);
-    mcp_strv_free(&spec->labels);
+    MCP_FREE_ALL(spec->name, spec->image, spec->network, spec->user, spec->restart);
+    MCP_STRV_FREE_ALL(&spec->ports, &spec->volumes, &spec->cmd, &spec->env, &spec->labels);
     memset(spec, 0, sizeof *spec);
 }

@@ -572,23 +572,6 @@ static void pstream_feed(mcp_proc_stream *s, const char *data, size_t n)
     }
 }
 
-static void pstream_read_out(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    mcp_proc_stream *s = st->data;
-    if (nread > 0) {
-        pstream_feed(s, buf->base, (size_t)nread);
-        return;
-    }
-    if (nread == 0)
-        return;
-    if (s->line_len > 0 || s->skipping) /* a last line without '\n' */
-        pstream_emit_line(s);
-    if (s->closed)
-        return; /* close already stopped the pipes */
-    pstream_stop_pipe(s, &s->out, &s->out_reading);
-    pstream_maybe_end(s);
-}
-
 /* Keeps the last MCP_PROC_STREAM_ERR_TAIL bytes: the end explains the exit. */
 static void pstream_keep_err(mcp_proc_stream *s, const char *data, size_t n)
 {
@@ -608,16 +591,29 @@ static void pstream_keep_err(mcp_proc_stream *s, const char *data, size_t n)
     s->err_tail[s->err_len] = '\0';
 }
 
-static void pstream_read_err(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* stdout is cut into lines, stderr kept as a tail; either one's end or error
+ * stops that pipe. */
+static void pstream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     mcp_proc_stream *s = st->data;
+    bool is_out = st == (uv_stream_t *)&s->out;
     if (nread > 0) {
-        pstream_keep_err(s, buf->base, (size_t)nread);
+        if (is_out)
+            pstream_feed(s, buf->base, (size_t)nread);
+        else
+            pstream_keep_err(s, buf->base, (size_t)nread);
         return;
     }
     if (nread == 0)
         return;
-    pstream_stop_pipe(s, &s->err, &s->err_reading);
+    if (is_out && (s->line_len > 0 || s->skipping)) /* a last line without '\n' */
+        pstream_emit_line(s);
+    if (s->closed)
+        return; /* close already stopped the pipes */
+    if (is_out)
+        pstream_stop_pipe(s, &s->out, &s->out_reading);
+    else
+        pstream_stop_pipe(s, &s->err, &s->err_reading);
     pstream_maybe_end(s);
 }
 
@@ -696,8 +692,8 @@ mcp_proc_stream *mcp_proc_stream_spawn(uv_loop_t *loop, char *const argv[], size
     }
     s->closed = false;
     s->pid = s->process.pid;
-    uv_read_start((uv_stream_t *)&s->out, pstream_alloc, pstream_read_out);
-    uv_read_start((uv_stream_t *)&s->err, pstream_alloc, pstream_read_err);
+    uv_read_start((uv_stream_t *)&s->out, pstream_alloc, pstream_read);
+    uv_read_start((uv_stream_t *)&s->err, pstream_alloc, pstream_read);
     return s;
 }
 
