@@ -37,11 +37,11 @@ void mcp_strv_free_each(mcp_strv *const svs[], size_t n);
 /* free() of every argument, for the free functions of structs with many
  * owned strings: MCP_FREE_ALL(c->id, c->name, c->image). */
 #define MCP_FREE_ALL(...)                                                                          \
-    mcp_free_each((void *const[]){__VA_ARGS__},                                                   \
+    mcp_free_each((void *const[]){__VA_ARGS__},                                                    \
                   sizeof((void *const[]){__VA_ARGS__}) / sizeof(void *))
 /* mcp_strv_free of every argument: MCP_STRV_FREE_ALL(&c->env, &c->cmd). */
 #define MCP_STRV_FREE_ALL(...)                                                                     \
-    mcp_strv_free_each((mcp_strv *const[]){__VA_ARGS__},                                          \
+    mcp_strv_free_each((mcp_strv *const[]){__VA_ARGS__},                                           \
                        sizeof((mcp_strv *const[]){__VA_ARGS__}) / sizeof(mcp_strv *))
 /* The decimal number spelled by exactly the n bytes at s: 1 to max_digits
  * (<= 18) digits, no sign or spaces; -1 when they are not one. */
