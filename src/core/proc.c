@@ -296,8 +296,8 @@ static void proc_abandon(mcp_proc *p, bool process_inited)
 
 /* Spawns file with argv, stdin on /dev/null and stdout/stderr into the pipes
  * out and err (inited), the one way both a run and a stream start a child. */
-static int spawn_piped(uv_loop_t *loop, uv_process_t *process, const char *file,
-                       char *const argv[], uv_pipe_t *out, uv_pipe_t *err, uv_exit_cb on_exit)
+static int spawn_piped(uv_loop_t *loop, uv_process_t *process, const char *file, char *const argv[],
+                       uv_pipe_t *out, uv_pipe_t *err, uv_exit_cb on_exit)
 {
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for 0..2 */
@@ -321,15 +321,13 @@ static int spawn_piped(uv_loop_t *loop, uv_process_t *process, const char *file,
 static int proc_start(mcp_proc *p, const char *file, char *const argv[])
 {
     p->process.data = p;
-    return spawn_piped(p->loop, &p->process, file, argv, &p->out.pipe, &p->err.pipe,
-                       proc_on_exit);
+    return spawn_piped(p->loop, &p->process, file, argv, &p->out.pipe, &p->err.pipe, proc_on_exit);
 }
 
 /* The first step of a run and of a stream: checks argv and that it has its
  * callbacks (have_cb), finds the executable (*file, to free) and allocates a
  * zeroed handle of size bytes. NULL with err set, nothing left to free. */
-static void *spawn_begin(char *const argv[], bool have_cb, size_t size, char **file,
-                         mcp_error *err)
+static void *spawn_begin(char *const argv[], bool have_cb, size_t size, char **file, mcp_error *err)
 {
     if (!argv || !argv[0] || !have_cb) {
         mcp_error_set(err, "proc: empty command or missing callback");
