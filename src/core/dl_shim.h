@@ -1,7 +1,7 @@
 /* Filling a table of function pointers from a shared library opened with
  * dlopen, once: the common part of the shims that load a library on first
- * use (systemd_shim, mhd_shim, curl_shim), so a process that never needs the library
- * does not map it nor the libraries it links. */
+ * use (systemd_shim, mhd_shim, curl_shim), so a process that never needs
+ * the library does not map it nor the libraries it links. */
 #ifndef MCP_DL_SHIM_H
 #define MCP_DL_SHIM_H
 
@@ -14,8 +14,8 @@ typedef struct mcp_dl_lib {
 } mcp_dl_lib;
 
 /* Opens lib->soname and fills table, a struct of n function pointers, with
- * the symbols named by names (in the order of its members) the first time; later
- * calls return the first outcome. The table is written only when every
+ * the symbols named by names (in the order of its members) the first time;
+ * later calls return the first outcome. The table is written only when every
  * symbol was found. 0, or -1 with a reason in why ("libsystemd.so.0: cannot
  * open shared object file: No such file or directory"). */
 int mcp_dl_load(mcp_dl_lib *lib, const char *const names[], size_t n, void *table,
