@@ -25,16 +25,35 @@ int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_
 /* items (n of size bytes each, from malloc, or NULL) grown by one zeroed item;
  * NULL when out of memory, items then left as they were. */
 void *mcp_grow_one(void *items, size_t n, size_t size);
+/* items (*cap bytes, from malloc, or NULL) grown by doubling from first_cap
+ * (> 0) until it holds need bytes, to at most max_cap (0: no cap); *cap is
+ * updated. NULL when out of memory, items then left as they were. Call it
+ * when need > *cap. */
+void *mcp_grow_to(void *items, size_t *cap, size_t need, size_t first_cap, size_t max_cap);
+/* Frees each of the n pointers (NULL is fine). */
+void mcp_free_each(void *const ptrs[], size_t n);
+/* Frees each of the n strvs. */
+void mcp_strv_free_each(mcp_strv *const svs[], size_t n);
+/* free() of every argument, for the free functions of structs with many
+ * owned strings: MCP_FREE_ALL(c->id, c->name, c->image). */
+#define MCP_FREE_ALL(...)                                                                          \
+    mcp_free_each((void *const[]){__VA_ARGS__},                                                    \
+                  sizeof((void *const[]){__VA_ARGS__}) / sizeof(void *))
+/* mcp_strv_free of every argument: MCP_STRV_FREE_ALL(&c->env, &c->cmd). */
+#define MCP_STRV_FREE_ALL(...)                                                                     \
+    mcp_strv_free_each((mcp_strv *const[]){__VA_ARGS__},                                           \
+                       sizeof((mcp_strv *const[]){__VA_ARGS__}) / sizeof(mcp_strv *))
 /* The decimal number spelled by exactly the n bytes at s: 1 to max_digits
  * (<= 18) digits, no sign or spaces; -1 when they are not one. */
 long mcp_parse_digits(const char *s, size_t n, size_t max_digits);
 /* Takes node out of the doubly linked list (members prev and next) whose
- * first node is head, an lvalue. */
+ * first node is head, an lvalue; a node with no prev that is not head is in
+ * no list, and head is left alone. */
 #define MCP_LIST_UNLINK(head, node)                                                                \
     do {                                                                                           \
         if ((node)->prev)                                                                          \
             (node)->prev->next = (node)->next;                                                     \
-        else                                                                                       \
+        else if ((head) == (node))                                                                 \
             (head) = (node)->next;                                                                 \
         if ((node)->next)                                                                          \
             (node)->next->prev = (node)->prev;                                                     \

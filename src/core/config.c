@@ -34,12 +34,19 @@ typedef enum key_kind {
 } key_kind;
 
 typedef struct key_spec {
+    const char *section; /* "tls", "boot.sequence" */
     const char *name;
     key_kind kind;
-    size_t offset;              /* into the struct being filled */
-    const char *const *choices; /* K_CHOICE: NULL-terminated */
-    const char *what;           /* K_CHOICE: "health method", … */
+    size_t offset; /* into the struct being filled */
 } key_spec;
+
+/* The values of a K_CHOICE key, and what they are called in its errors. */
+typedef struct choice_spec {
+    const char *section;
+    const char *name;
+    const char *const *values; /* NULL-terminated */
+    const char *what;          /* "health method", … */
+} choice_spec;
 
 static const char *const runtimes[] = {"podman", "fake", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -51,86 +58,58 @@ static const char *const pull_modes[] = {"missing", "never", NULL};
 #define CFG(field) offsetof(mcp_config, field)
 #define STAGE(field) offsetof(mcp_boot_stage, field)
 
-static const key_spec agent_keys[] = {
-    {"node_name", K_STRING, CFG(node_name), NULL, NULL},
-    {"grpc_addr", K_STRING, CFG(grpc_addr), NULL, NULL},
-    {"insecure_loopback", K_BOOL, CFG(insecure_loopback), NULL, NULL},
-    {"socket", K_STRING, CFG(socket), NULL, NULL},
-    {"container_runtime", K_CHOICE, CFG(container_runtime), runtimes, "container runtime"},
-    {"podman_args", K_STRV, CFG(podman_args), NULL, NULL},
-    {"podman", K_STRING, CFG(podman), NULL, NULL},
-    {"podman_timeout", K_DURATION, CFG(podman_timeout_ms), NULL, NULL},
-    {"port_range", K_PORT_RANGE, 0, NULL, NULL},
-    {"pull", K_CHOICE, CFG(pull), pull_modes, "pull mode"},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec tls_keys[] = {
-    {"cert", K_STRING, CFG(tls_cert), NULL, NULL},
-    {"key", K_STRING, CFG(tls_key), NULL, NULL},
-    {"client_ca", K_STRING, CFG(tls_client_ca), NULL, NULL},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec database_keys[] = {
-    {"path", K_STRING, CFG(db_path), NULL, NULL},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec mcproxy_keys[] = {
-    {"socket", K_STRING, CFG(mcproxy_socket), NULL, NULL},
-    {"cert_dir", K_STRING, CFG(mcproxy_cert_dir), NULL, NULL},
-    {"listener", K_STRING, CFG(mcproxy_listener), NULL, NULL},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec metacrypt_keys[] = {
-    {"server_url", K_STRING, CFG(metacrypt_server_url), NULL, NULL},
-    {"ca_cert", K_STRING, CFG(metacrypt_ca_cert), NULL, NULL},
-    {"mount", K_STRING, CFG(metacrypt_mount), NULL, NULL},
-    {"issuer", K_STRING, CFG(metacrypt_issuer), NULL, NULL},
-    {"token_path", K_STRING, CFG(metacrypt_token_path), NULL, NULL},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec monitor_keys[] = {
-    {"interval", K_DURATION, CFG(monitor_interval_ms), NULL, NULL},
-    {"drift", K_CHOICE, CFG(monitor_drift), drift_modes, "drift mode"},
-    {"keep_events", K_POSITIVE, CFG(keep_events), NULL, NULL},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec metrics_keys[] = {
-    {"listen", K_LISTEN, CFG(metrics_listen), NULL, NULL},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec log_keys[] = {
-    {"level", K_CHOICE, CFG(log_level), log_levels, "log level"},
-    {"format", K_CHOICE, CFG(log_format), log_formats, "log format"},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec policy_keys[] = {
-    {"dir", K_STRING, CFG(policy_dir), NULL, NULL},
-    {NULL, K_STRING, 0, NULL, NULL},
-};
-static const key_spec stage_keys[] = {
-    {"name", K_STRING, STAGE(name), NULL, NULL},
-    {"services", K_STRV, STAGE(services), NULL, NULL},
-    {"timeout", K_DURATION, STAGE(timeout_ms), NULL, NULL},
-    {"health", K_CHOICE, STAGE(health), health_methods, "health method"},
-    {NULL, K_STRING, 0, NULL, NULL},
+/* Every key of every section ("boot.sequence": of each [[boot.sequence]]
+ * table, into an mcp_boot_stage; the others into mcp_config), a section's
+ * keys together. */
+static const key_spec keys[] = {
+    {"agent", "node_name", K_STRING, CFG(node_name)},
+    {"agent", "grpc_addr", K_STRING, CFG(grpc_addr)},
+    {"agent", "insecure_loopback", K_BOOL, CFG(insecure_loopback)},
+    {"agent", "socket", K_STRING, CFG(socket)},
+    {"agent", "container_runtime", K_CHOICE, CFG(container_runtime)},
+    {"agent", "podman_args", K_STRV, CFG(podman_args)},
+    {"agent", "podman", K_STRING, CFG(podman)},
+    {"agent", "podman_timeout", K_DURATION, CFG(podman_timeout_ms)},
+    {"agent", "port_range", K_PORT_RANGE, CFG(port_min)},
+    {"agent", "pull", K_CHOICE, CFG(pull)},
+    {"tls", "cert", K_STRING, CFG(tls_cert)},
+    {"tls", "key", K_STRING, CFG(tls_key)},
+    {"tls", "client_ca", K_STRING, CFG(tls_client_ca)},
+    {"database", "path", K_STRING, CFG(db_path)},
+    {"mcproxy", "socket", K_STRING, CFG(mcproxy_socket)},
+    {"mcproxy", "cert_dir", K_STRING, CFG(mcproxy_cert_dir)},
+    {"mcproxy", "listener", K_STRING, CFG(mcproxy_listener)},
+    {"metacrypt", "server_url", K_STRING, CFG(metacrypt_server_url)},
+    {"metacrypt", "ca_cert", K_STRING, CFG(metacrypt_ca_cert)},
+    {"metacrypt", "mount", K_STRING, CFG(metacrypt_mount)},
+    {"metacrypt", "issuer", K_STRING, CFG(metacrypt_issuer)},
+    {"metacrypt", "token_path", K_STRING, CFG(metacrypt_token_path)},
+    {"monitor", "interval", K_DURATION, CFG(monitor_interval_ms)},
+    {"monitor", "drift", K_CHOICE, CFG(monitor_drift)},
+    {"monitor", "keep_events", K_POSITIVE, CFG(keep_events)},
+    {"metrics", "listen", K_LISTEN, CFG(metrics_listen)},
+    {"log", "level", K_CHOICE, CFG(log_level)},
+    {"log", "format", K_CHOICE, CFG(log_format)},
+    {"policy", "dir", K_STRING, CFG(policy_dir)},
+    {"boot.sequence", "name", K_STRING, STAGE(name)},
+    {"boot.sequence", "services", K_STRV, STAGE(services)},
+    {"boot.sequence", "timeout", K_DURATION, STAGE(timeout_ms)},
+    {"boot.sequence", "health", K_CHOICE, STAGE(health)},
 };
 
-typedef struct section {
-    const char *name;
-    const key_spec *keys;
-} section;
-
-static const section sections[] = {
-    {"agent", agent_keys},
-    {"tls", tls_keys},
-    {"database", database_keys},
-    {"mcproxy", mcproxy_keys},
-    {"metacrypt", metacrypt_keys},
-    {"monitor", monitor_keys},
-    {"metrics", metrics_keys},
-    {"log", log_keys},
-    {"policy", policy_keys},
+static const choice_spec choice_specs[] = {
+    {"agent", "container_runtime", runtimes, "container runtime"},
+    {"agent", "pull", pull_modes, "pull mode"},
+    {"monitor", "drift", drift_modes, "drift mode"},
+    {"log", "level", log_levels, "log level"},
+    {"log", "format", log_formats, "log format"},
+    {"boot.sequence", "health", health_methods, "health method"},
 };
+
+/* The top-level tables: the sections above but boot.sequence, and boot. */
+static const char *const section_names[] = {"agent",     "tls",     "database", "mcproxy",
+                                            "metacrypt", "monitor", "metrics",  "log",
+                                            "policy",    "boot",    NULL};
 
 typedef struct loader {
     const char *path;
@@ -273,12 +252,13 @@ static void warn_unknown(loader *L, const char *what, const char *key, int line,
 
 #define MAX_KEYS 32
 
-/* The names of a key table, NULL-terminated, for suggestions. */
-static void key_names(const key_spec *keys, const char **out)
+/* The names of a section's keys, NULL-terminated, for suggestions. */
+static void key_names(const char *section, const char **out)
 {
     size_t n = 0;
-    for (; keys->name && n + 1 < MAX_KEYS; keys++)
-        out[n++] = keys->name;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && n + 1 < MAX_KEYS; i++)
+        if (strcmp(keys[i].section, section) == 0)
+            out[n++] = keys[i].name;
     out[n] = NULL;
 }
 
@@ -375,12 +355,19 @@ static int set_choice(loader *L, const mcp_toml_value *v, const key_spec *spec, 
     const char *s;
     if (get_string(L, v, key, &s) != 0)
         return -1;
-    for (const char *const *c = spec->choices; *c; c++)
+    const choice_spec *ch = NULL;
+    for (size_t i = 0; !ch && i < sizeof choice_specs / sizeof choice_specs[0]; i++)
+        if (strcmp(choice_specs[i].section, spec->section) == 0 &&
+            strcmp(choice_specs[i].name, spec->name) == 0)
+            ch = &choice_specs[i];
+    if (!ch)
+        return fail_at(L, v, 0, key, "no values known for this key"); /* a bug in the tables */
+    for (const char *const *c = ch->values; *c; c++)
         if (strcmp(*c, s) == 0)
             return replace_string(L, slot, s);
     char want[200];
-    join_choices(spec->choices, want, sizeof want);
-    return fail_at(L, v, 0, key, "unknown %s \"%s\" (want %s)", spec->what, s, want);
+    join_choices(ch->values, want, sizeof want);
+    return fail_at(L, v, 0, key, "unknown %s \"%s\" (want %s)", ch->what, s, want);
 }
 
 /* A port number of 1 to 5 digits; -1 when s is not one. */
@@ -454,18 +441,19 @@ static int apply_key(loader *L, void *base, const key_spec *spec, const mcp_toml
     return -1;
 }
 
-static const key_spec *find_spec(const key_spec *keys, const mcp_toml_kv *kv)
+static const key_spec *find_spec(const char *section, const mcp_toml_kv *kv)
 {
     if (strlen(kv->key) != kv->key_len)
         return NULL; /* a key with a NUL byte matches nothing */
-    for (; keys->name; keys++)
-        if (strcmp(keys->name, kv->key) == 0)
-            return keys;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, kv->key) == 0)
+            return &keys[i];
     return NULL;
 }
 
-/* Applies every key of table t (named prefix) to base; unknown keys warn. */
-static int apply_table(loader *L, void *base, const key_spec *keys, const mcp_toml_value *t,
+/* Applies every key of table t (named prefix) to base, by the keys of
+ * section; unknown keys warn. */
+static int apply_table(loader *L, void *base, const char *section, const mcp_toml_value *t,
                        const char *prefix)
 {
     for (size_t i = 0; i < t->u.table.len; i++) {
@@ -473,10 +461,10 @@ static int apply_table(loader *L, void *base, const key_spec *keys, const mcp_to
         char key[300];
         if (snprintf(key, sizeof key, "%s.%s", prefix, kv->key) < 0)
             key[0] = '\0';
-        const key_spec *spec = find_spec(keys, kv);
+        const key_spec *spec = find_spec(section, kv);
         if (!spec) {
             const char *names[MAX_KEYS];
-            key_names(keys, names);
+            key_names(section, names);
             warn_unknown(L, "unknown config key", key, kv->line, names);
             continue;
         }
@@ -503,7 +491,7 @@ static int load_stage(loader *L, const mcp_toml_value *t, size_t index)
     cfg->n_stages++; /* counted now so that mcp_config_free frees it on error */
     if (!st->health)
         return fail_oom(L);
-    if (apply_table(L, st, stage_keys, t, key) != 0)
+    if (apply_table(L, st, "boot.sequence", t, key) != 0)
         return -1;
     if (!st->name)
         return fail_at(L, t, 0, key, "a boot stage needs a name");
@@ -561,28 +549,21 @@ static int load_root(loader *L, const mcp_toml_value *root)
 {
     for (size_t i = 0; i < root->u.table.len; i++) {
         const mcp_toml_kv *kv = &root->u.table.items[i];
-        const section *sec = NULL;
-        for (size_t k = 0; k < sizeof sections / sizeof sections[0]; k++)
-            if (strcmp(sections[k].name, kv->key) == 0 && kv->key_len == strlen(kv->key))
-                sec = &sections[k];
-        bool is_boot = strcmp(kv->key, "boot") == 0 && kv->key_len == 4;
-        if (!sec && !is_boot) {
-            const char *names[sizeof sections / sizeof sections[0] + 2];
-            size_t n = 0;
-            for (size_t k = 0; k < sizeof sections / sizeof sections[0]; k++)
-                names[n++] = sections[k].name;
-            names[n++] = "boot";
-            names[n] = NULL;
+        const char *sec = NULL;
+        for (size_t k = 0; section_names[k]; k++)
+            if (strcmp(section_names[k], kv->key) == 0 && kv->key_len == strlen(kv->key))
+                sec = section_names[k];
+        bool is_boot = sec && strcmp(sec, "boot") == 0;
+        if (!sec) {
             warn_unknown(L,
                          kv->value->type == MCP_TOML_TABLE ? "unknown config section"
                                                            : "unknown config key",
-                         kv->key, kv->line, names);
+                         kv->key, kv->line, section_names);
             continue;
         }
         if (expect_type(L, kv->value, MCP_TOML_TABLE, kv->key) != 0)
             return -1;
-        int rc = is_boot ? load_boot(L, kv->value)
-                         : apply_table(L, L->cfg, sec->keys, kv->value, sec->name);
+        int rc = is_boot ? load_boot(L, kv->value) : apply_table(L, L->cfg, sec, kv->value, sec);
         if (rc != 0)
             return -1;
     }

@@ -11,6 +11,7 @@
 #define CURL_DISABLE_TYPECHECK /* the calls go through pointers below */
 #include <curl/curl.h>
 
+/* function pointers only, in the order curl_shim.c names their symbols */
 typedef struct mcp_curl_api {
     CURLcode (*global_init)(long flags);
     CURL *(*easy_init)(void);

@@ -27,7 +27,7 @@ static int failed(mcp_dl_lib *lib, char *why, size_t len)
     return -1;
 }
 
-int mcp_dl_load(mcp_dl_lib *lib, const mcp_dl_symbol *syms, size_t n, void *table,
+int mcp_dl_load(mcp_dl_lib *lib, const char *const names[], size_t n, void *table,
                 size_t table_size, char *why, size_t len)
 {
     if (lib->state == 1)
@@ -42,6 +42,12 @@ int mcp_dl_load(mcp_dl_lib *lib, const mcp_dl_symbol *syms, size_t n, void *tabl
         snprintf(lib->why, sizeof lib->why, "%s", e ? e : lib->soname);
         return failed(lib, why, len);
     }
+    if (table_size != n * sizeof(void (*)(void))) {
+        snprintf(lib->why, sizeof lib->why, "%s: %zu names for a table of %zu bytes", lib->soname,
+                 n, table_size);
+        dlclose(handle);
+        return failed(lib, why, len);
+    }
     char *staged = calloc(1, table_size);
     if (!staged) {
         snprintf(lib->why, sizeof lib->why, "%s: out of memory", lib->soname);
@@ -49,8 +55,8 @@ int mcp_dl_load(mcp_dl_lib *lib, const mcp_dl_symbol *syms, size_t n, void *tabl
         return failed(lib, why, len);
     }
     for (size_t i = 0; i < n; i++) {
-        if (bind_symbol(handle, lib, syms[i].name, staged + syms[i].offset, lib->why,
-                        sizeof lib->why) != 0) {
+        void *slot = staged + i * sizeof(void (*)(void));
+        if (bind_symbol(handle, lib, names[i], slot, lib->why, sizeof lib->why) != 0) {
             free(staged);
             dlclose(handle);
             return failed(lib, why, len);

@@ -228,6 +228,40 @@ static mcp_http_request grpc_http_request(const mcp_grpc_request *rq, const grpc
     };
 }
 
+/* Checks rq, frames its message (out) and allocates a zeroed handle of size
+ * bytes: the first steps of a call and of a stream. NULL, err set. */
+static void *grpc_begin(const mcp_grpc_request *rq, int64_t timeout_ms, grpc_out *out, size_t size,
+                        mcp_error *err)
+{
+    if (grpc_check_request(rq, err) != 0)
+        return NULL;
+    if (grpc_out_build(out, rq, timeout_ms, err) != 0)
+        return NULL;
+    void *handle = calloc(1, size);
+    if (!handle) {
+        mcp_error_set(err, "grpc: out of memory");
+        grpc_out_free(out);
+    }
+    return handle;
+}
+
+/* Starts hrq for handle (done's ud), its request kept in *req, and drops out.
+ * Returns handle, or NULL after freeing it when the request did not start
+ * (err set). */
+static void *grpc_start(mcp_http *http, const mcp_http_request *hrq, grpc_out *out,
+                        mcp_http_cb done, void *handle, mcp_http_req **req, mcp_error *err)
+{
+    mcp_http_req *started = mcp_http_start(http, hrq, done, handle, err);
+    grpc_out_free(out);
+    if (!started) {
+        mcp_error_prefix(err, "grpc");
+        free(handle);
+        return NULL;
+    }
+    *req = started;
+    return handle;
+}
+
 mcp_grpc_call *mcp_grpc_client_call(mcp_http *http, const mcp_grpc_request *rq, mcp_grpc_cb cb,
                                     void *ud, mcp_error *err)
 {
@@ -235,18 +269,11 @@ mcp_grpc_call *mcp_grpc_client_call(mcp_http *http, const mcp_grpc_request *rq, 
         mcp_error_set(err, "grpc: a call needs a request and a callback");
         return NULL;
     }
-    if (grpc_check_request(rq, err) != 0)
-        return NULL;
     int64_t timeout = rq->timeout_ms > 0 ? rq->timeout_ms : MCP_GRPC_DEFAULT_TIMEOUT_MS;
     grpc_out out;
-    if (grpc_out_build(&out, rq, timeout, err) != 0)
+    mcp_grpc_call *call = grpc_begin(rq, timeout, &out, sizeof *call, err);
+    if (!call)
         return NULL;
-    mcp_grpc_call *call = calloc(1, sizeof *call);
-    if (!call) {
-        mcp_error_set(err, "grpc: out of memory");
-        grpc_out_free(&out);
-        return NULL;
-    }
     call->cb = cb;
     call->ud = ud;
     call->max_msg = rq->max_msg ? rq->max_msg : MCP_GRPC_DEFAULT_MAX_MSG;
@@ -255,14 +282,7 @@ mcp_grpc_call *mcp_grpc_client_call(mcp_http *http, const mcp_grpc_request *rq, 
     /* the frame header, and a little room so that the length prefix (not the
      * http cap) decides in most cases */
     hrq.max_response = call->max_msg + MCP_GRPC_PREFIX_LEN + 1;
-    call->req = mcp_http_start(http, &hrq, on_http_done, call, err);
-    grpc_out_free(&out);
-    if (!call->req) {
-        mcp_error_prefix(err, "grpc");
-        free(call);
-        return NULL;
-    }
-    return call;
+    return grpc_start(http, &hrq, &out, on_http_done, call, &call->req, err);
 }
 
 void mcp_grpc_client_cancel(mcp_grpc_call *call)
@@ -426,17 +446,10 @@ mcp_grpc_stream *mcp_grpc_client_stream(mcp_http *http, const mcp_grpc_request *
         mcp_error_set(err, "grpc: a stream needs a request and both callbacks");
         return NULL;
     }
-    if (grpc_check_request(rq, err) != 0)
-        return NULL;
     grpc_out out;
-    if (grpc_out_build(&out, rq, rq->timeout_ms, err) != 0)
+    mcp_grpc_stream *s = grpc_begin(rq, rq->timeout_ms, &out, sizeof *s, err);
+    if (!s)
         return NULL;
-    mcp_grpc_stream *s = calloc(1, sizeof *s);
-    if (!s) {
-        mcp_error_set(err, "grpc: out of memory");
-        grpc_out_free(&out);
-        return NULL;
-    }
     mcp_grpc_decoder_init(&s->dec, rq->max_msg);
     s->on_msg = on_msg;
     s->on_end = on_end;
@@ -448,14 +461,7 @@ mcp_grpc_stream *mcp_grpc_client_stream(mcp_http *http, const mcp_grpc_request *
         connect_timeout_ms > 0 ? connect_timeout_ms : MCP_GRPC_DEFAULT_TIMEOUT_MS;
     hrq.on_data = stream_on_data;
     hrq.data_ud = s;
-    s->req = mcp_http_start(http, &hrq, stream_on_done, s, err);
-    grpc_out_free(&out);
-    if (!s->req) {
-        mcp_error_prefix(err, "grpc");
-        free(s);
-        return NULL;
-    }
-    return s;
+    return grpc_start(http, &hrq, &out, stream_on_done, s, &s->req, err);
 }
 
 void mcp_grpc_client_stream_cancel(mcp_grpc_stream *s)

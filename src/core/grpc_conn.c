@@ -22,14 +22,10 @@ typedef struct bytes {
 static int bytes_append(bytes *b, const void *data, size_t len)
 {
     if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len)
-            cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
+        uint8_t *p = mcp_grow_to(b->p, &b->cap, b->len + len, 4096, 0);
         if (!p)
             return -1;
         b->p = p;
-        b->cap = cap;
     }
     memcpy(b->p + b->len, data, len);
     b->len += len;

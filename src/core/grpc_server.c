@@ -3,6 +3,7 @@
  * The wire lives in grpc_stream.c, grpc_conn.c and grpc_listen.c (see
  * grpc_server_impl.h). */
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,36 @@ ProtobufCMessage *mcp_grpc_server_unpack_or_fail(mcp_grpc_server_call *call,
 /* ------------------------------------------------------------------ */
 /* server                                                              */
 
+#define OPT(field) offsetof(mcp_grpc_server_options, field)
+
+/* The unsigned options a 0 leaves to their default. */
+static const struct {
+    size_t offset;
+    unsigned value;
+} unsigned_defaults[] = {
+    {OPT(max_connections), DEFAULT_MAX_CONNECTIONS},
+    {OPT(max_unix_connections), DEFAULT_UNIX_CONNECTIONS},
+    {OPT(max_peer_connections), DEFAULT_PEER_CONNECTIONS},
+    {OPT(max_handshakes), DEFAULT_HANDSHAKES},
+    {OPT(max_concurrent_streams), DEFAULT_MAX_STREAMS},
+    {OPT(handshake_timeout_ms), DEFAULT_HANDSHAKE_MS},
+    {OPT(header_timeout_ms), DEFAULT_HEADER_MS},
+    {OPT(idle_timeout_ms), DEFAULT_IDLE_MS},
+};
+
+static void fill_defaults(mcp_grpc_server_options *o)
+{
+    for (size_t i = 0; i < sizeof unsigned_defaults / sizeof unsigned_defaults[0]; i++) {
+        unsigned *v = (unsigned *)((char *)o + unsigned_defaults[i].offset);
+        if (!*v)
+            *v = unsigned_defaults[i].value;
+    }
+    if (!o->max_message_bytes)
+        o->max_message_bytes = DEFAULT_MAX_MESSAGE;
+    if (o->max_message_bytes > UINT32_MAX)
+        o->max_message_bytes = UINT32_MAX;
+}
+
 mcp_grpc_server *mcp_grpc_server_new(uv_loop_t *loop, const mcp_grpc_server_options *opts,
                                      mcp_error *err)
 {
@@ -212,26 +243,7 @@ mcp_grpc_server *mcp_grpc_server_new(uv_loop_t *loop, const mcp_grpc_server_opti
     signal(SIGPIPE, SIG_IGN);
     if (opts)
         s->opts = *opts;
-    if (!s->opts.max_message_bytes)
-        s->opts.max_message_bytes = DEFAULT_MAX_MESSAGE;
-    if (!s->opts.max_connections)
-        s->opts.max_connections = DEFAULT_MAX_CONNECTIONS;
-    if (!s->opts.max_concurrent_streams)
-        s->opts.max_concurrent_streams = DEFAULT_MAX_STREAMS;
-    if (!s->opts.handshake_timeout_ms)
-        s->opts.handshake_timeout_ms = DEFAULT_HANDSHAKE_MS;
-    if (!s->opts.max_unix_connections)
-        s->opts.max_unix_connections = DEFAULT_UNIX_CONNECTIONS;
-    if (!s->opts.max_peer_connections)
-        s->opts.max_peer_connections = DEFAULT_PEER_CONNECTIONS;
-    if (!s->opts.max_handshakes)
-        s->opts.max_handshakes = DEFAULT_HANDSHAKES;
-    if (!s->opts.header_timeout_ms)
-        s->opts.header_timeout_ms = DEFAULT_HEADER_MS;
-    if (!s->opts.idle_timeout_ms)
-        s->opts.idle_timeout_ms = DEFAULT_IDLE_MS;
-    if (s->opts.max_message_bytes > UINT32_MAX)
-        s->opts.max_message_bytes = UINT32_MAX;
+    fill_defaults(&s->opts);
     s->tcp_port = -1;
     s->cbs = mcp_grpcs_make_callbacks();
     if (!s->cbs) {

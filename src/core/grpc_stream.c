@@ -42,12 +42,7 @@ void mcp_grpcs_stream_free(gstream *s)
     conn *c = s->c;
     MCP_LIST_UNLINK(c->streams, s);
     stream_stop_timer(s);
-    free(s->path);
-    free(s->body);
-    free(s->out);
-    free(s->end_msg);
-    free(s->reject_msg);
-    free(s);
+    MCP_FREE_ALL(s->path, s->body, s->out, s->end_msg, s->reject_msg, s);
     if (!c->streams)
         c->idle_since = uv_now(c->server->loop); /* (shutting down: the GOAWAY soon after) */
     mcp_grpcs_conn_arm_timer(c);
@@ -171,14 +166,10 @@ int mcp_grpcs_stream_queue(gstream *s, const uint8_t *msg, size_t len)
         s->out_off = 0;
     }
     if (need > s->out_cap) {
-        size_t cap = s->out_cap ? s->out_cap : 256;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *p = realloc(s->out, cap);
+        uint8_t *p = mcp_grow_to(s->out, &s->out_cap, need, 256, 0);
         if (!p)
             return -1;
         s->out = p;
-        s->out_cap = cap;
     }
     size_t at = s->out_len;
     mcp_grpc_put_prefix(s->out + at, len);

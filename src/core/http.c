@@ -103,13 +103,7 @@ static void on_sock_closed(uv_handle_t *h)
 
 static void sock_close(http_sock *s)
 {
-    mcp_http *c = s->client;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    MCP_LIST_UNLINK(s->client->socks, s);
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
@@ -140,13 +134,7 @@ static void req_free(mcp_http_req *r)
 
 static void active_unlink(mcp_http_req *r)
 {
-    mcp_http *c = r->client;
-    if (r->prev)
-        r->prev->next = r->next;
-    else if (c->active == r)
-        c->active = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    MCP_LIST_UNLINK(r->client->active, r);
     r->prev = r->next = NULL;
 }
 
@@ -186,21 +174,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         r->too_large = true;
         return 0; /* makes curl fail with CURLE_WRITE_ERROR */
     }
-    if (r->body_len + n + 1 > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap : 4096;
-        while (cap < r->body_len + n + 1)
-            cap *= 2;
-        char *nb = realloc(r->body, cap);
-        if (!nb) {
-            r->oom = true;
-            return 0;
-        }
-        r->body = nb;
-        r->body_cap = cap;
+    if (mcp_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n, 4096, 0) != 0) {
+        r->oom = true;
+        return 0;
     }
-    memcpy(r->body + r->body_len, data, n);
-    r->body_len += n;
-    r->body[r->body_len] = '\0';
     return n;
 }
 
@@ -278,19 +255,35 @@ static bool is_tls_error(CURLcode rc)
     }
 }
 
+/* An end the client itself caused rather than the transfer. */
+typedef struct own_end {
+    const char *reason;
+    const char *error; /* NULL: curl's error */
+} own_end;
+
+static const own_end *req_own_end(const mcp_http_req *r)
+{
+    static const own_end cancelled = {"cancelled", "cancelled"};
+    static const own_end too_large = {"too large", "response body larger than the cap"};
+    static const own_end oom = {"out of memory", NULL};
+    static const own_end aborted = {"aborted", "aborted by the receiver"};
+    if (r->cancelled)
+        return &cancelled;
+    if (r->too_large)
+        return &too_large;
+    if (r->oom)
+        return &oom;
+    return r->aborted ? &aborted : NULL;
+}
+
 /* Fills r->reason: short and stable for the common failures. */
 static void req_reason(mcp_http_req *r, const char *error, long os_errno)
 {
     const char *fixed = NULL;
     CURLcode rc = r->result;
-    if (r->cancelled)
-        fixed = "cancelled";
-    else if (r->too_large)
-        fixed = "too large";
-    else if (r->oom)
-        fixed = "out of memory";
-    else if (r->aborted)
-        fixed = "aborted";
+    const own_end *own = req_own_end(r);
+    if (own)
+        fixed = own->reason;
     else if (rc == CURLE_OK)
         fixed = "";
     else if (rc == CURLE_OPERATION_TIMEDOUT)
@@ -351,12 +344,9 @@ static void req_deliver(mcp_http_req *r)
     res.too_large = r->too_large;
 
     const char *error = "";
-    if (r->cancelled)
-        error = "cancelled";
-    else if (r->too_large)
-        error = "response body larger than the cap";
-    else if (r->aborted)
-        error = "aborted by the receiver";
+    const own_end *own = req_own_end(r);
+    if (own && own->error)
+        error = own->error;
     else if (r->result != CURLE_OK)
         error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result);
     req_reason(r, error, os_errno);

@@ -38,13 +38,8 @@ static void free_routes(mcp_mcproxy_route *routes, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         mcp_mcproxy_route *r = &routes[i];
-        free(r->listener);
-        free(r->hostname);
-        free(r->backend);
-        free(r->mode);
-        free(r->cert_path);
-        free(r->key_path);
-        free(r->service);
+        MCP_FREE_ALL(r->listener, r->hostname, r->backend, r->mode, r->cert_path, r->key_path,
+                     r->service);
     }
     free(routes);
 }

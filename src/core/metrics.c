@@ -104,11 +104,7 @@ static void series_free(series *s, size_t n_labels)
         return;
     for (size_t i = 0; s->values && i < n_labels; i++)
         free(s->values[i]);
-    free(s->values);
-    free(s->labels);
-    free(s->key);
-    free(s->counts);
-    free(s);
+    MCP_FREE_ALL(s->values, s->labels, s->key, s->counts, s);
 }
 
 static void family_free(mcp_metric_family *f)
@@ -117,11 +113,7 @@ static void family_free(mcp_metric_family *f)
         series_free(f->series[i], f->n_labels);
     for (size_t i = 0; i < f->n_labels; i++)
         free(f->labels[i]);
-    free(f->series);
-    free(f->index);
-    free(f->name);
-    free(f->help);
-    free(f);
+    MCP_FREE_ALL(f->series, f->index, f->name, f->help, f);
 }
 
 void mcp_metrics_free(mcp_metrics *m)

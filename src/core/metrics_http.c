@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mcp/util.h"
+
 #include "mhd_shim.h" /* MHD, loaded on first use */
 
 #define SWEEP_MS 500
@@ -295,12 +297,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     conn *k = *socket_context;
     if (!k)
         return;
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        s->conns = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
+    MCP_LIST_UNLINK(s->conns, k);
     s->n_conns--;
     free(k);
     *socket_context = NULL;

@@ -10,6 +10,7 @@
 
 #include <microhttpd.h>
 
+/* function pointers only, in the order mhd_shim.c names their symbols */
 typedef struct mcp_mhd_api {
     struct MHD_Daemon *(*start_daemon)(unsigned int flags, uint16_t port,
                                        MHD_AcceptPolicyCallback apc, void *apc_cls,

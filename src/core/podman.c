@@ -169,6 +169,10 @@ int mcp_podman_argv_pull(const mcp_podman_cfg *cfg, const char *image, mcp_strv 
 
 /* ---- JSON helpers ---------------------------------------------------------- */
 
+/* jansson's json_object_foreach and json_array_foreach visit nothing in a
+ * value of another type (or NULL): podman's missing or null fields need no
+ * check before them. */
+
 /* Nested lookup: json_path(o, "State", "Status", NULL); NULL when any step is
  * missing or not an object. */
 static json_t *json_path(json_t *o, ...)
@@ -217,8 +221,6 @@ static int json_strv(json_t *arr, mcp_strv *out)
 {
     size_t i;
     json_t *v;
-    if (!json_is_array(arr))
-        return 0;
     json_array_foreach(arr, i, v)
         if (json_is_string(v) && mcp_strv_push(out, json_string_value(v)) != 0)
             return -1;
@@ -253,8 +255,6 @@ static int labels_of(json_t *obj, mcp_strv *out)
 {
     const char *key;
     json_t *v;
-    if (!json_is_object(obj))
-        return 0;
     json_object_foreach(obj, key, v) {
         if (!json_is_string(v))
             continue;
@@ -272,7 +272,7 @@ static int labels_of(json_t *obj, mcp_strv *out)
 static int ports_push(mcp_container *c, const char *host_ip, int host_port, int container_port,
                       const char *protocol)
 {
-    mcp_port_mapping *grown = realloc(c->ports, (c->n_ports + 1) * sizeof *grown);
+    mcp_port_mapping *grown = mcp_grow_one(c->ports, c->n_ports, sizeof *grown);
     if (!grown)
         return -1;
     c->ports = grown;
@@ -298,8 +298,6 @@ static int ports_from_ps(json_t *arr, mcp_container *c)
 {
     size_t i;
     json_t *p;
-    if (!json_is_array(arr))
-        return 0;
     json_array_foreach(arr, i, p) {
         int host = json_int(json_object_get(p, "host_port"), 0);
         int cont = json_int(json_object_get(p, "container_port"), 0);
@@ -320,8 +318,6 @@ static int ports_from_bindings(json_t *obj, mcp_container *c)
 {
     const char *key;
     json_t *binds;
-    if (!json_is_object(obj))
-        return 0;
     json_object_foreach(obj, key, binds) {
         char *end;
         long cont = strtol(key, &end, 10);
@@ -330,8 +326,6 @@ static int ports_from_bindings(json_t *obj, mcp_container *c)
         const char *proto = *end == '/' ? end + 1 : "tcp";
         size_t i;
         json_t *b;
-        if (!json_is_array(binds))
-            continue;
         json_array_foreach(binds, i, b) {
             if (!json_is_object(b))
                 continue;
@@ -433,8 +427,6 @@ static int volumes_from_mounts(json_t *mounts, mcp_strv *out)
 {
     size_t i;
     json_t *m;
-    if (!json_is_array(mounts))
-        return 0;
     json_array_foreach(mounts, i, m) {
         const char *type = json_string_value(json_object_get(m, "Type"));
         const char *name = json_string_value(json_object_get(m, "Name"));
@@ -703,10 +695,7 @@ void mcp_podman_event_free(mcp_podman_event *ev)
 {
     if (!ev)
         return;
-    free(ev->name);
-    free(ev->id);
-    free(ev->image);
-    free(ev->status);
+    MCP_FREE_ALL(ev->name, ev->id, ev->image, ev->status);
     mcp_strv_free(&ev->labels);
     memset(ev, 0, sizeof *ev);
 }
@@ -805,24 +794,12 @@ void mcp_container_free(mcp_container *c)
 {
     if (!c)
         return;
-    free(c->id);
-    free(c->name);
-    free(c->image);
-    free(c->state);
-    free(c->started_at);
-    free(c->finished_at);
-    mcp_strv_free(&c->labels);
-    for (size_t i = 0; i < c->n_ports; i++) {
-        free(c->ports[i].host_ip);
-        free(c->ports[i].protocol);
-    }
+    MCP_FREE_ALL(c->id, c->name, c->image, c->state, c->started_at, c->finished_at, c->user,
+                 c->network, c->restart);
+    for (size_t i = 0; i < c->n_ports; i++)
+        MCP_FREE_ALL(c->ports[i].host_ip, c->ports[i].protocol);
     free(c->ports);
-    mcp_strv_free(&c->env);
-    mcp_strv_free(&c->cmd);
-    mcp_strv_free(&c->volumes);
-    free(c->user);
-    free(c->network);
-    free(c->restart);
+    MCP_STRV_FREE_ALL(&c->labels, &c->env, &c->cmd, &c->volumes);
     memset(c, 0, sizeof *c);
 }
 
@@ -835,15 +812,7 @@ void mcp_container_spec_free(mcp_container_spec *spec)
 {
     if (!spec)
         return;
-    free(spec->name);
-    free(spec->image);
-    free(spec->network);
-    free(spec->user);
-    free(spec->restart);
-    mcp_strv_free(&spec->ports);
-    mcp_strv_free(&spec->volumes);
-    mcp_strv_free(&spec->cmd);
-    mcp_strv_free(&spec->env);
-    mcp_strv_free(&spec->labels);
+    MCP_FREE_ALL(spec->name, spec->image, spec->network, spec->user, spec->restart);
+    MCP_STRV_FREE_ALL(&spec->ports, &spec->volumes, &spec->cmd, &spec->env, &spec->labels);
     memset(spec, 0, sizeof *spec);
 }

@@ -193,6 +193,19 @@ static void http_probe_done(const mcp_http_response *hr, void *ud)
     probe_finish(p);
 }
 
+/* The end of starting a probe over http or grpc: frees target (the text
+ * its request was made from) and returns p, or frees p too and returns NULL
+ * when the request did not start (started is NULL, err set). */
+static mcp_probe *probe_started(mcp_probe *p, const void *started, char *target)
+{
+    free(target);
+    if (!started) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 /* "host:port", with brackets around an IPv6 literal. */
 static char *host_port(const char *host, int port)
 {
@@ -229,12 +242,7 @@ mcp_probe *mcp_probe_http(mcp_http *http, const char *host, int port, const char
         .max_response = (size_t)1 << 20,
     };
     p->req = mcp_http_start(http, &rq, http_probe_done, p, err);
-    free(url);
-    if (!p->req) {
-        free(p);
-        return NULL;
-    }
-    return p;
+    return probe_started(p, p->req, url);
 }
 
 /* ---- grpc health -------------------------------------------------------- */
@@ -307,21 +315,19 @@ int mcp_probe_health_decode(const uint8_t *msg, size_t len, int *status)
             if (field == 1)
                 *status = (int)(int32_t)v;
             break;
-        case 1: /* 64-bit */
-            if (len - pos < 8)
-                return -1;
-            pos += 8;
-            break;
         case 2: /* length-delimited */
             if (get_varint(msg, len, &pos, &v) != 0 || v > len - pos)
                 return -1;
             pos += (size_t)v;
             break;
-        case 5: /* 32-bit */
-            if (len - pos < 4)
+        case 1:   /* 64-bit */
+        case 5: { /* 32-bit */
+            size_t width = wire == 1 ? 8 : 4;
+            if (len - pos < width)
                 return -1;
-            pos += 4;
+            pos += width;
             break;
+        }
         default:
             return -1;
         }
@@ -388,12 +394,7 @@ mcp_probe *mcp_probe_grpc(mcp_http *http, const char *host, int port, const char
         .max_msg = 4096,
     };
     p->call = mcp_grpc_client_call(http, &rq, grpc_probe_done, p, err);
-    free(target);
-    if (!p->call) {
-        free(p);
-        return NULL;
-    }
-    return p;
+    return probe_started(p, p->call, target);
 }
 
 void mcp_probe_cancel(mcp_probe *p)

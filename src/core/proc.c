@@ -294,44 +294,63 @@ static void proc_abandon(mcp_proc *p, bool process_inited)
     proc_close_handle(p, (uv_handle_t *)&p->timer);
 }
 
-static int proc_start(mcp_proc *p, const char *file, char *const argv[])
+/* Spawns file with argv, stdin on /dev/null and stdout/stderr into the pipes
+ * out and err (inited), the one way both a run and a stream start a child. */
+static int spawn_piped(uv_loop_t *loop, uv_process_t *process, const char *file, char *const argv[],
+                       uv_pipe_t *out, uv_pipe_t *err, uv_exit_cb on_exit)
 {
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for 0..2 */
     stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&p->out.pipe;
+    stdio[1].data.stream = (uv_stream_t *)out;
     stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[2].data.stream = (uv_stream_t *)&p->err.pipe;
+    stdio[2].data.stream = (uv_stream_t *)err;
 
     uv_process_options_t opt;
     memset(&opt, 0, sizeof opt);
-    opt.exit_cb = proc_on_exit;
+    opt.exit_cb = on_exit;
     opt.file = file;
     opt.args = (char **)argv;
     /* DETACHED = setsid(): its own process group, so kills reach grandchildren. */
     opt.flags = UV_PROCESS_DETACHED;
     opt.stdio_count = 3;
     opt.stdio = stdio;
+    return uv_spawn(loop, process, &opt);
+}
+
+static int proc_start(mcp_proc *p, const char *file, char *const argv[])
+{
     p->process.data = p;
-    return uv_spawn(p->loop, &p->process, &opt);
+    return spawn_piped(p->loop, &p->process, file, argv, &p->out.pipe, &p->err.pipe, proc_on_exit);
+}
+
+/* The first step of a run and of a stream: checks argv and that it has its
+ * callbacks (have_cb), finds the executable (*file, to free) and allocates a
+ * zeroed handle of size bytes. NULL with err set, nothing left to free. */
+static void *spawn_begin(char *const argv[], bool have_cb, size_t size, char **file, mcp_error *err)
+{
+    if (!argv || !argv[0] || !have_cb) {
+        mcp_error_set(err, "proc: empty command or missing callback");
+        return NULL;
+    }
+    *file = proc_resolve(argv[0], err);
+    if (!*file)
+        return NULL;
+    void *handle = calloc(1, size);
+    if (!handle) {
+        free(*file);
+        mcp_error_set(err, "%s: out of memory", argv[0]);
+    }
+    return handle;
 }
 
 static mcp_proc *proc_spawn(uv_loop_t *loop, char *const argv[], int64_t timeout_ms, mcp_proc_cb cb,
                             void *ud, bool keep_buffers, mcp_error *err)
 {
-    if (!argv || !argv[0] || !cb) {
-        mcp_error_set(err, "proc: empty command or missing callback");
+    char *file;
+    mcp_proc *p = spawn_begin(argv, cb != NULL, sizeof *p, &file, err);
+    if (!p)
         return NULL;
-    }
-    char *file = proc_resolve(argv[0], err);
-    if (!file)
-        return NULL;
-    mcp_proc *p = calloc(1, sizeof *p);
-    if (!p) {
-        free(file);
-        mcp_error_set(err, "%s: out of memory", argv[0]);
-        return NULL;
-    }
     p->loop = loop;
     p->cb = cb;
     p->ud = ud;
@@ -572,23 +591,6 @@ static void pstream_feed(mcp_proc_stream *s, const char *data, size_t n)
     }
 }
 
-static void pstream_read_out(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    mcp_proc_stream *s = st->data;
-    if (nread > 0) {
-        pstream_feed(s, buf->base, (size_t)nread);
-        return;
-    }
-    if (nread == 0)
-        return;
-    if (s->line_len > 0 || s->skipping) /* a last line without '\n' */
-        pstream_emit_line(s);
-    if (s->closed)
-        return; /* close already stopped the pipes */
-    pstream_stop_pipe(s, &s->out, &s->out_reading);
-    pstream_maybe_end(s);
-}
-
 /* Keeps the last MCP_PROC_STREAM_ERR_TAIL bytes: the end explains the exit. */
 static void pstream_keep_err(mcp_proc_stream *s, const char *data, size_t n)
 {
@@ -608,16 +610,29 @@ static void pstream_keep_err(mcp_proc_stream *s, const char *data, size_t n)
     s->err_tail[s->err_len] = '\0';
 }
 
-static void pstream_read_err(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* stdout is cut into lines, stderr kept as a tail; either one's end or error
+ * stops that pipe. */
+static void pstream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     mcp_proc_stream *s = st->data;
+    bool is_out = st == (uv_stream_t *)&s->out;
     if (nread > 0) {
-        pstream_keep_err(s, buf->base, (size_t)nread);
+        if (is_out)
+            pstream_feed(s, buf->base, (size_t)nread);
+        else
+            pstream_keep_err(s, buf->base, (size_t)nread);
         return;
     }
     if (nread == 0)
         return;
-    pstream_stop_pipe(s, &s->err, &s->err_reading);
+    if (is_out && (s->line_len > 0 || s->skipping)) /* a last line without '\n' */
+        pstream_emit_line(s);
+    if (s->closed)
+        return; /* close already stopped the pipes */
+    if (is_out)
+        pstream_stop_pipe(s, &s->out, &s->out_reading);
+    else
+        pstream_stop_pipe(s, &s->err, &s->err_reading);
     pstream_maybe_end(s);
 }
 
@@ -625,20 +640,15 @@ mcp_proc_stream *mcp_proc_stream_spawn(uv_loop_t *loop, char *const argv[], size
                                        mcp_proc_line_cb on_line, mcp_proc_stream_exit_cb on_exit,
                                        void *ud, mcp_error *err)
 {
-    if (!argv || !argv[0] || !on_line || !on_exit) {
-        mcp_error_set(err, "proc: empty command or missing callback");
+    char *file;
+    mcp_proc_stream *s = spawn_begin(argv, on_line && on_exit, sizeof *s, &file, err);
+    if (!s)
         return NULL;
-    }
-    char *file = proc_resolve(argv[0], err);
-    if (!file)
-        return NULL;
-    mcp_proc_stream *s = calloc(1, sizeof *s);
     if (max_line == 0)
         max_line = STREAM_DEFAULT_MAX_LINE;
-    char *line = s ? malloc(max_line + 1) : NULL;
-    if (!s || !line) {
+    char *line = malloc(max_line + 1);
+    if (!line) {
         free(s);
-        free(line);
         free(file);
         mcp_error_set(err, "%s: out of memory", argv[0]);
         return NULL;
@@ -666,22 +676,8 @@ mcp_proc_stream *mcp_proc_stream_spawn(uv_loop_t *loop, char *const argv[], size
         s->err.data = s;
         s->err_reading = true;
         s->open_handles++;
-        uv_stdio_container_t stdio[3];
-        stdio[0].flags = UV_IGNORE;
-        stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-        stdio[1].data.stream = (uv_stream_t *)&s->out;
-        stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-        stdio[2].data.stream = (uv_stream_t *)&s->err;
-        uv_process_options_t opt;
-        memset(&opt, 0, sizeof opt);
-        opt.exit_cb = pstream_on_exit;
-        opt.file = file;
-        opt.args = (char **)argv;
-        opt.flags = UV_PROCESS_DETACHED; /* setsid(): close kills the whole group */
-        opt.stdio_count = 3;
-        opt.stdio = stdio;
         s->process.data = s;
-        rc = uv_spawn(loop, &s->process, &opt);
+        rc = spawn_piped(loop, &s->process, file, argv, &s->out, &s->err, pstream_on_exit);
         s->open_handles++; /* a failed uv_spawn still needs uv_close */
         if (rc != 0)
             pstream_close_handle(s, (uv_handle_t *)&s->process);
@@ -696,8 +692,8 @@ mcp_proc_stream *mcp_proc_stream_spawn(uv_loop_t *loop, char *const argv[], size
     }
     s->closed = false;
     s->pid = s->process.pid;
-    uv_read_start((uv_stream_t *)&s->out, pstream_alloc, pstream_read_out);
-    uv_read_start((uv_stream_t *)&s->err, pstream_alloc, pstream_read_err);
+    uv_read_start((uv_stream_t *)&s->out, pstream_alloc, pstream_read);
+    uv_read_start((uv_stream_t *)&s->err, pstream_alloc, pstream_read);
     return s;
 }
 

@@ -815,23 +815,11 @@ int mcp_service_load(const char *path, mcp_service *out, mcp_error *err)
 
 static void component_free(mcp_component *c)
 {
-    free(c->name);
-    free(c->image);
-    free(c->network);
-    free(c->user);
-    free(c->restart);
-    mcp_strv_free(&c->ports);
-    mcp_strv_free(&c->volumes);
-    mcp_strv_free(&c->cmd);
-    mcp_strv_free(&c->env);
-    free(c->desired_state);
-    free(c->health.check);
-    free(c->health.path);
-    for (size_t i = 0; i < c->n_routes; i++) {
-        free(c->routes[i].name);
-        free(c->routes[i].mode);
-        free(c->routes[i].hostname);
-    }
+    MCP_FREE_ALL(c->name, c->image, c->network, c->user, c->restart, c->desired_state,
+                 c->health.check, c->health.path);
+    MCP_STRV_FREE_ALL(&c->ports, &c->volumes, &c->cmd, &c->env);
+    for (size_t i = 0; i < c->n_routes; i++)
+        MCP_FREE_ALL(c->routes[i].name, c->routes[i].mode, c->routes[i].hostname);
     free(c->routes);
 }
 

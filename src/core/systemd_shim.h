@@ -11,6 +11,7 @@
 
 #include <systemd/sd-daemon.h>
 
+/* function pointers only, in the order systemd_shim.c names their symbols */
 typedef struct mcp_systemd_api {
     int (*notify)(int unset_environment, const char *state);
     int (*notifyf)(int unset_environment, const char *format, ...)

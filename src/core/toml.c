@@ -35,6 +35,18 @@ void toml_fail_oom(parser *p)
     toml_fail(p, "out of memory");
 }
 
+void toml_fail_expected(parser *p, const char *what, int c)
+{
+    if (c < 0)
+        toml_fail(p, "expected a %s, found the end of the document", what);
+    else if (c == '\n' || c == '\r')
+        toml_fail(p, "expected a %s, found a newline", what);
+    else if (c >= 0x20 && c < 0x7f)
+        toml_fail(p, "expected a %s, found '%c'", what, c);
+    else
+        toml_fail(p, "expected a %s, found byte 0x%02x", what, c);
+}
+
 /* ---------- nodes ---------- */
 
 node *toml_node_new(parser *p, mcp_toml_type t, int line, int col, int depth)

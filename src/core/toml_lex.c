@@ -373,14 +373,7 @@ int toml_parse_key(parser *p, key_path *k)
                 return -1;
             }
         } else {
-            if (c < 0)
-                toml_fail(p, "expected a key, found the end of the document");
-            else if (c == '\n' || c == '\r')
-                toml_fail(p, "expected a key, found a newline");
-            else if (c >= 0x20 && c < 0x7f)
-                toml_fail(p, "expected a key, found '%c'", c);
-            else
-                toml_fail(p, "expected a key, found byte 0x%02x", c);
+            toml_fail_expected(p, "key", c);
             return -1;
         }
         if (key_path_push(p, k, &b, line, col) != 0) {

@@ -114,6 +114,8 @@ static inline bool is_token_char(int c)
 /* Records the first error at the current position; later ones are dropped. */
 __attribute__((format(printf, 2, 3))) void toml_fail(parser *p, const char *fmt, ...);
 void toml_fail_oom(parser *p);
+/* "expected a WHAT, found ..." naming the byte c (peek's value) that is not one. */
+void toml_fail_expected(parser *p, const char *what, int c);
 node *toml_node_new(parser *p, mcp_toml_type t, int line, int col, int depth);
 
 /* ---- lexer (toml_lex.c) ---- */

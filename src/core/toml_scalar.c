@@ -312,15 +312,7 @@ node *toml_parse_scalar_token(parser *p, int depth)
         n = p->pos - start;
     }
     if (n == 0) {
-        int c = peek(p);
-        if (c < 0)
-            toml_fail(p, "expected a value, found the end of the document");
-        else if (c == '\n' || c == '\r')
-            toml_fail(p, "expected a value, found a newline");
-        else if (c >= 0x20 && c < 0x7f)
-            toml_fail(p, "expected a value, found '%c'", c);
-        else
-            toml_fail(p, "expected a value, found byte 0x%02x", c);
+        toml_fail_expected(p, "value", peek(p));
         return NULL;
     }
     /* Errors point at the start of the token. */

@@ -36,20 +36,39 @@ int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len)
     return 0;
 }
 
+void *mcp_grow_to(void *items, size_t *cap, size_t need, size_t first_cap, size_t max_cap)
+{
+    size_t want = *cap ? *cap : first_cap;
+    while (want < need)
+        want *= 2;
+    if (max_cap && want > max_cap)
+        want = max_cap;
+    void *grown = realloc(items, want);
+    if (grown)
+        *cap = want;
+    return grown;
+}
+
+void mcp_free_each(void *const ptrs[], size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ptrs[i]);
+}
+
+void mcp_strv_free_each(mcp_strv *const svs[], size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        mcp_strv_free(svs[i]);
+}
+
 int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_t n,
                      size_t first_cap, size_t max_cap)
 {
     if (*len + n + 1 > *cap) {
-        size_t want = *cap ? *cap : first_cap;
-        while (want < *len + n + 1)
-            want *= 2;
-        if (max_cap && want > max_cap)
-            want = max_cap;
-        char *grown = realloc(*s, want);
+        char *grown = mcp_grow_to(*s, cap, *len + n + 1, first_cap, max_cap);
         if (!grown)
             return -1;
         *s = grown;
-        *cap = want;
     }
     memcpy(*s + *len, data, n);
     *len += n;
