@@ -177,19 +177,14 @@ static gstream *oldest_unfinished_headers(const conn *c)
     return oldest;
 }
 
-void mcp_grpcs_conn_goaway(conn *c)
+/* Closes with GOAWAY, so that a well-behaved client reconnects instead of failing a call. */
+static void conn_goaway_close(conn *c)
 {
     c->goaway_due = false;
     if (c->session)
         nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
                               nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR,
                               NULL, 0);
-}
-
-/* Closes with GOAWAY, so that a well-behaved client reconnects instead of failing a call. */
-static void conn_goaway_close(conn *c)
-{
-    mcp_grpcs_conn_goaway(c);
     c->want_close = true;
     mcp_grpcs_conn_flush(c);
 }
@@ -224,9 +219,9 @@ void mcp_grpcs_conn_arm_timer(conn *c)
     if (slow) {
         due = slow->begun_ms + s->opts.header_timeout_ms;
     } else if (!c->streams) {
-        /* shutting down, its last answer out: the client gets a moment to
-         * close first, since libcurl 7.88 drops trailers it reads together
-         * with a GOAWAY; then the GOAWAY and the close, as for an idle one */
+        /* shutting down, its last answer out (or none open): the client gets
+         * a moment to close first, since libcurl 7.88 drops trailers it reads
+         * together with a GOAWAY; then the GOAWAY and the close, as idle */
         due = c->idle_since + (c->goaway_due ? GOAWAY_LINGER_MS : s->opts.idle_timeout_ms);
     } else {
         uv_timer_stop(c->timer); /* a call is open: its own deadline, if any, governs */

@@ -356,12 +356,12 @@ void mcp_grpc_server_shutdown(mcp_grpc_server *s, unsigned grace_ms, mcp_grpc_do
     for (conn *c = s->conns; c; c = c->next) {
         if (c->closing)
             continue;
-        if (!c->session)
-            c->want_close = true; /* TLS handshake not done yet: nothing to finish */
-        else if (c->streams)
-            c->goaway_due = true; /* after their answers (mcp_grpcs_conn_arm_timer) */
-        else
-            mcp_grpcs_conn_goaway(c);
+        if (!c->session || !c->got_frame) {
+            c->want_close = true; /* no HTTP/2 from it yet: nothing to finish */
+        } else {
+            c->goaway_due = true; /* now, or after its calls' answers: its timer says */
+            mcp_grpcs_conn_arm_timer(c);
+        }
     }
     /* flush outside the list walk: a flush may close (unlink) the connection later, not now */
     for (conn *c = s->conns; c; c = c->next)

@@ -159,8 +159,6 @@ void mcp_grpcs_listener_closed_cb(uv_handle_t *h);
 /* grpc_conn.c */
 void mcp_grpcs_on_connection(uv_stream_t *lstream, int status);
 void mcp_grpcs_conn_flush(conn *c);
-/* Submits GOAWAY (last stream: the last one processed); the next flush sends it. */
-void mcp_grpcs_conn_goaway(conn *c);
 void mcp_grpcs_conn_close(conn *c);
 int mcp_grpcs_conn_start_session(conn *c);
 /* After the first frame and whenever a stream begins, finishes its headers or

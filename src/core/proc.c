@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mcp/lines.h"
 #include "mcp/util.h"
 
 #define MCP_PROC_READ_CHUNK 65536
@@ -465,10 +466,7 @@ struct mcp_proc_stream {
     int open_handles;              /* handles whose close callback is still due */
     int pid;
     int exit_status, term_signal;
-    size_t max_line, dropped;
-    char *line; /* the partial line, max_line + 1 bytes */
-    size_t line_len;
-    bool skipping; /* inside a line that went over max_line */
+    mcp_lines lines; /* stdout */
     char err_tail[MCP_PROC_STREAM_ERR_TAIL + 1];
     size_t err_len;
     mcp_proc_line_cb on_line;
@@ -480,7 +478,7 @@ struct mcp_proc_stream {
 static void pstream_free_if_done(mcp_proc_stream *s)
 {
     if (s->closed && s->open_handles == 0) {
-        free(s->line);
+        mcp_lines_free(&s->lines);
         free(s);
     }
 }
@@ -521,7 +519,7 @@ static void pstream_maybe_end(mcp_proc_stream *s)
         .term_signal = s->term_signal,
         .err_tail = s->err_tail,
         .err_len = s->err_len,
-        .dropped_lines = s->dropped,
+        .dropped_lines = s->lines.dropped,
     };
     s->on_exit(&end, s->ud);
 }
@@ -556,39 +554,12 @@ static void pstream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof s->chunk;
 }
 
-static void pstream_emit_line(mcp_proc_stream *s)
+/* A line of stdout; a callback that closed the stream stops the feed. */
+static bool pstream_line(const char *line, size_t len, void *ud)
 {
-    if (s->skipping)
-        s->skipping = false;
-    else {
-        s->line[s->line_len] = '\0';
-        s->on_line(s->line, s->line_len, s->ud);
-    }
-    s->line_len = 0;
-}
-
-/* Splits data into lines; stops as soon as a callback closed the stream. */
-static void pstream_feed(mcp_proc_stream *s, const char *data, size_t n)
-{
-    while (n > 0 && !s->closed) {
-        const char *nl = memchr(data, '\n', n);
-        size_t take = nl ? (size_t)(nl - data) : n;
-        if (!s->skipping) {
-            if (s->line_len + take > s->max_line) {
-                s->skipping = true; /* counted once per line */
-                s->dropped++;
-                s->line_len = 0;
-            } else {
-                memcpy(s->line + s->line_len, data, take);
-                s->line_len += take;
-            }
-        }
-        if (!nl)
-            return;
-        pstream_emit_line(s);
-        data += take + 1;
-        n -= take + 1;
-    }
+    mcp_proc_stream *s = ud;
+    s->on_line(line, len, s->ud);
+    return s->closed;
 }
 
 /* Keeps the last MCP_PROC_STREAM_ERR_TAIL bytes: the end explains the exit. */
@@ -618,15 +589,15 @@ static void pstream_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     bool is_out = st == (uv_stream_t *)&s->out;
     if (nread > 0) {
         if (is_out)
-            pstream_feed(s, buf->base, (size_t)nread);
+            mcp_lines_feed(&s->lines, buf->base, (size_t)nread);
         else
             pstream_keep_err(s, buf->base, (size_t)nread);
         return;
     }
     if (nread == 0)
         return;
-    if (is_out && (s->line_len > 0 || s->skipping)) /* a last line without '\n' */
-        pstream_emit_line(s);
+    if (is_out)
+        mcp_lines_finish(&s->lines); /* a last line without '\n' */
     if (s->closed)
         return; /* close already stopped the pipes */
     if (is_out)
@@ -646,16 +617,13 @@ mcp_proc_stream *mcp_proc_stream_spawn(uv_loop_t *loop, char *const argv[], size
         return NULL;
     if (max_line == 0)
         max_line = STREAM_DEFAULT_MAX_LINE;
-    char *line = malloc(max_line + 1);
-    if (!line) {
+    if (mcp_lines_init(&s->lines, max_line, pstream_line, s) != 0) {
         free(s);
         free(file);
         mcp_error_set(err, "%s: out of memory", argv[0]);
         return NULL;
     }
     s->loop = loop;
-    s->line = line;
-    s->max_line = max_line;
     s->on_line = on_line;
     s->on_exit = on_exit;
     s->ud = ud;
@@ -692,8 +660,12 @@ mcp_proc_stream *mcp_proc_stream_spawn(uv_loop_t *loop, char *const argv[], size
     }
     s->closed = false;
     s->pid = s->process.pid;
-    uv_read_start((uv_stream_t *)&s->out, pstream_alloc, pstream_read);
-    uv_read_start((uv_stream_t *)&s->err, pstream_alloc, pstream_read);
+    if ((rc = uv_read_start((uv_stream_t *)&s->out, pstream_alloc, pstream_read)) != 0 ||
+        (rc = uv_read_start((uv_stream_t *)&s->err, pstream_alloc, pstream_read)) != 0) {
+        mcp_error_set(err, "%s: cannot read its output: %s", argv[0], uv_strerror(rc));
+        mcp_proc_stream_close(s); /* kills the child; the loop frees s */
+        return NULL;
+    }
     return s;
 }
 
@@ -714,7 +686,7 @@ void mcp_proc_stream_close(mcp_proc_stream *s)
 
 size_t mcp_proc_stream_dropped(const mcp_proc_stream *s)
 {
-    return s ? s->dropped : 0;
+    return s ? s->lines.dropped : 0;
 }
 
 int mcp_proc_stream_pid(const mcp_proc_stream *s)

@@ -192,9 +192,7 @@ mcp_tail *mcp_tail_open(uv_loop_t *loop, const char *path, size_t max_line, mcp_
     int rc = uv_fs_event_start(&t->watch, on_change, path, 0);
     if (rc != 0) {
         mcp_error_set(err, "%s: cannot watch: %s", path, uv_strerror(rc));
-        t->closed = true;
-        uv_close((uv_handle_t *)&t->watch, on_closed);
-        uv_close((uv_handle_t *)&t->reopen, on_closed);
+        mcp_tail_close(t); /* the loop frees it */
         return NULL;
     }
     t->watching = true;
