@@ -64,6 +64,7 @@ typedef struct mcp_podman_event {
     int exit_code;   /* ContainerExitCode; on died without it, 0 (podman omits a zero) */
     double time;     /* unix seconds with sub-second precision; 0 when unknown */
     mcp_strv labels; /* "key=value" from Attributes, sorted by key */
+    bool container;  /* Type "container", or no Type; podman's events file has others */
 } mcp_podman_event;
 
 /* argv builders: fill argv (empty on entry) with binary, global args, then the call.
@@ -75,6 +76,12 @@ int mcp_podman_argv_inspect(const mcp_podman_cfg *cfg, const char *name, mcp_str
 int mcp_podman_argv_run(const mcp_podman_cfg *cfg, const mcp_container_spec *spec, mcp_strv *argv);
 /* events --format json --filter type=container: a long-lived stream */
 int mcp_podman_argv_events(const mcp_podman_cfg *cfg, mcp_strv *argv);
+/* Where podman's file events backend most likely writes: <tmpdir>/events/events.log,
+ * tmpdir from --tmpdir in the global args, else libpod's default (/run/libpod as
+ * root, $XDG_RUNTIME_DIR/libpod/tmp otherwise). A guess (containers.conf may set
+ * events_logfile_path or another logger): see mcp_event_merge. Malloc'd; NULL when
+ * there is no guess or no memory. */
+char *mcp_podman_events_file(const mcp_podman_cfg *cfg);
 int mcp_podman_argv_start(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv);
 int mcp_podman_argv_stop(const mcp_podman_cfg *cfg, const char *name, int timeout_s, mcp_strv *argv);
 /* rm -f -i -t 0: also clears a name that only podman's storage still holds; a missing container is not an error. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- argv builders --------------------------------------------------------- */
 
@@ -119,6 +120,25 @@ int mcp_podman_argv_events(const mcp_podman_cfg *cfg, mcp_strv *argv)
     static const char *const words[] = {"events",   "--format",       "json",
                                         "--filter", "type=container", NULL};
     return argv_begin(cfg, argv, words);
+}
+
+char *mcp_podman_events_file(const mcp_podman_cfg *cfg)
+{
+    const char *tmpdir = NULL;
+    const mcp_strv *args = cfg->global_args;
+    for (size_t i = 0; args && i < args->n; i++) {
+        const char *a = args->v[i];
+        if (strcmp(a, "--tmpdir") == 0 && i + 1 < args->n)
+            tmpdir = args->v[++i];
+        else if (strncmp(a, "--tmpdir=", 9) == 0)
+            tmpdir = a + 9;
+    }
+    if (tmpdir)
+        return mcp_sprintf("%s/events/events.log", tmpdir);
+    if (geteuid() == 0)
+        return mcp_strdup("/run/libpod/events/events.log");
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    return xdg && *xdg ? mcp_sprintf("%s/libpod/tmp/events/events.log", xdg) : NULL;
 }
 
 int mcp_podman_argv_start(const mcp_podman_cfg *cfg, const char *name, mcp_strv *argv)
@@ -672,6 +692,8 @@ int mcp_podman_parse_event(const char *line, size_t len, mcp_podman_event *out, 
     out->id = json_strdup_or_empty(json_object_get(o, "ID"), &oom);
     out->image = json_strdup_or_empty(json_object_get(o, "Image"), &oom);
     out->time = event_time(o);
+    json_t *type = json_object_get(o, "Type");
+    out->container = !json_is_string(type) || strcmp(json_string_value(type), "container") == 0;
     json_t *code = json_object_get(o, "ContainerExitCode");
     if (json_is_integer(code)) {
         out->has_exit_code = true;

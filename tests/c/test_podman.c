@@ -316,6 +316,45 @@ static void test_parse_events_recorded(void **state)
     assert_null(evs[0].status);
 }
 
+/* podman's events file holds every type; its container lines are the reader's */
+static void test_event_type_and_file(void **state)
+{
+    (void)state;
+    mcp_podman_event ev;
+    mcp_error err = {{0}};
+    const char *image = "{\"ID\":\"7e7f\",\"Name\":\"localhost/mcp-test:1\",\"Status\":\"tag\","
+                        "\"Time\":\"2026-12-02T01:57:08.5046994Z\",\"Type\":\"image\"}";
+    const char *died = "{\"ID\":\"c671\",\"Name\":\"x1\",\"Status\":\"died\",\"Time\":"
+                       "\"2026-12-02T01:57:09.620319805Z\",\"Type\":\"container\"}";
+    assert_int_equal(mcp_podman_parse_event(image, strlen(image), &ev, &err), 0);
+    assert_false(ev.container);
+    mcp_podman_event_free(&ev);
+    assert_int_equal(mcp_podman_parse_event(died, strlen(died), &ev, &err), 0);
+    assert_true(ev.container);
+    mcp_podman_event_free(&ev);
+
+    mcp_strv args = {0};
+    mcp_podman_cfg cfg = {.binary = "podman", .global_args = &args};
+    assert_int_equal(mcp_strv_push(&args, "--root"), 0);
+    assert_int_equal(mcp_strv_push(&args, "/x/root"), 0);
+    assert_int_equal(mcp_strv_push(&args, "--tmpdir"), 0);
+    assert_int_equal(mcp_strv_push(&args, "/x/t"), 0);
+    char *path = mcp_podman_events_file(&cfg);
+    assert_string_equal(path, "/x/t/events/events.log");
+    free(path);
+    mcp_strv_free(&args);
+    assert_int_equal(mcp_strv_push(&args, "--tmpdir=/y"), 0);
+    path = mcp_podman_events_file(&cfg);
+    assert_string_equal(path, "/y/events/events.log");
+    free(path);
+    mcp_strv_free(&args);
+    if (geteuid() == 0) { /* libpod's default for root */
+        path = mcp_podman_events_file(&cfg);
+        assert_string_equal(path, "/run/libpod/events/events.log");
+        free(path);
+    }
+}
+
 static void test_parse_event_odd(void **state)
 {
     mcp_podman_event ev;
@@ -1099,6 +1138,7 @@ int main(void)
         cmocka_unit_test(test_parse_inspect_exited_and_created),
         cmocka_unit_test(test_parse_events_recorded),
         cmocka_unit_test(test_parse_event_odd),
+        cmocka_unit_test(test_event_type_and_file),
         cmocka_unit_test(test_parse_time),
         cmocka_unit_test(test_parse_labels_finished_oom),
         cmocka_unit_test(test_parse_list_malformed),
