@@ -208,12 +208,8 @@ static int l_serve(lua_State *L)
     const char *listen = luaL_checkstring(L, 1);
     mcp_metrics_listen parsed;
     char why[300];
-    if (mcp_metrics_listen_parse(listen, &parsed, why, sizeof why) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "bad address");
-        lua_pushstring(L, why);
-        return 3;
-    }
+    if (mcp_metrics_listen_parse(listen, &parsed, why, sizeof why) != 0)
+        return mcp_push_failure(L, "bad address", why);
     server_ud *s = lua_newuserdatauv(L, sizeof *s, 1);
     s->s = NULL;
     luaL_setmetatable(L, SERVER_MT);
@@ -221,12 +217,8 @@ static int l_serve(lua_State *L)
     lua_setiuservalue(L, -2, 1);
     mcp_error err = {{0}};
     s->s = mcp_metrics_http_start(&h->loop, listen, registry_of(L), &err);
-    if (!s->s) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "cannot listen");
-        lua_pushstring(L, err.msg);
-        return 3;
-    }
+    if (!s->s)
+        return mcp_push_failure(L, "cannot listen", err.msg);
     return 1;
 }
 
@@ -245,6 +237,22 @@ static int server_close(lua_State *L)
     return 0;
 }
 
+/* Makes the metatable name once: methods as __index and gc as __gc (each NULL: none). */
+static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
+                          lua_CFunction gc)
+{
+    if (luaL_newmetatable(L, name)) {
+        if (methods) {
+            lua_newtable(L);
+            luaL_setfuncs(L, methods, 0);
+            lua_setfield(L, -2, "__index");
+        }
+        if (gc)
+            mcp_set_cfunction(L, "__gc", gc);
+    }
+    lua_pop(L, 1);
+}
+
 int luaopen_mcp_metrics(lua_State *L)
 {
     mcp_host *h = mcp_host_upvalue(L);
@@ -255,23 +263,9 @@ int luaopen_mcp_metrics(lua_State *L)
                                           {NULL, NULL}};
     static const luaL_Reg server_fns[] = {
         {"port", server_port}, {"close", server_close}, {NULL, NULL}};
-    if (luaL_newmetatable(L, FAMILY_MT)) {
-        luaL_newlib(L, family_fns);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, SERVER_MT)) {
-        luaL_newlib(L, server_fns);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, server_close);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, REGISTRY_MT)) {
-        lua_pushcfunction(L, registry_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
+    new_metatable(L, FAMILY_MT, family_fns, NULL);
+    new_metatable(L, SERVER_MT, server_fns, server_close);
+    new_metatable(L, REGISTRY_MT, NULL, registry_gc);
 
     static const luaL_Reg fns[] = {{"counter", l_counter},     {"gauge", l_gauge},
                                    {"histogram", l_histogram}, {"render", l_render},

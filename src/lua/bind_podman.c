@@ -19,8 +19,7 @@ typedef enum call_kind {
 } call_kind;
 
 typedef struct podman_op {
-    mcp_op op;
-    mcp_proc *proc;
+    mcp_op op; /* op.req: the mcp_proc */
     call_kind kind;
 } podman_op;
 
@@ -39,40 +38,41 @@ static void set_labels(lua_State *L, const mcp_strv *labels)
     lua_setfield(L, -2, "labels");
 }
 
+static const mcp_field port_fields[] = {
+    MCP_FIELD(mcp_port_mapping, host_ip, 0),
+    MCP_FIELD(mcp_port_mapping, host_port, 0),
+    MCP_FIELD(mcp_port_mapping, container_port, 0),
+    MCP_FIELD(mcp_port_mapping, protocol, 0),
+};
+
+static const mcp_field container_fields[] = {
+    MCP_FIELD(mcp_container, id, 0),
+    MCP_FIELD(mcp_container, name, 0),
+    MCP_FIELD(mcp_container, image, 0),
+    MCP_FIELD(mcp_container, state, 0),
+    MCP_FIELD(mcp_container, exit_code, 0),
+    MCP_FIELD(mcp_container, started_at, MCP_F_NULL_EMPTY),
+    MCP_FIELD(mcp_container, finished_at, MCP_F_NULL_EMPTY),
+    MCP_FIELD(mcp_container, oom, 0),
+};
+
+/* what only inspect fills */
+static const mcp_field container_detail_fields[] = {
+    MCP_FIELD(mcp_container, env, 0),     MCP_FIELD(mcp_container, cmd, 0),
+    MCP_FIELD(mcp_container, volumes, 0), MCP_FIELD(mcp_container, user, 0),
+    MCP_FIELD(mcp_container, network, 0), MCP_FIELD(mcp_container, restart, 0),
+};
+
 static void push_container(lua_State *L, const mcp_container *c, bool detailed)
 {
     lua_createtable(L, 0, 18);
-    mcp_set_string(L, "id", c->id);
-    mcp_set_string(L, "name", c->name);
-    mcp_set_string(L, "image", c->image);
-    mcp_set_string(L, "state", c->state);
-    mcp_set_int(L, "exit_code", c->exit_code);
-    mcp_set_string(L, "started_at", c->started_at ? c->started_at : "");
-    mcp_set_string(L, "finished_at", c->finished_at ? c->finished_at : "");
-    mcp_set_bool(L, "oom", c->oom);
+    mcp_set_fields(L, c, container_fields, MCP_N_FIELDS(container_fields));
     set_labels(L, &c->labels);
-    lua_createtable(L, (int)c->n_ports, 0);
-    for (size_t i = 0; i < c->n_ports; i++) {
-        const mcp_port_mapping *p = &c->ports[i];
-        lua_createtable(L, 0, 4);
-        mcp_set_string(L, "host_ip", p->host_ip);
-        mcp_set_int(L, "host_port", p->host_port);
-        mcp_set_int(L, "container_port", p->container_port);
-        mcp_set_string(L, "protocol", p->protocol);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    mcp_push_fields_array(L, c->ports, c->n_ports, sizeof *c->ports, port_fields,
+                          MCP_N_FIELDS(port_fields));
     lua_setfield(L, -2, "ports");
-    if (detailed) {
-        mcp_push_strv(L, &c->env);
-        lua_setfield(L, -2, "env");
-        mcp_push_strv(L, &c->cmd);
-        lua_setfield(L, -2, "cmd");
-        mcp_push_strv(L, &c->volumes);
-        lua_setfield(L, -2, "volumes");
-        mcp_set_string(L, "user", c->user);
-        mcp_set_string(L, "network", c->network);
-        mcp_set_string(L, "restart", c->restart);
-    }
+    if (detailed)
+        mcp_set_fields(L, c, container_detail_fields, MCP_N_FIELDS(container_detail_fields));
 }
 
 /* Pushes what the finished call returns to Lua; returns the count. */
@@ -159,8 +159,7 @@ static void call_done(const mcp_proc_result *res, void *ud)
 
 static void call_cancel(mcp_op *op)
 {
-    podman_op *p = (podman_op *)op;
-    mcp_proc_cancel(p->proc); /* call_done still runs, detached, and frees p */
+    mcp_proc_cancel(op->req); /* call_done still runs, detached, and frees the op */
 }
 
 /* Starts argv as a podman call for the running task and suspends it. */
@@ -168,10 +167,9 @@ static int start_call(lua_State *L, mcp_strv *argv, call_kind kind, const char *
 {
     mcp_task *t = mcp_task_require(L, what);
     mcp_host *h = mcp_host_upvalue(L);
-    podman_op *p = calloc(1, sizeof *p);
     char **args = mcp_strv_argv(argv);
-    if (!p || !args) {
-        free(p);
+    podman_op *p = args ? calloc(1, sizeof *p) : NULL;
+    if (!p) {
         free(args);
         mcp_strv_free(argv);
         return luaL_error(L, "out of memory");
@@ -179,15 +177,10 @@ static int start_call(lua_State *L, mcp_strv *argv, call_kind kind, const char *
     p->kind = kind;
     p->op.cancel = call_cancel;
     mcp_error err = {{0}};
-    p->proc = mcp_proc_spawn(&h->loop, args, h->podman.timeout_ms, call_done, p, &err);
+    p->op.req = mcp_proc_spawn(&h->loop, args, h->podman.timeout_ms, call_done, p, &err);
     free(args);
     mcp_strv_free(argv);
-    if (!p->proc) {
-        free(p);
-        return mcp_push_failure(L, "podman not found", err.msg);
-    }
-    mcp_task_suspend(t, &p->op);
-    return lua_yield(L, 0);
+    return mcp_op_wait_or_fail(L, t, &p->op, "podman not found", err.msg);
 }
 
 static void argv_oom(lua_State *L, int rc, mcp_strv *argv)
@@ -384,16 +377,19 @@ static void events_queue_clear(events_ud *ud)
     ud->count = 0;
 }
 
+static const mcp_field event_fields[] = {
+    MCP_FIELD(mcp_podman_event, name, 0),
+    MCP_FIELD(mcp_podman_event, id, 0),
+    MCP_FIELD(mcp_podman_event, status, 0),
+    MCP_FIELD_IF(mcp_podman_event, exit_code, has_exit_code),
+    MCP_FIELD(mcp_podman_event, time, 0),
+    MCP_FIELD(mcp_podman_event, image, 0),
+};
+
 static void push_event(lua_State *L, const mcp_podman_event *ev)
 {
     lua_createtable(L, 0, 8);
-    mcp_set_string(L, "name", ev->name);
-    mcp_set_string(L, "id", ev->id);
-    mcp_set_string(L, "status", ev->status);
-    if (ev->has_exit_code)
-        mcp_set_int(L, "exit_code", ev->exit_code);
-    mcp_set_number(L, "time", ev->time);
-    mcp_set_string(L, "image", ev->image);
+    mcp_set_fields(L, ev, event_fields, MCP_N_FIELDS(event_fields));
     set_labels(L, &ev->labels);
 }
 

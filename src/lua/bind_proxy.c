@@ -12,26 +12,16 @@
 #include "internal.h"
 #include "mcp/mcproxy.h"
 
-typedef struct proxy_op {
-    mcp_op op;
-    mcp_mcproxy_call *call;
-} proxy_op;
-
-static void push_route(lua_State *L, const void *item)
-{
-    const mcp_mcproxy_route *r = item;
-    lua_createtable(L, 0, 7);
-    mcp_set_string(L, "listener", r->listener);
-    mcp_set_string(L, "hostname", r->hostname);
-    mcp_set_string(L, "backend", r->backend);
-    mcp_set_string(L, "mode", r->mode);
-    mcp_set_string(L, "service", r->service);
+static const mcp_field route_fields[] = {
+    MCP_FIELD(mcp_mcproxy_route, listener, 0),
+    MCP_FIELD(mcp_mcproxy_route, hostname, 0),
+    MCP_FIELD(mcp_mcproxy_route, backend, 0),
+    MCP_FIELD(mcp_mcproxy_route, mode, 0),
+    MCP_FIELD(mcp_mcproxy_route, service, 0),
     /* "" means unset on the wire: leave the field out, as an l4 route has none */
-    if (r->cert_path[0])
-        mcp_set_string(L, "cert_path", r->cert_path);
-    if (r->key_path[0])
-        mcp_set_string(L, "key_path", r->key_path);
-}
+    MCP_FIELD(mcp_mcproxy_route, cert_path, MCP_F_OMIT_ZERO),
+    MCP_FIELD(mcp_mcproxy_route, key_path, MCP_F_OMIT_ZERO),
+};
 
 static int push_outcome(lua_State *co, const void *result)
 {
@@ -39,7 +29,8 @@ static int push_outcome(lua_State *co, const void *result)
     if (!res->ok)
         return mcp_push_failure(co, res->reason, res->detail);
     if (res->routes)
-        mcp_push_array(co, res->routes, res->n_routes, sizeof *res->routes, push_route);
+        mcp_push_fields_array(co, res->routes, res->n_routes, sizeof *res->routes, route_fields,
+                              MCP_N_FIELDS(route_fields));
     else
         lua_pushboolean(co, 1); /* add/remove */
     return 1;
@@ -63,8 +54,7 @@ static void proxy_done(const mcp_mcproxy_result *res, void *ud)
 
 static void proxy_cancel(mcp_op *op)
 {
-    proxy_op *p = (proxy_op *)op;
-    mcp_mcproxy_cancel(p->call); /* proxy_done still runs, detached, and frees p */
+    mcp_mcproxy_cancel(op->req); /* proxy_done still runs, detached, and frees op */
 }
 
 static void list_done(const mcp_mcproxy_result *res, void *ud)
@@ -122,26 +112,21 @@ static int start(lua_State *L, proxy_kind kind)
     if (!sock || !sock[0])
         return mcp_push_failure(L, "not configured", "no [mcproxy] socket in the config");
     mcp_http *http = mcp_host_http(L, h); /* may raise: before anything is allocated */
-    proxy_op *p = mcp_op_new(L, sizeof *p, proxy_cancel);
+    mcp_op *op = mcp_op_new(L, sizeof *op, proxy_cancel);
     mcp_mcproxy_target to = {.socket = sock, .timeout_ms = MCP_MCPROXY_DEFAULT_TIMEOUT_MS};
     mcp_error err = {{0}};
     switch (kind) {
     case OP_ADD:
-        p->call = mcp_mcproxy_add_route(http, &to, &route, proxy_done, p, &err);
+        op->req = mcp_mcproxy_add_route(http, &to, &route, proxy_done, op, &err);
         break;
     case OP_REMOVE:
-        p->call = mcp_mcproxy_remove_route(http, &to, listener, hostname, proxy_done, p, &err);
+        op->req = mcp_mcproxy_remove_route(http, &to, listener, hostname, proxy_done, op, &err);
         break;
     case OP_LIST:
-        p->call = mcp_mcproxy_list_routes(http, &to, list_done, p, &err);
+        op->req = mcp_mcproxy_list_routes(http, &to, list_done, op, &err);
         break;
     }
-    if (!p->call) {
-        free(p);
-        return mcp_push_failure(L, "unavailable", err.msg);
-    }
-    mcp_task_suspend(t, &p->op);
-    return lua_yield(L, 0);
+    return mcp_op_wait_or_fail(L, t, op, "unavailable", err.msg);
 }
 
 static int l_add_route(lua_State *L)
