@@ -237,22 +237,6 @@ static int server_close(lua_State *L)
     return 0;
 }
 
-/* Makes the metatable name once: methods as __index and gc as __gc (each NULL: none). */
-static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
-                          lua_CFunction gc)
-{
-    if (luaL_newmetatable(L, name)) {
-        if (methods) {
-            lua_newtable(L);
-            luaL_setfuncs(L, methods, 0);
-            lua_setfield(L, -2, "__index");
-        }
-        if (gc)
-            mcp_set_cfunction(L, "__gc", gc);
-    }
-    lua_pop(L, 1);
-}
-
 int luaopen_mcp_metrics(lua_State *L)
 {
     mcp_host *h = mcp_host_upvalue(L);
@@ -263,9 +247,11 @@ int luaopen_mcp_metrics(lua_State *L)
                                           {NULL, NULL}};
     static const luaL_Reg server_fns[] = {
         {"port", server_port}, {"close", server_close}, {NULL, NULL}};
-    new_metatable(L, FAMILY_MT, family_fns, NULL);
-    new_metatable(L, SERVER_MT, server_fns, server_close);
-    new_metatable(L, REGISTRY_MT, NULL, registry_gc);
+    static const luaL_Reg server_meta[] = {{"__gc", server_close}, {NULL, NULL}};
+    static const luaL_Reg registry_meta[] = {{"__gc", registry_gc}, {NULL, NULL}};
+    mcp_new_metatable(L, FAMILY_MT, family_fns, lua_upvalueindex(1), NULL);
+    mcp_new_metatable(L, SERVER_MT, server_fns, lua_upvalueindex(1), server_meta);
+    mcp_new_metatable(L, REGISTRY_MT, NULL, lua_upvalueindex(1), registry_meta);
 
     static const luaL_Reg fns[] = {{"counter", l_counter},     {"gauge", l_gauge},
                                    {"histogram", l_histogram}, {"render", l_render},

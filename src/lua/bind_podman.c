@@ -39,28 +39,28 @@ static void set_labels(lua_State *L, const mcp_strv *labels)
 }
 
 static const mcp_field port_fields[] = {
-    MCP_FIELD(mcp_port_mapping, host_ip, 0),
-    MCP_FIELD(mcp_port_mapping, host_port, 0),
-    MCP_FIELD(mcp_port_mapping, container_port, 0),
-    MCP_FIELD(mcp_port_mapping, protocol, 0),
+    MCP_FIELD(mcp_port_mapping, host_ip),
+    MCP_FIELD(mcp_port_mapping, host_port),
+    MCP_FIELD(mcp_port_mapping, container_port),
+    MCP_FIELD(mcp_port_mapping, protocol),
 };
 
 static const mcp_field container_fields[] = {
-    MCP_FIELD(mcp_container, id, 0),
-    MCP_FIELD(mcp_container, name, 0),
-    MCP_FIELD(mcp_container, image, 0),
-    MCP_FIELD(mcp_container, state, 0),
-    MCP_FIELD(mcp_container, exit_code, 0),
-    MCP_FIELD(mcp_container, started_at, MCP_F_NULL_EMPTY),
-    MCP_FIELD(mcp_container, finished_at, MCP_F_NULL_EMPTY),
-    MCP_FIELD(mcp_container, oom, 0),
+    MCP_FIELD(mcp_container, id),
+    MCP_FIELD(mcp_container, name),
+    MCP_FIELD(mcp_container, image),
+    MCP_FIELD(mcp_container, state),
+    MCP_FIELD(mcp_container, exit_code),
+    MCP_FIELD_F(mcp_container, started_at, MCP_F_NULL_EMPTY),
+    MCP_FIELD_F(mcp_container, finished_at, MCP_F_NULL_EMPTY),
+    MCP_FIELD(mcp_container, oom),
 };
 
 /* what only inspect fills */
 static const mcp_field container_detail_fields[] = {
-    MCP_FIELD(mcp_container, env, 0),     MCP_FIELD(mcp_container, cmd, 0),
-    MCP_FIELD(mcp_container, volumes, 0), MCP_FIELD(mcp_container, user, 0),
-    MCP_FIELD(mcp_container, network, 0), MCP_FIELD(mcp_container, restart, 0),
+    MCP_FIELD(mcp_container, env),     MCP_FIELD(mcp_container, cmd),
+    MCP_FIELD(mcp_container, volumes), MCP_FIELD(mcp_container, user),
+    MCP_FIELD(mcp_container, network), MCP_FIELD(mcp_container, restart),
 };
 
 static void push_container(lua_State *L, const mcp_container *c, bool detailed)
@@ -345,8 +345,6 @@ typedef struct ev_node {
     mcp_podman_event ev;
 } ev_node;
 
-typedef struct events_wait events_wait;
-
 typedef struct events_ud {
     uv_loop_t *loop;
     mcp_proc_stream *proc; /* NULL once closed or ended */
@@ -356,14 +354,8 @@ typedef struct events_ud {
     bool ended;      /* the child ended by itself; end_detail says how */
     char *end_detail;
     size_t bad_lines;    /* lines that did not parse as events (ignored) */
-    events_wait *waiter; /* the one task in next(), or NULL */
+    mcp_wait *waiter;    /* the one task in next(), or NULL */
 } events_ud;
-
-struct events_wait {
-    mcp_op op;
-    uv_timer_t timer;
-    events_ud *ud; /* NULL once the wait is over */
-};
 
 static void events_queue_clear(events_ud *ud)
 {
@@ -378,12 +370,9 @@ static void events_queue_clear(events_ud *ud)
 }
 
 static const mcp_field event_fields[] = {
-    MCP_FIELD(mcp_podman_event, name, 0),
-    MCP_FIELD(mcp_podman_event, id, 0),
-    MCP_FIELD(mcp_podman_event, status, 0),
-    MCP_FIELD_IF(mcp_podman_event, exit_code, has_exit_code),
-    MCP_FIELD(mcp_podman_event, time, 0),
-    MCP_FIELD(mcp_podman_event, image, 0),
+    MCP_FIELD(mcp_podman_event, name),   MCP_FIELD(mcp_podman_event, id),
+    MCP_FIELD(mcp_podman_event, status), MCP_FIELD_IF(mcp_podman_event, exit_code, has_exit_code),
+    MCP_FIELD(mcp_podman_event, time),   MCP_FIELD(mcp_podman_event, image),
 };
 
 static void push_event(lua_State *L, const mcp_podman_event *ev)
@@ -401,10 +390,8 @@ static int events_answer(lua_State *L, events_ud *ud)
         return mcp_push_reason(L, "overflow");
     }
     if (ud->head) {
-        ev_node *n = ud->head;
-        ud->head = n->next;
-        if (!ud->head)
-            ud->tail = NULL;
+        ev_node *n;
+        MCP_QUEUE_TAKE(ud->head, ud->tail, n, next);
         ud->count--;
         push_event(L, &n->ev);
         mcp_podman_event_free(&n->ev);
@@ -416,25 +403,18 @@ static int events_answer(lua_State *L, events_ud *ud)
     return 0;
 }
 
-static void wait_timer_closed(uv_handle_t *h)
+/* The wait is over: the stream forgets it. */
+static void events_wait_detach(mcp_wait *w)
 {
-    free(h->data);
-}
-
-/* Ends the wait: the timer goes, the stream forgets it. */
-static void wait_finish(events_wait *w)
-{
-    if (w->ud && w->ud->waiter == w)
-        w->ud->waiter = NULL;
-    w->ud = NULL;
-    uv_timer_stop(&w->timer);
-    uv_close((uv_handle_t *)&w->timer, wait_timer_closed);
+    events_ud *ud = w->obj;
+    if (ud->waiter == w)
+        ud->waiter = NULL;
 }
 
 /* Wakes the waiting task when there is something to tell it. */
 static void events_deliver(events_ud *ud)
 {
-    events_wait *w = ud->waiter;
+    mcp_wait *w = ud->waiter;
     if (!w)
         return;
     mcp_task *t = w->op.task;
@@ -446,22 +426,15 @@ static void events_deliver(events_ud *ud)
         n = 0; /* cannot even report: the call returns nothing */
     else if ((n = events_answer(co, ud)) == 0)
         return;
-    wait_finish(w);
+    mcp_wait_end(w);
     mcp_task_wake(t, n);
 }
 
-static void events_on_timeout(uv_timer_t *timer)
+static void events_wait_timed_out(mcp_wait *w)
 {
-    events_wait *w = timer->data;
-    mcp_task *t = w->op.task;
-    wait_finish(w);
+    mcp_task *t = mcp_wait_end(w);
     if (t)
         mcp_task_wake(t, mcp_push_reason(mcp_task_thread(t), "timeout"));
-}
-
-static void events_wait_cancel(mcp_op *op)
-{
-    wait_finish((events_wait *)op); /* the scheduler answers nil, "cancelled" */
 }
 
 static void events_on_line(const char *line, size_t len, void *data)
@@ -523,17 +496,10 @@ static int l_events_next(lua_State *L)
     if (timeout == 0)
         return mcp_push_reason(L, "timeout");
     mcp_task *t = mcp_task_require(L, "events:next");
-    events_wait *w = mcp_op_new(L, sizeof *w, events_wait_cancel);
-    w->ud = ud;
-    uv_timer_init(ud->loop, &w->timer);
-    w->timer.data = w;
-    if (timeout > 0) {
-        double ms = timeout > 1e9 ? 1e12 : timeout * 1000.0 + 0.5;
-        uv_timer_start(&w->timer, events_on_timeout, (uint64_t)ms, 0);
-    }
-    ud->waiter = w;
-    mcp_task_suspend(t, &w->op); /* a cancelled task is refused here: cancel ran */
-    return lua_yield(L, 0);
+    /* no timeout (< 0): wait for ever */
+    ud->waiter = mcp_wait_new(L, sizeof *ud->waiter, ud, ud->loop, timeout, events_wait_detach,
+                              events_wait_timed_out);
+    return mcp_op_wait(L, t, &ud->waiter->op); /* a cancelled task is refused here: cancel ran */
 }
 
 /* Kills the child and drops what is queued; a task waiting gets "closed". */
@@ -559,7 +525,7 @@ static int l_events_gc(lua_State *L)
     events_ud *ud = check_events(L);
     events_close(ud);
     if (ud->waiter) /* cannot happen (a waiter keeps it alive); never leave it dangling */
-        wait_finish(ud->waiter);
+        mcp_wait_end(ud->waiter);
     free(ud->end_detail);
     ud->end_detail = NULL;
     return 0;
@@ -603,13 +569,11 @@ static void events_metatable(lua_State *L, int host_idx)
 {
     static const luaL_Reg methods[] = {
         {"next", l_events_next}, {"close", l_events_close}, {NULL, NULL}};
-    luaL_newmetatable(L, EVENTS_METATABLE);
-    mcp_new_lib(L, methods, host_idx);
-    lua_setfield(L, -2, "__index");
-    mcp_set_cfunction(L, "__gc", l_events_gc);
-    mcp_set_cfunction(L, "__close", l_events_close);
-    mcp_set_cfunction(L, "__tostring", l_events_tostring);
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {{"__gc", l_events_gc},
+                                    {"__close", l_events_close},
+                                    {"__tostring", l_events_tostring},
+                                    {NULL, NULL}};
+    mcp_new_metatable(L, EVENTS_METATABLE, methods, host_idx, meta);
 }
 
 int luaopen_mcp_podman(lua_State *L)

@@ -13,14 +13,14 @@
 #include "mcp/mcproxy.h"
 
 static const mcp_field route_fields[] = {
-    MCP_FIELD(mcp_mcproxy_route, listener, 0),
-    MCP_FIELD(mcp_mcproxy_route, hostname, 0),
-    MCP_FIELD(mcp_mcproxy_route, backend, 0),
-    MCP_FIELD(mcp_mcproxy_route, mode, 0),
-    MCP_FIELD(mcp_mcproxy_route, service, 0),
+    MCP_FIELD(mcp_mcproxy_route, listener),
+    MCP_FIELD(mcp_mcproxy_route, hostname),
+    MCP_FIELD(mcp_mcproxy_route, backend),
+    MCP_FIELD(mcp_mcproxy_route, mode),
+    MCP_FIELD(mcp_mcproxy_route, service),
     /* "" means unset on the wire: leave the field out, as an l4 route has none */
-    MCP_FIELD(mcp_mcproxy_route, cert_path, MCP_F_OMIT_ZERO),
-    MCP_FIELD(mcp_mcproxy_route, key_path, MCP_F_OMIT_ZERO),
+    MCP_FIELD_F(mcp_mcproxy_route, cert_path, MCP_F_OMIT_ZERO),
+    MCP_FIELD_F(mcp_mcproxy_route, key_path, MCP_F_OMIT_ZERO),
 };
 
 static int push_outcome(lua_State *co, const void *result)

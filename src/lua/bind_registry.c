@@ -15,29 +15,29 @@ static mcp_registry *check_registry(lua_State *L)
 }
 
 static const mcp_field route_fields[] = {
-    MCP_FIELD(mcp_route, name, 0),
-    MCP_FIELD(mcp_route, port, MCP_F_OMIT_ZERO), /* 0: the process listens on $PORT */
-    MCP_FIELD(mcp_route, mode, 0),
-    MCP_FIELD(mcp_route, hostname, 0),
-    MCP_FIELD(mcp_route, host_port, MCP_F_OMIT_ZERO), /* 0: not allocated yet */
+    MCP_FIELD(mcp_route, name),
+    MCP_FIELD_F(mcp_route, port, MCP_F_OMIT_ZERO), /* 0: the process listens on $PORT */
+    MCP_FIELD(mcp_route, mode),
+    MCP_FIELD(mcp_route, hostname),
+    MCP_FIELD_F(mcp_route, host_port, MCP_F_OMIT_ZERO), /* 0: not allocated yet */
 };
 
 /* after name and container, which are set first */
 static const mcp_field component_fields[] = {
-    MCP_FIELD(mcp_component, image, 0),         MCP_FIELD(mcp_component, network, 0),
-    MCP_FIELD(mcp_component, user, 0),          MCP_FIELD(mcp_component, restart, 0),
-    MCP_FIELD(mcp_component, desired_state, 0), MCP_FIELD(mcp_component, ports, 0),
-    MCP_FIELD(mcp_component, volumes, 0),       MCP_FIELD(mcp_component, cmd, 0),
-    MCP_FIELD(mcp_component, env, 0),
+    MCP_FIELD(mcp_component, image),         MCP_FIELD(mcp_component, network),
+    MCP_FIELD(mcp_component, user),          MCP_FIELD(mcp_component, restart),
+    MCP_FIELD(mcp_component, desired_state), MCP_FIELD(mcp_component, ports),
+    MCP_FIELD(mcp_component, volumes),       MCP_FIELD(mcp_component, cmd),
+    MCP_FIELD(mcp_component, env),
 };
 
 static const mcp_field health_fields[] = {
-    MCP_FIELD(mcp_health, check, 0),
-    MCP_FIELD(mcp_health, port, MCP_F_OMIT_ZERO), /* 0: the default port */
-    MCP_FIELD(mcp_health, path, 0),
+    MCP_FIELD(mcp_health, check),
+    MCP_FIELD_F(mcp_health, port, MCP_F_OMIT_ZERO), /* 0: the default port */
+    MCP_FIELD(mcp_health, path),
     MCP_FIELD_AS("interval", mcp_health, interval_ms, MCP_F_MS),
     MCP_FIELD_AS("timeout", mcp_health, timeout_ms, MCP_F_MS),
-    MCP_FIELD(mcp_health, failure_threshold, 0),
+    MCP_FIELD(mcp_health, failure_threshold),
 };
 
 static void push_component(lua_State *L, const mcp_service *svc, const mcp_component *c)
@@ -58,8 +58,8 @@ static void push_component(lua_State *L, const mcp_service *svc, const mcp_compo
 }
 
 static const mcp_field service_fields[] = {
-    MCP_FIELD(mcp_service, name, 0),
-    MCP_FIELD(mcp_service, active, 0),
+    MCP_FIELD(mcp_service, name),
+    MCP_FIELD(mcp_service, active),
 };
 
 static void push_service(lua_State *L, const void *item)
@@ -211,12 +211,12 @@ static int l_event(lua_State *L)
 }
 
 static const mcp_field event_fields[] = {
-    MCP_FIELD(mcp_event, id, 0),
+    MCP_FIELD(mcp_event, id),
     MCP_FIELD_AS("time", mcp_event, time_ms, MCP_F_MS),
-    MCP_FIELD(mcp_event, service, 0),
-    MCP_FIELD(mcp_event, component, 0),
-    MCP_FIELD(mcp_event, kind, 0),
-    MCP_FIELD(mcp_event, message, 0),
+    MCP_FIELD(mcp_event, service),
+    MCP_FIELD(mcp_event, component),
+    MCP_FIELD(mcp_event, kind),
+    MCP_FIELD(mcp_event, message),
     MCP_FIELD_IF(mcp_event, exit_code, has_exit_code),
 };
 
@@ -261,15 +261,15 @@ static int l_events_after(lua_State *L)
 /* ---- supervision ---- */
 
 static const mcp_field supervision_fields[] = {
-    MCP_FIELD(mcp_supervision, service, 0),
-    MCP_FIELD(mcp_supervision, component, 0),
-    MCP_FIELD(mcp_supervision, restarts, 0),
+    MCP_FIELD(mcp_supervision, service),
+    MCP_FIELD(mcp_supervision, component),
+    MCP_FIELD(mcp_supervision, restarts),
     MCP_FIELD_IF(mcp_supervision, last_exit_code, has_last_exit_code),
-    MCP_FIELD(mcp_supervision, state, 0),
+    MCP_FIELD(mcp_supervision, state),
     MCP_FIELD_IF(mcp_supervision, backoff_until, has_backoff_until),
-    MCP_FIELD(mcp_supervision, reason, 0),
+    MCP_FIELD(mcp_supervision, reason),
     MCP_FIELD_IF(mcp_supervision, started_at, has_started_at),
-    MCP_FIELD(mcp_supervision, updated_at, 0),
+    MCP_FIELD(mcp_supervision, updated_at),
 };
 
 static void push_supervision(lua_State *L, const void *item)

@@ -94,24 +94,24 @@ static int resolve_paths(mcp_host *h, mcp_error *err)
 
 /* core.config: the loaded mcp_config, sections as subtables (tls, mcproxy, metacrypt, boot). */
 static const mcp_field config_fields[] = {
-    MCP_FIELD(mcp_config, node_name, 0),
-    MCP_FIELD(mcp_config, container_runtime, 0),
-    MCP_FIELD(mcp_config, socket, 0),
-    MCP_FIELD(mcp_config, grpc_addr, 0),
-    MCP_FIELD(mcp_config, insecure_loopback, 0),
-    MCP_FIELD(mcp_config, db_path, 0),
-    MCP_FIELD(mcp_config, port_min, 0),
-    MCP_FIELD(mcp_config, port_max, 0),
-    MCP_FIELD(mcp_config, policy_dir, 0),
-    MCP_FIELD(mcp_config, log_level, 0),
+    MCP_FIELD(mcp_config, node_name),
+    MCP_FIELD(mcp_config, container_runtime),
+    MCP_FIELD(mcp_config, socket),
+    MCP_FIELD(mcp_config, grpc_addr),
+    MCP_FIELD(mcp_config, insecure_loopback),
+    MCP_FIELD(mcp_config, db_path),
+    MCP_FIELD(mcp_config, port_min),
+    MCP_FIELD(mcp_config, port_max),
+    MCP_FIELD(mcp_config, policy_dir),
+    MCP_FIELD(mcp_config, log_level),
     MCP_FIELD_AS("monitor_interval", mcp_config, monitor_interval_ms, MCP_F_MS),
-    MCP_FIELD(mcp_config, monitor_drift, 0),
-    MCP_FIELD(mcp_config, pull, 0),
+    MCP_FIELD(mcp_config, monitor_drift),
+    MCP_FIELD(mcp_config, pull),
     MCP_FIELD_AS("warnings", mcp_config, n_warnings, 0),
-    MCP_FIELD(mcp_config, keep_events, 0),
-    MCP_FIELD(mcp_config, metrics_listen, 0),
+    MCP_FIELD(mcp_config, keep_events),
+    MCP_FIELD(mcp_config, metrics_listen),
     MCP_FIELD_AS("podman_timeout", mcp_config, podman_timeout_ms, MCP_F_MS),
-    MCP_FIELD(mcp_config, podman_args, 0),
+    MCP_FIELD(mcp_config, podman_args),
 };
 
 static const mcp_field tls_fields[] = {
@@ -135,11 +135,11 @@ static const mcp_field metacrypt_fields[] = {
 };
 
 static const mcp_field stage_fields[] = {
-    MCP_FIELD(mcp_boot_stage, name, 0),
-    MCP_FIELD(mcp_boot_stage, services, 0),
+    MCP_FIELD(mcp_boot_stage, name),
+    MCP_FIELD(mcp_boot_stage, services),
     MCP_FIELD_AS("timeout", mcp_boot_stage, timeout_ms, MCP_F_MS),
-    MCP_FIELD(mcp_boot_stage, health, 0),
-    MCP_FIELD(mcp_boot_stage, line, 0),
+    MCP_FIELD(mcp_boot_stage, health),
+    MCP_FIELD(mcp_boot_stage, line),
 };
 
 static void push_config(lua_State *L, const mcp_host *h)

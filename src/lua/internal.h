@@ -19,6 +19,16 @@
 #include "mcp/podman.h"
 #include "mcp/registry.h"
 
+/* Takes the first node of the singly linked queue head..tail (lvalues, not
+ * empty; see MCP_QUEUE_APPEND) into node, linked through its member next. */
+#define MCP_QUEUE_TAKE(head, tail, node, next)                                                     \
+    do {                                                                                           \
+        (node) = (head);                                                                           \
+        (head) = (node)->next;                                                                     \
+        if (!(head))                                                                               \
+            (tail) = NULL;                                                                         \
+    } while (0)
+
 typedef struct mcp_task mcp_task;
 typedef struct mcp_op mcp_op;
 
@@ -88,6 +98,25 @@ int mcp_op_wait(lua_State *L, mcp_task *t, mcp_op *op);
  * set, else frees op and returns nil, reason, detail. */
 int mcp_op_wait_or_fail(lua_State *L, mcp_task *t, mcp_op *op, const char *reason,
                         const char *detail);
+/* A task's wait on an object of a binding (a call, a stream) that news of
+ * the object or a timer ends; the first member of the binding's own struct. */
+typedef struct mcp_wait mcp_wait;
+struct mcp_wait {
+    mcp_op op;
+    void *obj;                      /* what the task waits on; NULL once the wait ended */
+    void (*detach)(mcp_wait *w);    /* makes obj forget w */
+    void (*timed_out)(mcp_wait *w); /* the timer ran out: end w, wake its task with the answer */
+    bool has_timer;
+    uv_timer_t timer;
+};
+/* A wait of size bytes on obj, with a timer on loop of timeout_s seconds
+ * (none when < 0; at most 1e12 ms); cancelling its task ends it. Raises when
+ * out of memory. The caller then parks the running task on its op. */
+void *mcp_wait_new(lua_State *L, size_t size, void *obj, uv_loop_t *loop, lua_Number timeout_s,
+                   void (*detach)(mcp_wait *w), void (*timed_out)(mcp_wait *w));
+/* Ends w: detaches it from obj, stops its timer and frees it. Returns the
+ * task that waited, to wake with the answer, or NULL (it was cancelled). */
+mcp_task *mcp_wait_end(mcp_wait *w);
 /* How the main task ended. */
 typedef enum mcp_main_outcome {
     MCP_MAIN_DONE,      /* its results (nres) are on h->L */
@@ -180,8 +209,9 @@ typedef struct mcp_field {
 #define MCP_FIELD_KIND(T, m)                                                                       \
     _Generic(((T *)0)->m, char *: MCP_F_STRING, int: MCP_F_INT, int64_t: MCP_F_INT64,             \
              bool: MCP_F_BOOL, double: MCP_F_NUMBER, mcp_strv: MCP_F_STRV)
-/* t["m"] = member m of a T, with flags; t[key] = … for a key named otherwise. */
-#define MCP_FIELD(T, m, flags) MCP_FIELD_AS(#m, T, m, flags)
+/* t["m"] = member m of a T; _F with flags; _AS under a key named otherwise. */
+#define MCP_FIELD(T, m) MCP_FIELD_AS(#m, T, m, 0)
+#define MCP_FIELD_F(T, m, flags) MCP_FIELD_AS(#m, T, m, flags)
 #define MCP_FIELD_AS(key, T, m, flags) {(key), MCP_FIELD_KIND(T, m), offsetof(T, m), (flags), 0}
 /* t["m"] = member m of a T only when its bool member has is true. */
 #define MCP_FIELD_IF(T, m, has)                                                                    \
@@ -217,6 +247,11 @@ mcp_host *mcp_host_upvalue(lua_State *L);
 /* A new table of fns, each with the value at host_idx (the host) as upvalue 1. */
 void mcp_new_lib(lua_State *L, const luaL_Reg *fns, int host_idx);
 void mcp_set_cfunction(lua_State *L, const char *key, lua_CFunction fn); /* t[key]=fn, top table */
+/* Makes the metatable name once: methods (NULL: none; each with the value at
+ * host_idx as upvalue 1) as __index, and the metamethods meta (NULL: none).
+ * Leaves the stack as it was. */
+void mcp_new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, int host_idx,
+                       const luaL_Reg *meta);
 
 /* --- policies (policy.c) --- */
 /* Installs the searcher that loads policy modules (StrictModes, text only, own _ENV). */
