@@ -117,8 +117,7 @@ static void wait_timed_out(mcp_wait *w)
 static int wait_start(lua_State *L, api_call *c, int kind, lua_Number timeout_s, const char *what)
 {
     mcp_task *t = mcp_task_require(L, what);
-    call_wait *w =
-        mcp_wait_new(L, sizeof *w, c, c->loop, timeout_s, wait_detach, wait_timed_out);
+    call_wait *w = mcp_wait_new(L, sizeof *w, c, c->loop, timeout_s, wait_detach, wait_timed_out);
     w->kind = kind;
     c->wait = w;
     /* may refuse at once (cancel requested): the wait has ended then */
@@ -593,20 +592,26 @@ static void client_cancel(mcp_op *op)
     mcp_grpc_client_cancel(op->req);
 }
 
-/* The request table at idx checked as the method's input and packed (the
- * caller frees it); raises on misuse and when out of memory. */
-static uint8_t *pack_request(lua_State *L, int idx, const ProtobufCMessageDescriptor *input,
-                             size_t *len)
+/* What a call or a stream starts from: the request table at idx checked as
+ * the method's input and packed into *buf (*len bytes), and a zeroed holder
+ * of size bytes; the caller frees both. Raises on misuse and when out of
+ * memory, leaving nothing allocated. */
+static void *prepare_request(lua_State *L, int idx, const ProtobufCMessageDescriptor *input,
+                             size_t size, uint8_t **buf, size_t *len)
 {
     ProtobufCMessage *req = mcp_pb_check(L, idx, input);
     *len = protobuf_c_message_get_packed_size(req);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        protobuf_c_message_pack(req, buf);
+    *buf = malloc(*len ? *len : 1);
+    void *holder = calloc(1, size);
+    if (*buf && holder)
+        protobuf_c_message_pack(req, *buf);
     protobuf_c_message_free_unpacked(req, NULL);
-    if (!buf)
+    if (!*buf || !holder) {
+        free(*buf);
+        free(holder);
         luaL_error(L, "out of memory");
-    return buf;
+    }
+    return holder;
 }
 
 /* A call or stream that could not start: nil, "failed", message, UNAVAILABLE. */
@@ -632,13 +637,9 @@ static int l_call(lua_State *L)
         return luaL_argerror(L, 2, "not a method of the agent's API");
     mcp_task *t = mcp_task_require(L, "api.call");
     mcp_host *h = mcp_host_upvalue(L);
+    uint8_t *buf;
     size_t len;
-    uint8_t *buf = pack_request(L, 3, m->input, &len);
-    client_op *c = calloc(1, sizeof *c);
-    if (!c) {
-        free(buf);
-        return luaL_error(L, "out of memory");
-    }
+    client_op *c = prepare_request(L, 3, m->input, sizeof *c, &buf, &len);
     c->op.cancel = client_cancel;
     c->output = m->output;
     mcp_grpc_request rq = {.unix_socket = socket, .method = path, .msg = buf, .msg_len = len,
@@ -943,13 +944,9 @@ static int l_watch(lua_State *L)
     }
     mcp_host *h = mcp_host_upvalue(L);
     mcp_http *http = mcp_host_http(L, h); /* raises when curl cannot be set up */
+    uint8_t *buf;
     size_t len;
-    uint8_t *buf = pack_request(L, 3, m->input, &len);
-    api_watch *w = calloc(1, sizeof *w);
-    if (!w) {
-        free(buf);
-        return luaL_error(L, "out of memory");
-    }
+    api_watch *w = prepare_request(L, 3, m->input, sizeof *w, &buf, &len);
     w->output = m->output;
     w->loop = &h->loop;
     /* the handle first: once the stream starts, a raised error must not leak it */

@@ -1,7 +1,6 @@
 /* Struct -> Lua table by a table of fields (mcp_field in internal.h): the
  * pushers of the bindings say which members go under which key, and what
  * "unset" looks like, instead of one mcp_set_* line per member. */
-#include <string.h>
 
 #include "internal.h"
 
@@ -43,12 +42,14 @@ static void push_field(lua_State *L, const mcp_field *f, const char *obj)
     case MCP_F_INT:
         mcp_set_int(L, f->key, *(const int *)p);
         break;
-    case MCP_F_INT64:
+    case MCP_F_INT64: {
+        int64_t v = *(const int64_t *)p;
         if (f->flags & MCP_F_MS)
-            mcp_set_number(L, f->key, (lua_Number) * (const int64_t *)p / 1000.0);
+            mcp_set_number(L, f->key, (lua_Number)v / 1000.0);
         else
-            mcp_set_int(L, f->key, *(const int64_t *)p);
+            mcp_set_int(L, f->key, v);
         break;
+    }
     case MCP_F_BOOL:
         mcp_set_bool(L, f->key, *(const bool *)p);
         break;
