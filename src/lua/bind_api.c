@@ -68,11 +68,8 @@ enum { WAIT_DRAIN, WAIT_CLOSED };
 enum { WAIT_DONE, WAIT_GONE, WAIT_TIMEOUT };
 
 struct call_wait {
-    mcp_op op;
-    api_call *c; /* NULL once released */
+    mcp_wait w; /* w.obj: the api_call */
     int kind;
-    bool has_timer;
-    uv_timer_t timer;
 };
 
 static api_call *check_call(lua_State *L, int idx)
@@ -80,33 +77,21 @@ static api_call *check_call(lua_State *L, int idx)
     return luaL_checkudata(L, idx, CALL_MT);
 }
 
-static void wait_free_cb(uv_handle_t *h)
+/* Detaches the wait from its call, disarming the drain callback. */
+static void wait_detach(mcp_wait *mw)
 {
-    free(h->data);
-}
-
-/* Detaches w from its call (disarming the drain callback) and frees it. */
-static void wait_release(call_wait *w)
-{
-    api_call *c = w->c;
-    if (c) {
-        c->wait = NULL;
-        if (c->call && w->kind == WAIT_DRAIN)
-            mcp_grpc_server_call_on_drain(c->call, 0, NULL, NULL);
-        w->c = NULL;
-    }
-    if (w->has_timer)
-        uv_close((uv_handle_t *)&w->timer, wait_free_cb); /* stops it too */
-    else
-        free(w);
+    call_wait *w = (call_wait *)mw;
+    api_call *c = mw->obj;
+    c->wait = NULL;
+    if (c->call && w->kind == WAIT_DRAIN)
+        mcp_grpc_server_call_on_drain(c->call, 0, NULL, NULL);
 }
 
 /* Wakes the waiting task with what happened. */
 static void wait_end(call_wait *w, int what)
 {
-    mcp_task *t = w->op.task;
     int kind = w->kind;
-    wait_release(w);
+    mcp_task *t = mcp_wait_end(&w->w);
     if (!t)
         return;
     lua_State *co = mcp_task_thread(t);
@@ -123,38 +108,20 @@ static void wait_end(call_wait *w, int what)
     mcp_task_wake(t, 2);
 }
 
-static void wait_cancel(mcp_op *op)
+static void wait_timed_out(mcp_wait *w)
 {
-    wait_release((call_wait *)op); /* the task was cancelled: op->task is NULL */
-}
-
-static void wait_timer_cb(uv_timer_t *t)
-{
-    call_wait *w = t->data;
-    if (w->c)
-        wait_end(w, WAIT_TIMEOUT);
+    wait_end((call_wait *)w, WAIT_TIMEOUT);
 }
 
 /* Parks the running task on c until wait_end; timeout_s < 0: no limit. */
 static int wait_start(lua_State *L, api_call *c, int kind, lua_Number timeout_s, const char *what)
 {
     mcp_task *t = mcp_task_require(L, what);
-    call_wait *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "out of memory");
-    w->op.cancel = wait_cancel;
-    w->c = c;
+    call_wait *w = mcp_wait_new(L, sizeof *w, c, c->loop, timeout_s, wait_detach, wait_timed_out);
     w->kind = kind;
-    if (timeout_s >= 0) {
-        w->has_timer = true;
-        uv_timer_init(c->loop, &w->timer);
-        w->timer.data = w;
-        lua_Number ms = timeout_s * 1000.0 + 0.5;
-        uv_timer_start(&w->timer, wait_timer_cb, ms > 1e12 ? (uint64_t)1e12 : (uint64_t)ms, 0);
-    }
     c->wait = w;
-    mcp_task_suspend(t, &w->op); /* may refuse at once (cancel requested): wait_cancel ran */
-    return lua_yield(L, 0);
+    /* may refuse at once (cancel requested): the wait has ended then */
+    return mcp_op_wait(L, t, &w->w.op);
 }
 
 static void on_drain(mcp_grpc_server_call *call, void *ud)
@@ -438,14 +405,10 @@ static int l_server_shutdown(lua_State *L)
     mcp_task *t = mcp_task_require(L, "server.shutdown");
     if (s->shutdown_op)
         return luaL_error(L, "server.shutdown is already being waited for");
-    mcp_op *op = calloc(1, sizeof *op);
-    if (!op)
-        return luaL_error(L, "out of memory");
-    op->cancel = shutdown_op_cancel;
+    mcp_op *op = mcp_op_new(L, sizeof *op, shutdown_op_cancel);
     s->shutdown_op = op;
     start_shutdown(s, grace > 0 ? (unsigned)(grace * 1000) : 0);
-    mcp_task_suspend(t, op);
-    return lua_yield(L, 0);
+    return mcp_op_wait(L, t, op);
 }
 
 static int l_server_connections(lua_State *L)
@@ -588,8 +551,7 @@ static const ProtobufCMethodDescriptor *find_method(const char *path)
 }
 
 typedef struct client_op {
-    mcp_op op;
-    mcp_grpc_call *call;
+    mcp_op op; /* op.req: the mcp_grpc_call */
     const ProtobufCMessageDescriptor *output;
 } client_op;
 
@@ -627,7 +589,39 @@ static void client_done(const mcp_grpc_result *res, void *ud)
 
 static void client_cancel(mcp_op *op)
 {
-    mcp_grpc_client_cancel(((client_op *)op)->call);
+    mcp_grpc_client_cancel(op->req);
+}
+
+/* What a call or a stream starts from: the request table at idx checked as
+ * the method's input and packed into *buf (*len bytes), and a zeroed holder
+ * of size bytes; the caller frees both. Raises on misuse and when out of
+ * memory, leaving nothing allocated. */
+static void *prepare_request(lua_State *L, int idx, const ProtobufCMessageDescriptor *input,
+                             size_t size, uint8_t **buf, size_t *len)
+{
+    ProtobufCMessage *req = mcp_pb_check(L, idx, input);
+    *len = protobuf_c_message_get_packed_size(req);
+    *buf = malloc(*len ? *len : 1);
+    void *holder = calloc(1, size);
+    if (*buf && holder)
+        protobuf_c_message_pack(req, *buf);
+    protobuf_c_message_free_unpacked(req, NULL);
+    if (!*buf || !holder) {
+        free(*buf);
+        free(holder);
+        luaL_error(L, "out of memory");
+    }
+    return holder;
+}
+
+/* A call or stream that could not start: nil, "failed", message, UNAVAILABLE. */
+static int push_start_failure(lua_State *L, const char *msg)
+{
+    lua_pushnil(L);
+    lua_pushliteral(L, "failed");
+    lua_pushstring(L, msg);
+    lua_pushinteger(L, MCP_GRPC_UNAVAILABLE);
+    return 4;
 }
 
 /* core.api.call(socket, "/mcp.agent.v1.AgentService/Method", request, timeout)
@@ -643,35 +637,21 @@ static int l_call(lua_State *L)
         return luaL_argerror(L, 2, "not a method of the agent's API");
     mcp_task *t = mcp_task_require(L, "api.call");
     mcp_host *h = mcp_host_upvalue(L);
-    ProtobufCMessage *req = mcp_pb_check(L, 3, m->input);
-    size_t len = protobuf_c_message_get_packed_size(req);
-    uint8_t *buf = malloc(len ? len : 1);
-    client_op *c = calloc(1, sizeof *c);
-    if (!buf || !c) {
-        free(buf);
-        free(c);
-        protobuf_c_message_free_unpacked(req, NULL);
-        return luaL_error(L, "out of memory");
-    }
-    protobuf_c_message_pack(req, buf);
-    protobuf_c_message_free_unpacked(req, NULL);
+    uint8_t *buf;
+    size_t len;
+    client_op *c = prepare_request(L, 3, m->input, sizeof *c, &buf, &len);
     c->op.cancel = client_cancel;
     c->output = m->output;
     mcp_grpc_request rq = {.unix_socket = socket, .method = path, .msg = buf, .msg_len = len,
                            .timeout_ms = (int64_t)(timeout * 1000)};
     mcp_error err = {{0}};
-    c->call = mcp_grpc_client_call(mcp_host_http(L, h), &rq, client_done, c, &err);
+    c->op.req = mcp_grpc_client_call(mcp_host_http(L, h), &rq, client_done, c, &err);
     free(buf);
-    if (!c->call) {
+    if (!c->op.req) {
         free(c);
-        lua_pushnil(L);
-        lua_pushliteral(L, "failed");
-        lua_pushstring(L, err.msg);
-        lua_pushinteger(L, MCP_GRPC_UNAVAILABLE);
-        return 4;
+        return push_start_failure(L, err.msg);
     }
-    mcp_task_suspend(t, &c->op);
-    return lua_yield(L, 0);
+    return mcp_op_wait(L, t, &c->op);
 }
 
 /* ---- the client: following a server stream ---- */
@@ -689,8 +669,6 @@ typedef struct watch_msg {
     uint8_t data[];
 } watch_msg;
 
-typedef struct watch_wait watch_wait;
-
 /* Heap-allocated: freed once both its Lua handle is gone and the stream ended. */
 typedef struct api_watch {
     mcp_grpc_stream *stream; /* NULL once it ended */
@@ -704,14 +682,8 @@ typedef struct api_watch {
     bool ended;
     int status;       /* how it ended */
     char *message;    /* grpc-message, else our reason */
-    watch_wait *wait; /* the task parked in next(), or NULL */
+    mcp_wait *wait;   /* the task parked in next(), or NULL */
 } api_watch;
-
-struct watch_wait {
-    mcp_op op;
-    api_watch *w; /* NULL once released */
-    uv_timer_t timer;
-};
 
 typedef struct watch_handle {
     api_watch *w;
@@ -735,26 +707,16 @@ static void watch_free(api_watch *w)
     free(w);
 }
 
-static void watch_wait_closed_cb(uv_handle_t *h)
+static void watch_wait_detach(mcp_wait *ww)
 {
-    free(h->data);
-}
-
-static void watch_wait_release(watch_wait *ww)
-{
-    if (ww->w) {
-        ww->w->wait = NULL;
-        ww->w = NULL;
-    }
-    uv_close((uv_handle_t *)&ww->timer, watch_wait_closed_cb); /* stops it too */
+    api_watch *w = ww->obj;
+    w->wait = NULL;
 }
 
 /* Wakes the task in next(): with true (look again) or nil, "timeout". */
 static void watch_wake(api_watch *w, bool timed_out)
 {
-    watch_wait *ww = w->wait;
-    mcp_task *t = ww->op.task;
-    watch_wait_release(ww);
+    mcp_task *t = mcp_wait_end(w->wait);
     if (!t)
         return;
     lua_State *co = mcp_task_thread(t);
@@ -768,16 +730,9 @@ static void watch_wake(api_watch *w, bool timed_out)
     }
 }
 
-static void watch_wait_cancel(mcp_op *op)
+static void watch_wait_timed_out(mcp_wait *ww)
 {
-    watch_wait_release((watch_wait *)op); /* the task was cancelled: op->task is NULL */
-}
-
-static void watch_timer_cb(uv_timer_t *t)
-{
-    watch_wait *ww = t->data;
-    if (ww->w)
-        watch_wake(ww->w, true);
+    watch_wake(ww->obj, true);
 }
 
 /* From inside curl: queue a copy, wake the reader (it unpacks in its own task). */
@@ -791,15 +746,10 @@ static int watch_on_msg(const uint8_t *msg, size_t len, void *ud)
     watch_msg *m = malloc(sizeof *m + len);
     if (!m)
         return MCP_GRPC_RESOURCE_EXHAUSTED;
-    m->next = NULL;
     m->len = len;
     if (len)
         memcpy(m->data, msg, len);
-    if (w->tail)
-        w->tail->next = m;
-    else
-        w->head = m;
-    w->tail = m;
+    MCP_QUEUE_APPEND(w->head, w->tail, m, next);
     w->queued++;
     w->queued_bytes += len;
     if (w->wait)
@@ -853,10 +803,8 @@ static int watch_answer(lua_State *L, api_watch *w)
         return 2;
     }
     if (w->head) {
-        watch_msg *m = w->head;
-        w->head = m->next;
-        if (!w->head)
-            w->tail = NULL;
+        watch_msg *m;
+        MCP_QUEUE_TAKE(w->head, w->tail, m, next);
         w->queued--;
         w->queued_bytes -= m->len;
         ProtobufCMessage *msg = protobuf_c_message_unpack(w->output, NULL, m->len, m->data);
@@ -928,17 +876,9 @@ static int l_stream_next(lua_State *L)
         return 2;
     }
     mcp_task *t = mcp_task_require(L, "stream:next");
-    watch_wait *ww = calloc(1, sizeof *ww);
-    if (!ww)
-        return luaL_error(L, "out of memory");
-    ww->op.cancel = watch_wait_cancel;
-    ww->w = w;
-    uv_timer_init(w->loop, &ww->timer);
-    ww->timer.data = ww;
-    lua_Number ms = timeout * 1000.0 + 0.5;
-    uv_timer_start(&ww->timer, watch_timer_cb, ms > 1e12 ? (uint64_t)1e12 : (uint64_t)ms, 0);
-    w->wait = ww;
-    mcp_task_suspend(t, &ww->op); /* may refuse at once (cancel requested): watch_wait_cancel ran */
+    w->wait = mcp_wait_new(L, sizeof *w->wait, w, w->loop, timeout, watch_wait_detach,
+                           watch_wait_timed_out);
+    mcp_task_suspend(t, &w->wait->op); /* may refuse at once (cancel requested): the wait ended */
     return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), watch_next_cont);
 }
 
@@ -960,7 +900,7 @@ static int l_stream_gc(lua_State *L)
     if (!w)
         return 0;
     if (w->wait) /* cannot be: a waiting task keeps its stream alive */
-        watch_wait_release(w->wait);
+        mcp_wait_end(w->wait);
     if (!w->closed)
         watch_close(w);
     if (w->stream)
@@ -1004,18 +944,9 @@ static int l_watch(lua_State *L)
     }
     mcp_host *h = mcp_host_upvalue(L);
     mcp_http *http = mcp_host_http(L, h); /* raises when curl cannot be set up */
-    ProtobufCMessage *req = mcp_pb_check(L, 3, m->input);
-    size_t len = protobuf_c_message_get_packed_size(req);
-    uint8_t *buf = malloc(len ? len : 1);
-    api_watch *w = calloc(1, sizeof *w);
-    if (!buf || !w) {
-        free(buf);
-        free(w);
-        protobuf_c_message_free_unpacked(req, NULL);
-        return luaL_error(L, "out of memory");
-    }
-    protobuf_c_message_pack(req, buf);
-    protobuf_c_message_free_unpacked(req, NULL);
+    uint8_t *buf;
+    size_t len;
+    api_watch *w = prepare_request(L, 3, m->input, sizeof *w, &buf, &len);
     w->output = m->output;
     w->loop = &h->loop;
     /* the handle first: once the stream starts, a raised error must not leak it */
@@ -1034,11 +965,7 @@ static int l_watch(lua_State *L)
     free(buf);
     if (!w->stream) {
         free(w);
-        lua_pushnil(L);
-        lua_pushliteral(L, "failed");
-        lua_pushstring(L, err.msg);
-        lua_pushinteger(L, MCP_GRPC_UNAVAILABLE);
-        return 4;
+        return push_start_failure(L, err.msg);
     }
     hd->w = w;
     return 1;
@@ -1080,39 +1007,17 @@ int luaopen_mcp_api(lua_State *L)
                                             {NULL, NULL}};
     static const luaL_Reg fns[] = {
         {"serve", l_serve}, {"call", l_call}, {"watch", l_watch}, {"pack", l_pack}, {NULL, NULL}};
-    if (luaL_newmetatable(L, SERVER_MT)) {
-        lua_newtable(L);
-        lua_pushvalue(L, lua_upvalueindex(1));
-        luaL_setfuncs(L, server_methods, 1);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_server_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, CALL_MT)) {
-        lua_newtable(L);
-        lua_pushvalue(L, lua_upvalueindex(1)); /* the host: send and wait_closed park tasks */
-        luaL_setfuncs(L, call_methods, 1);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_call_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_call_close);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
+    static const luaL_Reg server_meta[] = {{"__gc", l_server_gc}, {NULL, NULL}};
+    static const luaL_Reg call_meta[] = {
+        {"__close", l_call_close}, {"__gc", l_call_close}, {NULL, NULL}};
     static const luaL_Reg stream_methods[] = {
         {"next", l_stream_next}, {"close", l_stream_close}, {NULL, NULL}};
-    if (luaL_newmetatable(L, STREAM_MT)) {
-        lua_newtable(L);
-        lua_pushvalue(L, lua_upvalueindex(1));
-        luaL_setfuncs(L, stream_methods, 1);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_stream_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_stream_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
+    static const luaL_Reg stream_meta[] = {
+        {"__close", l_stream_close}, {"__gc", l_stream_gc}, {NULL, NULL}};
+    /* the host as upvalue: send, wait_closed and next park tasks */
+    mcp_new_metatable(L, SERVER_MT, server_methods, lua_upvalueindex(1), server_meta);
+    mcp_new_metatable(L, CALL_MT, call_methods, lua_upvalueindex(1), call_meta);
+    mcp_new_metatable(L, STREAM_MT, stream_methods, lua_upvalueindex(1), stream_meta);
     luaL_newlibtable(L, fns);
     lua_pushvalue(L, lua_upvalueindex(1));
     luaL_setfuncs(L, fns, 1);

@@ -11,11 +11,6 @@
 #include "internal.h"
 #include "mcp/certs.h"
 
-typedef struct certs_op {
-    mcp_op op;
-    mcp_certs_op *req;
-} certs_op;
-
 static int push_result(lua_State *L, const void *result)
 {
     const mcp_certs_result *res = result;
@@ -40,8 +35,7 @@ static void certs_done(const mcp_certs_result *res, void *ud)
 
 static void certs_cancel(mcp_op *op)
 {
-    certs_op *c = (certs_op *)op;
-    mcp_certs_cancel(c->req); /* certs_done still runs, detached, and frees c */
+    mcp_certs_cancel(op->req); /* certs_done still runs, detached, and frees op */
 }
 
 /* Collects hostnames (a string or an array of strings at idx) as pointers
@@ -86,26 +80,17 @@ static int l_ensure(lua_State *L)
         .token_path = c->metacrypt_token_path,
     };
     mcp_http *http = mcp_host_http(L, h); /* may raise: before anything is allocated */
-    certs_op *op = calloc(1, sizeof *op);
-    mcp_certs_result *now = malloc(sizeof *now);
-    if (!op || !now) {
-        free(op);
-        free(now);
-        return luaL_error(L, "out of memory");
-    }
-    op->op.cancel = certs_cancel;
+    /* the answer when there is nothing to wait for: large, so not on the C stack */
+    mcp_certs_result *now = lua_newuserdatauv(L, sizeof *now, 0);
+    mcp_op *op = mcp_op_new(L, sizeof *op, certs_cancel);
+    mcp_certs_op *req = NULL;
     mcp_error err = {{0}};
-    int rc =
-        mcp_certs_ensure(http, &cfg, service, hostnames, n, certs_done, op, &op->req, now, &err);
-    if (rc == 1) {
-        free(now);
-        mcp_task_suspend(t, &op->op);
-        return lua_yield(L, 0);
-    }
+    int rc = mcp_certs_ensure(http, &cfg, service, hostnames, n, certs_done, op, &req, now, &err);
+    op->req = req;
+    if (rc == 1)
+        return mcp_op_wait(L, t, op);
     free(op);
-    int nres = rc == 0 ? push_result(L, now) : mcp_push_failure(L, "config", err.msg);
-    free(now);
-    return nres;
+    return rc == 0 ? push_result(L, now) : mcp_push_failure(L, "config", err.msg);
 }
 
 /* agent.certs.info(service) -> { cert=, expires_at=, status= } | nil, "missing"|"config":

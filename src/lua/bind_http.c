@@ -13,11 +13,6 @@
 #define HTTP_MAX_RESPONSE ((size_t)1 << 20) /* a webhook's answer is small */
 #define HTTP_MAX_HEADERS 64
 
-typedef struct http_op {
-    mcp_op op;
-    mcp_http_req *req;
-} http_op;
-
 /* status, body, headers | nil, reason, detail */
 static int push_response(lua_State *co, const void *result)
 {
@@ -40,8 +35,7 @@ static void http_done(const mcp_http_response *res, void *ud)
 
 static void http_cancel(mcp_op *op)
 {
-    http_op *p = (http_op *)op;
-    mcp_http_cancel(p->req); /* http_done still runs, detached, and frees p */
+    mcp_http_cancel(op->req); /* http_done still runs, detached, and frees op */
 }
 
 static int l_request(lua_State *L)
@@ -93,7 +87,7 @@ static int l_request(lua_State *L)
 
     mcp_host *h = mcp_host_upvalue(L);
     mcp_http *client = mcp_host_http(L, h);
-    http_op *p = mcp_op_new(L, sizeof *p, http_cancel);
+    mcp_op *op = mcp_op_new(L, sizeof *op, http_cancel);
     mcp_http_request rq = {
         .method = method,
         .url = url,
@@ -104,13 +98,8 @@ static int l_request(lua_State *L)
         .max_response = HTTP_MAX_RESPONSE,
     };
     mcp_error err = {{0}};
-    p->req = mcp_http_start(client, &rq, http_done, p, &err);
-    if (!p->req) {
-        free(p);
-        return mcp_push_failure(L, "failed", err.msg);
-    }
-    mcp_task_suspend(t, &p->op);
-    return lua_yield(L, 0);
+    op->req = mcp_http_start(client, &rq, http_done, op, &err);
+    return mcp_op_wait_or_fail(L, t, op, "failed", err.msg);
 }
 
 int luaopen_mcp_http(lua_State *L)

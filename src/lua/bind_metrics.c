@@ -208,12 +208,8 @@ static int l_serve(lua_State *L)
     const char *listen = luaL_checkstring(L, 1);
     mcp_metrics_listen parsed;
     char why[300];
-    if (mcp_metrics_listen_parse(listen, &parsed, why, sizeof why) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "bad address");
-        lua_pushstring(L, why);
-        return 3;
-    }
+    if (mcp_metrics_listen_parse(listen, &parsed, why, sizeof why) != 0)
+        return mcp_push_failure(L, "bad address", why);
     server_ud *s = lua_newuserdatauv(L, sizeof *s, 1);
     s->s = NULL;
     luaL_setmetatable(L, SERVER_MT);
@@ -221,12 +217,8 @@ static int l_serve(lua_State *L)
     lua_setiuservalue(L, -2, 1);
     mcp_error err = {{0}};
     s->s = mcp_metrics_http_start(&h->loop, listen, registry_of(L), &err);
-    if (!s->s) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "cannot listen");
-        lua_pushstring(L, err.msg);
-        return 3;
-    }
+    if (!s->s)
+        return mcp_push_failure(L, "cannot listen", err.msg);
     return 1;
 }
 
@@ -255,23 +247,11 @@ int luaopen_mcp_metrics(lua_State *L)
                                           {NULL, NULL}};
     static const luaL_Reg server_fns[] = {
         {"port", server_port}, {"close", server_close}, {NULL, NULL}};
-    if (luaL_newmetatable(L, FAMILY_MT)) {
-        luaL_newlib(L, family_fns);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, SERVER_MT)) {
-        luaL_newlib(L, server_fns);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, server_close);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, REGISTRY_MT)) {
-        lua_pushcfunction(L, registry_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
+    static const luaL_Reg server_meta[] = {{"__gc", server_close}, {NULL, NULL}};
+    static const luaL_Reg registry_meta[] = {{"__gc", registry_gc}, {NULL, NULL}};
+    mcp_new_metatable(L, FAMILY_MT, family_fns, lua_upvalueindex(1), NULL);
+    mcp_new_metatable(L, SERVER_MT, server_fns, lua_upvalueindex(1), server_meta);
+    mcp_new_metatable(L, REGISTRY_MT, NULL, lua_upvalueindex(1), registry_meta);
 
     static const luaL_Reg fns[] = {{"counter", l_counter},     {"gauge", l_gauge},
                                    {"histogram", l_histogram}, {"render", l_render},

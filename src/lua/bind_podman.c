@@ -19,8 +19,7 @@ typedef enum call_kind {
 } call_kind;
 
 typedef struct podman_op {
-    mcp_op op;
-    mcp_proc *proc;
+    mcp_op op; /* op.req: the mcp_proc */
     call_kind kind;
 } podman_op;
 
@@ -39,40 +38,41 @@ static void set_labels(lua_State *L, const mcp_strv *labels)
     lua_setfield(L, -2, "labels");
 }
 
+static const mcp_field port_fields[] = {
+    MCP_FIELD(mcp_port_mapping, host_ip),
+    MCP_FIELD(mcp_port_mapping, host_port),
+    MCP_FIELD(mcp_port_mapping, container_port),
+    MCP_FIELD(mcp_port_mapping, protocol),
+};
+
+static const mcp_field container_fields[] = {
+    MCP_FIELD(mcp_container, id),
+    MCP_FIELD(mcp_container, name),
+    MCP_FIELD(mcp_container, image),
+    MCP_FIELD(mcp_container, state),
+    MCP_FIELD(mcp_container, exit_code),
+    MCP_FIELD_F(mcp_container, started_at, MCP_F_NULL_EMPTY),
+    MCP_FIELD_F(mcp_container, finished_at, MCP_F_NULL_EMPTY),
+    MCP_FIELD(mcp_container, oom),
+};
+
+/* what only inspect fills */
+static const mcp_field container_detail_fields[] = {
+    MCP_FIELD(mcp_container, env),     MCP_FIELD(mcp_container, cmd),
+    MCP_FIELD(mcp_container, volumes), MCP_FIELD(mcp_container, user),
+    MCP_FIELD(mcp_container, network), MCP_FIELD(mcp_container, restart),
+};
+
 static void push_container(lua_State *L, const mcp_container *c, bool detailed)
 {
     lua_createtable(L, 0, 18);
-    mcp_set_string(L, "id", c->id);
-    mcp_set_string(L, "name", c->name);
-    mcp_set_string(L, "image", c->image);
-    mcp_set_string(L, "state", c->state);
-    mcp_set_int(L, "exit_code", c->exit_code);
-    mcp_set_string(L, "started_at", c->started_at ? c->started_at : "");
-    mcp_set_string(L, "finished_at", c->finished_at ? c->finished_at : "");
-    mcp_set_bool(L, "oom", c->oom);
+    mcp_set_fields(L, c, container_fields, MCP_N_FIELDS(container_fields));
     set_labels(L, &c->labels);
-    lua_createtable(L, (int)c->n_ports, 0);
-    for (size_t i = 0; i < c->n_ports; i++) {
-        const mcp_port_mapping *p = &c->ports[i];
-        lua_createtable(L, 0, 4);
-        mcp_set_string(L, "host_ip", p->host_ip);
-        mcp_set_int(L, "host_port", p->host_port);
-        mcp_set_int(L, "container_port", p->container_port);
-        mcp_set_string(L, "protocol", p->protocol);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    mcp_push_fields_array(L, c->ports, c->n_ports, sizeof *c->ports, port_fields,
+                          MCP_N_FIELDS(port_fields));
     lua_setfield(L, -2, "ports");
-    if (detailed) {
-        mcp_push_strv(L, &c->env);
-        lua_setfield(L, -2, "env");
-        mcp_push_strv(L, &c->cmd);
-        lua_setfield(L, -2, "cmd");
-        mcp_push_strv(L, &c->volumes);
-        lua_setfield(L, -2, "volumes");
-        mcp_set_string(L, "user", c->user);
-        mcp_set_string(L, "network", c->network);
-        mcp_set_string(L, "restart", c->restart);
-    }
+    if (detailed)
+        mcp_set_fields(L, c, container_detail_fields, MCP_N_FIELDS(container_detail_fields));
 }
 
 /* Pushes what the finished call returns to Lua; returns the count. */
@@ -159,8 +159,7 @@ static void call_done(const mcp_proc_result *res, void *ud)
 
 static void call_cancel(mcp_op *op)
 {
-    podman_op *p = (podman_op *)op;
-    mcp_proc_cancel(p->proc); /* call_done still runs, detached, and frees p */
+    mcp_proc_cancel(op->req); /* call_done still runs, detached, and frees the op */
 }
 
 /* Starts argv as a podman call for the running task and suspends it. */
@@ -168,10 +167,9 @@ static int start_call(lua_State *L, mcp_strv *argv, call_kind kind, const char *
 {
     mcp_task *t = mcp_task_require(L, what);
     mcp_host *h = mcp_host_upvalue(L);
-    podman_op *p = calloc(1, sizeof *p);
     char **args = mcp_strv_argv(argv);
-    if (!p || !args) {
-        free(p);
+    podman_op *p = args ? calloc(1, sizeof *p) : NULL;
+    if (!p) {
         free(args);
         mcp_strv_free(argv);
         return luaL_error(L, "out of memory");
@@ -179,15 +177,10 @@ static int start_call(lua_State *L, mcp_strv *argv, call_kind kind, const char *
     p->kind = kind;
     p->op.cancel = call_cancel;
     mcp_error err = {{0}};
-    p->proc = mcp_proc_spawn(&h->loop, args, h->podman.timeout_ms, call_done, p, &err);
+    p->op.req = mcp_proc_spawn(&h->loop, args, h->podman.timeout_ms, call_done, p, &err);
     free(args);
     mcp_strv_free(argv);
-    if (!p->proc) {
-        free(p);
-        return mcp_push_failure(L, "podman not found", err.msg);
-    }
-    mcp_task_suspend(t, &p->op);
-    return lua_yield(L, 0);
+    return mcp_op_wait_or_fail(L, t, &p->op, "podman not found", err.msg);
 }
 
 static void argv_oom(lua_State *L, int rc, mcp_strv *argv)
@@ -352,8 +345,6 @@ typedef struct ev_node {
     mcp_podman_event ev;
 } ev_node;
 
-typedef struct events_wait events_wait;
-
 typedef struct events_ud {
     uv_loop_t *loop;
     mcp_proc_stream *proc; /* NULL once closed or ended */
@@ -363,14 +354,8 @@ typedef struct events_ud {
     bool ended;      /* the child ended by itself; end_detail says how */
     char *end_detail;
     size_t bad_lines;    /* lines that did not parse as events (ignored) */
-    events_wait *waiter; /* the one task in next(), or NULL */
+    mcp_wait *waiter;    /* the one task in next(), or NULL */
 } events_ud;
-
-struct events_wait {
-    mcp_op op;
-    uv_timer_t timer;
-    events_ud *ud; /* NULL once the wait is over */
-};
 
 static void events_queue_clear(events_ud *ud)
 {
@@ -384,16 +369,16 @@ static void events_queue_clear(events_ud *ud)
     ud->count = 0;
 }
 
+static const mcp_field event_fields[] = {
+    MCP_FIELD(mcp_podman_event, name),   MCP_FIELD(mcp_podman_event, id),
+    MCP_FIELD(mcp_podman_event, status), MCP_FIELD_IF(mcp_podman_event, exit_code, has_exit_code),
+    MCP_FIELD(mcp_podman_event, time),   MCP_FIELD(mcp_podman_event, image),
+};
+
 static void push_event(lua_State *L, const mcp_podman_event *ev)
 {
     lua_createtable(L, 0, 8);
-    mcp_set_string(L, "name", ev->name);
-    mcp_set_string(L, "id", ev->id);
-    mcp_set_string(L, "status", ev->status);
-    if (ev->has_exit_code)
-        mcp_set_int(L, "exit_code", ev->exit_code);
-    mcp_set_number(L, "time", ev->time);
-    mcp_set_string(L, "image", ev->image);
+    mcp_set_fields(L, ev, event_fields, MCP_N_FIELDS(event_fields));
     set_labels(L, &ev->labels);
 }
 
@@ -405,10 +390,8 @@ static int events_answer(lua_State *L, events_ud *ud)
         return mcp_push_reason(L, "overflow");
     }
     if (ud->head) {
-        ev_node *n = ud->head;
-        ud->head = n->next;
-        if (!ud->head)
-            ud->tail = NULL;
+        ev_node *n;
+        MCP_QUEUE_TAKE(ud->head, ud->tail, n, next);
         ud->count--;
         push_event(L, &n->ev);
         mcp_podman_event_free(&n->ev);
@@ -420,25 +403,18 @@ static int events_answer(lua_State *L, events_ud *ud)
     return 0;
 }
 
-static void wait_timer_closed(uv_handle_t *h)
+/* The wait is over: the stream forgets it. */
+static void events_wait_detach(mcp_wait *w)
 {
-    free(h->data);
-}
-
-/* Ends the wait: the timer goes, the stream forgets it. */
-static void wait_finish(events_wait *w)
-{
-    if (w->ud && w->ud->waiter == w)
-        w->ud->waiter = NULL;
-    w->ud = NULL;
-    uv_timer_stop(&w->timer);
-    uv_close((uv_handle_t *)&w->timer, wait_timer_closed);
+    events_ud *ud = w->obj;
+    if (ud->waiter == w)
+        ud->waiter = NULL;
 }
 
 /* Wakes the waiting task when there is something to tell it. */
 static void events_deliver(events_ud *ud)
 {
-    events_wait *w = ud->waiter;
+    mcp_wait *w = ud->waiter;
     if (!w)
         return;
     mcp_task *t = w->op.task;
@@ -450,22 +426,15 @@ static void events_deliver(events_ud *ud)
         n = 0; /* cannot even report: the call returns nothing */
     else if ((n = events_answer(co, ud)) == 0)
         return;
-    wait_finish(w);
+    mcp_wait_end(w);
     mcp_task_wake(t, n);
 }
 
-static void events_on_timeout(uv_timer_t *timer)
+static void events_wait_timed_out(mcp_wait *w)
 {
-    events_wait *w = timer->data;
-    mcp_task *t = w->op.task;
-    wait_finish(w);
+    mcp_task *t = mcp_wait_end(w);
     if (t)
         mcp_task_wake(t, mcp_push_reason(mcp_task_thread(t), "timeout"));
-}
-
-static void events_wait_cancel(mcp_op *op)
-{
-    wait_finish((events_wait *)op); /* the scheduler answers nil, "cancelled" */
 }
 
 static void events_on_line(const char *line, size_t len, void *data)
@@ -527,17 +496,10 @@ static int l_events_next(lua_State *L)
     if (timeout == 0)
         return mcp_push_reason(L, "timeout");
     mcp_task *t = mcp_task_require(L, "events:next");
-    events_wait *w = mcp_op_new(L, sizeof *w, events_wait_cancel);
-    w->ud = ud;
-    uv_timer_init(ud->loop, &w->timer);
-    w->timer.data = w;
-    if (timeout > 0) {
-        double ms = timeout > 1e9 ? 1e12 : timeout * 1000.0 + 0.5;
-        uv_timer_start(&w->timer, events_on_timeout, (uint64_t)ms, 0);
-    }
-    ud->waiter = w;
-    mcp_task_suspend(t, &w->op); /* a cancelled task is refused here: cancel ran */
-    return lua_yield(L, 0);
+    /* no timeout (< 0): wait for ever */
+    ud->waiter = mcp_wait_new(L, sizeof *ud->waiter, ud, ud->loop, timeout, events_wait_detach,
+                              events_wait_timed_out);
+    return mcp_op_wait(L, t, &ud->waiter->op); /* a cancelled task is refused here: cancel ran */
 }
 
 /* Kills the child and drops what is queued; a task waiting gets "closed". */
@@ -563,7 +525,7 @@ static int l_events_gc(lua_State *L)
     events_ud *ud = check_events(L);
     events_close(ud);
     if (ud->waiter) /* cannot happen (a waiter keeps it alive); never leave it dangling */
-        wait_finish(ud->waiter);
+        mcp_wait_end(ud->waiter);
     free(ud->end_detail);
     ud->end_detail = NULL;
     return 0;
@@ -607,13 +569,11 @@ static void events_metatable(lua_State *L, int host_idx)
 {
     static const luaL_Reg methods[] = {
         {"next", l_events_next}, {"close", l_events_close}, {NULL, NULL}};
-    luaL_newmetatable(L, EVENTS_METATABLE);
-    mcp_new_lib(L, methods, host_idx);
-    lua_setfield(L, -2, "__index");
-    mcp_set_cfunction(L, "__gc", l_events_gc);
-    mcp_set_cfunction(L, "__close", l_events_close);
-    mcp_set_cfunction(L, "__tostring", l_events_tostring);
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {{"__gc", l_events_gc},
+                                    {"__close", l_events_close},
+                                    {"__tostring", l_events_tostring},
+                                    {NULL, NULL}};
+    mcp_new_metatable(L, EVENTS_METATABLE, methods, host_idx, meta);
 }
 
 int luaopen_mcp_podman(lua_State *L)

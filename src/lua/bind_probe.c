@@ -6,11 +6,6 @@
 #include "internal.h"
 #include "mcp/probe.h"
 
-typedef struct probe_op {
-    mcp_op op;
-    mcp_probe *probe;
-} probe_op;
-
 /* true, latency | nil, reason, latency */
 static int push_result(lua_State *co, const void *result)
 {
@@ -31,8 +26,7 @@ static void probe_done(const mcp_probe_result *res, void *ud)
 
 static void probe_cancel(mcp_op *op)
 {
-    probe_op *p = (probe_op *)op;
-    mcp_probe_cancel(p->probe); /* probe_done still runs, detached, and frees p */
+    mcp_probe_cancel(op->req); /* probe_done still runs, detached, and frees op */
 }
 
 static int64_t timeout_ms(lua_State *L, int idx)
@@ -71,25 +65,24 @@ static int start_probe(lua_State *L, probe_kind kind)
     mcp_task *t = mcp_task_require(L, names[kind]);
     mcp_host *h = mcp_host_upvalue(L);
     mcp_http *http = kind == PROBE_TCP ? NULL : mcp_host_http(L, h); /* may raise: first */
-    probe_op *p = mcp_op_new(L, sizeof *p, probe_cancel);
+    mcp_op *op = mcp_op_new(L, sizeof *op, probe_cancel);
     mcp_error err = {{0}};
     switch (kind) {
     case PROBE_TCP:
-        p->probe = mcp_probe_tcp(&h->loop, host, port, ms, probe_done, p, &err);
+        op->req = mcp_probe_tcp(&h->loop, host, port, ms, probe_done, op, &err);
         break;
     case PROBE_HTTP:
-        p->probe = mcp_probe_http(http, host, port, extra, ms, probe_done, p, &err);
+        op->req = mcp_probe_http(http, host, port, extra, ms, probe_done, op, &err);
         break;
     case PROBE_GRPC:
-        p->probe = mcp_probe_grpc(http, host, port, extra, ms, probe_done, p, &err);
+        op->req = mcp_probe_grpc(http, host, port, extra, ms, probe_done, op, &err);
         break;
     }
-    if (!p->probe) {
-        free(p);
+    if (!op->req) {
+        free(op);
         return luaL_error(L, "%s: %s", names[kind], err.msg); /* bad host or path: misuse */
     }
-    mcp_task_suspend(t, &p->op);
-    return lua_yield(L, 0);
+    return mcp_op_wait(L, t, op);
 }
 
 static int l_tcp(lua_State *L) { return start_probe(L, PROBE_TCP); }

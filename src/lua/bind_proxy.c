@@ -12,26 +12,16 @@
 #include "internal.h"
 #include "mcp/mcproxy.h"
 
-typedef struct proxy_op {
-    mcp_op op;
-    mcp_mcproxy_call *call;
-} proxy_op;
-
-static void push_route(lua_State *L, const void *item)
-{
-    const mcp_mcproxy_route *r = item;
-    lua_createtable(L, 0, 7);
-    mcp_set_string(L, "listener", r->listener);
-    mcp_set_string(L, "hostname", r->hostname);
-    mcp_set_string(L, "backend", r->backend);
-    mcp_set_string(L, "mode", r->mode);
-    mcp_set_string(L, "service", r->service);
+static const mcp_field route_fields[] = {
+    MCP_FIELD(mcp_mcproxy_route, listener),
+    MCP_FIELD(mcp_mcproxy_route, hostname),
+    MCP_FIELD(mcp_mcproxy_route, backend),
+    MCP_FIELD(mcp_mcproxy_route, mode),
+    MCP_FIELD(mcp_mcproxy_route, service),
     /* "" means unset on the wire: leave the field out, as an l4 route has none */
-    if (r->cert_path[0])
-        mcp_set_string(L, "cert_path", r->cert_path);
-    if (r->key_path[0])
-        mcp_set_string(L, "key_path", r->key_path);
-}
+    MCP_FIELD_F(mcp_mcproxy_route, cert_path, MCP_F_OMIT_ZERO),
+    MCP_FIELD_F(mcp_mcproxy_route, key_path, MCP_F_OMIT_ZERO),
+};
 
 static int push_outcome(lua_State *co, const void *result)
 {
@@ -39,7 +29,8 @@ static int push_outcome(lua_State *co, const void *result)
     if (!res->ok)
         return mcp_push_failure(co, res->reason, res->detail);
     if (res->routes)
-        mcp_push_array(co, res->routes, res->n_routes, sizeof *res->routes, push_route);
+        mcp_push_fields_array(co, res->routes, res->n_routes, sizeof *res->routes, route_fields,
+                              MCP_N_FIELDS(route_fields));
     else
         lua_pushboolean(co, 1); /* add/remove */
     return 1;
@@ -63,8 +54,7 @@ static void proxy_done(const mcp_mcproxy_result *res, void *ud)
 
 static void proxy_cancel(mcp_op *op)
 {
-    proxy_op *p = (proxy_op *)op;
-    mcp_mcproxy_cancel(p->call); /* proxy_done still runs, detached, and frees p */
+    mcp_mcproxy_cancel(op->req); /* proxy_done still runs, detached, and frees op */
 }
 
 static void list_done(const mcp_mcproxy_result *res, void *ud)
@@ -85,76 +75,85 @@ static const char *str_field(lua_State *L, int idx, const char *key, bool requir
     return NULL;
 }
 
-typedef enum { OP_ADD, OP_REMOVE, OP_LIST } proxy_kind;
-
-static int start(lua_State *L, proxy_kind kind)
+/* The route listener when none is given: [mcproxy] listener, else ":443". */
+static const char *default_listener(const mcp_host *h)
 {
-    static const char *const names[] = {"agent.proxy.add_route", "agent.proxy.remove_route",
-                                        "agent.proxy.list_routes"};
+    return h->cfg && h->cfg->mcproxy_listener && h->cfg->mcproxy_listener[0]
+               ? h->cfg->mcproxy_listener
+               : ":443";
+}
+
+/* What every call starts from, once its arguments are read. */
+typedef struct proxy_call {
+    mcp_task *t;
+    mcp_http *http;
+    mcp_mcproxy_target to;
+    mcp_op *op;
+} proxy_call;
+
+/* Readies call `what` of the running task; false, with nil, "not configured",
+ * detail pushed, when there is no [mcproxy] socket. */
+static bool begin_call(lua_State *L, const char *what, proxy_call *c)
+{
     mcp_host *h = mcp_host_upvalue(L);
-    mcp_mcproxy_route route = {0};
-    const char *listener = NULL, *hostname = NULL;
-    const char *default_listener = h->cfg && h->cfg->mcproxy_listener && h->cfg->mcproxy_listener[0]
-                                       ? h->cfg->mcproxy_listener
-                                       : ":443";
-    if (kind == OP_ADD) {
-        luaL_checktype(L, 1, LUA_TTABLE);
-        route.listener = (char *)str_field(L, 1, "listener", false);
-        if (!route.listener)
-            route.listener = (char *)default_listener;
-        route.hostname = (char *)str_field(L, 1, "hostname", true);
-        route.backend = (char *)str_field(L, 1, "backend", true);
-        route.mode = (char *)str_field(L, 1, "mode", false);
-        route.service = (char *)str_field(L, 1, "service", false);
-        route.cert_path = (char *)str_field(L, 1, "cert_path", false);
-        route.key_path = (char *)str_field(L, 1, "key_path", false);
-        if (!route.mode)
-            route.mode = "l4";
-        if (strcmp(route.mode, "l4") != 0 && strcmp(route.mode, "l7") != 0)
-            return luaL_error(L, "%s: mode must be \"l4\" or \"l7\", got \"%s\"", names[kind],
-                              route.mode);
-    } else if (kind == OP_REMOVE) {
-        listener = luaL_optstring(L, 1, default_listener);
-        hostname = luaL_checkstring(L, 2);
-    }
-    mcp_task *t = mcp_task_require(L, names[kind]);
+    c->t = mcp_task_require(L, what);
     const char *sock = h->cfg ? h->cfg->mcproxy_socket : NULL;
-    if (!sock || !sock[0])
-        return mcp_push_failure(L, "not configured", "no [mcproxy] socket in the config");
-    mcp_http *http = mcp_host_http(L, h); /* may raise: before anything is allocated */
-    proxy_op *p = mcp_op_new(L, sizeof *p, proxy_cancel);
-    mcp_mcproxy_target to = {.socket = sock, .timeout_ms = MCP_MCPROXY_DEFAULT_TIMEOUT_MS};
-    mcp_error err = {{0}};
-    switch (kind) {
-    case OP_ADD:
-        p->call = mcp_mcproxy_add_route(http, &to, &route, proxy_done, p, &err);
-        break;
-    case OP_REMOVE:
-        p->call = mcp_mcproxy_remove_route(http, &to, listener, hostname, proxy_done, p, &err);
-        break;
-    case OP_LIST:
-        p->call = mcp_mcproxy_list_routes(http, &to, list_done, p, &err);
-        break;
+    if (!sock || !sock[0]) {
+        mcp_push_failure(L, "not configured", "no [mcproxy] socket in the config");
+        return false;
     }
-    if (!p->call) {
-        free(p);
-        return mcp_push_failure(L, "unavailable", err.msg);
-    }
-    mcp_task_suspend(t, &p->op);
-    return lua_yield(L, 0);
+    c->http = mcp_host_http(L, h); /* may raise: before anything is allocated */
+    c->op = mcp_op_new(L, sizeof *c->op, proxy_cancel);
+    c->to = (mcp_mcproxy_target){.socket = sock, .timeout_ms = MCP_MCPROXY_DEFAULT_TIMEOUT_MS};
+    return true;
 }
 
 static int l_add_route(lua_State *L)
 {
-    return start(L, OP_ADD);
+    mcp_mcproxy_route route = {0};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    route.listener = (char *)str_field(L, 1, "listener", false);
+    if (!route.listener)
+        route.listener = (char *)default_listener(mcp_host_upvalue(L));
+    route.hostname = (char *)str_field(L, 1, "hostname", true);
+    route.backend = (char *)str_field(L, 1, "backend", true);
+    route.mode = (char *)str_field(L, 1, "mode", false);
+    route.service = (char *)str_field(L, 1, "service", false);
+    route.cert_path = (char *)str_field(L, 1, "cert_path", false);
+    route.key_path = (char *)str_field(L, 1, "key_path", false);
+    if (!route.mode)
+        route.mode = "l4";
+    if (strcmp(route.mode, "l4") != 0 && strcmp(route.mode, "l7") != 0)
+        return luaL_error(L, "agent.proxy.add_route: mode must be \"l4\" or \"l7\", got \"%s\"",
+                          route.mode);
+    proxy_call c;
+    if (!begin_call(L, "agent.proxy.add_route", &c))
+        return 3;
+    mcp_error err = {{0}};
+    c.op->req = mcp_mcproxy_add_route(c.http, &c.to, &route, proxy_done, c.op, &err);
+    return mcp_op_wait_or_fail(L, c.t, c.op, "unavailable", err.msg);
 }
+
 static int l_remove_route(lua_State *L)
 {
-    return start(L, OP_REMOVE);
+    const char *listener = luaL_optstring(L, 1, default_listener(mcp_host_upvalue(L)));
+    const char *hostname = luaL_checkstring(L, 2);
+    proxy_call c;
+    if (!begin_call(L, "agent.proxy.remove_route", &c))
+        return 3;
+    mcp_error err = {{0}};
+    c.op->req = mcp_mcproxy_remove_route(c.http, &c.to, listener, hostname, proxy_done, c.op, &err);
+    return mcp_op_wait_or_fail(L, c.t, c.op, "unavailable", err.msg);
 }
+
 static int l_list_routes(lua_State *L)
 {
-    return start(L, OP_LIST);
+    proxy_call c;
+    if (!begin_call(L, "agent.proxy.list_routes", &c))
+        return 3;
+    mcp_error err = {{0}};
+    c.op->req = mcp_mcproxy_list_routes(c.http, &c.to, list_done, c.op, &err);
+    return mcp_op_wait_or_fail(L, c.t, c.op, "unavailable", err.msg);
 }
 
 int luaopen_mcp_proxy(lua_State *L)

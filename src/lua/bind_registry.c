@@ -14,18 +14,31 @@ static mcp_registry *check_registry(lua_State *L)
     return h->reg;
 }
 
-static void push_route(lua_State *L, const void *item)
-{
-    const mcp_route *r = item;
-    lua_createtable(L, 0, 5);
-    mcp_set_string(L, "name", r->name);
-    if (r->port)
-        mcp_set_int(L, "port", r->port);
-    mcp_set_string(L, "mode", r->mode);
-    mcp_set_string(L, "hostname", r->hostname);
-    if (r->host_port)
-        mcp_set_int(L, "host_port", r->host_port);
-}
+static const mcp_field route_fields[] = {
+    MCP_FIELD(mcp_route, name),
+    MCP_FIELD_F(mcp_route, port, MCP_F_OMIT_ZERO), /* 0: the process listens on $PORT */
+    MCP_FIELD(mcp_route, mode),
+    MCP_FIELD(mcp_route, hostname),
+    MCP_FIELD_F(mcp_route, host_port, MCP_F_OMIT_ZERO), /* 0: not allocated yet */
+};
+
+/* after name and container, which are set first */
+static const mcp_field component_fields[] = {
+    MCP_FIELD(mcp_component, image),         MCP_FIELD(mcp_component, network),
+    MCP_FIELD(mcp_component, user),          MCP_FIELD(mcp_component, restart),
+    MCP_FIELD(mcp_component, desired_state), MCP_FIELD(mcp_component, ports),
+    MCP_FIELD(mcp_component, volumes),       MCP_FIELD(mcp_component, cmd),
+    MCP_FIELD(mcp_component, env),
+};
+
+static const mcp_field health_fields[] = {
+    MCP_FIELD(mcp_health, check),
+    MCP_FIELD_F(mcp_health, port, MCP_F_OMIT_ZERO), /* 0: the default port */
+    MCP_FIELD(mcp_health, path),
+    MCP_FIELD_AS("interval", mcp_health, interval_ms, MCP_F_MS),
+    MCP_FIELD_AS("timeout", mcp_health, timeout_ms, MCP_F_MS),
+    MCP_FIELD(mcp_health, failure_threshold),
+};
 
 static void push_component(lua_State *L, const mcp_service *svc, const mcp_component *c)
 {
@@ -36,40 +49,24 @@ static void push_component(lua_State *L, const mcp_service *svc, const mcp_compo
         luaL_error(L, "out of memory");
     mcp_set_string(L, "container", container);
     free(container);
-    mcp_set_string(L, "image", c->image);
-    mcp_set_string(L, "network", c->network);
-    mcp_set_string(L, "user", c->user);
-    mcp_set_string(L, "restart", c->restart);
-    mcp_set_string(L, "desired_state", c->desired_state);
-    mcp_push_strv(L, &c->ports);
-    lua_setfield(L, -2, "ports");
-    mcp_push_strv(L, &c->volumes);
-    lua_setfield(L, -2, "volumes");
-    mcp_push_strv(L, &c->cmd);
-    lua_setfield(L, -2, "cmd");
-    mcp_push_strv(L, &c->env);
-    lua_setfield(L, -2, "env");
-    if (c->health.check) {
-        lua_createtable(L, 0, 6);
-        mcp_set_string(L, "check", c->health.check);
-        if (c->health.port)
-            mcp_set_int(L, "port", c->health.port);
-        mcp_set_string(L, "path", c->health.path);
-        mcp_set_number(L, "interval", (lua_Number)c->health.interval_ms / 1000.0);
-        mcp_set_number(L, "timeout", (lua_Number)c->health.timeout_ms / 1000.0);
-        mcp_set_int(L, "failure_threshold", c->health.failure_threshold);
-        lua_setfield(L, -2, "health");
-    }
-    mcp_push_array(L, c->routes, c->n_routes, sizeof *c->routes, push_route);
+    mcp_set_fields(L, c, component_fields, MCP_N_FIELDS(component_fields));
+    if (c->health.check)
+        mcp_set_fields_table(L, "health", &c->health, health_fields, MCP_N_FIELDS(health_fields));
+    mcp_push_fields_array(L, c->routes, c->n_routes, sizeof *c->routes, route_fields,
+                          MCP_N_FIELDS(route_fields));
     lua_setfield(L, -2, "routes");
 }
+
+static const mcp_field service_fields[] = {
+    MCP_FIELD(mcp_service, name),
+    MCP_FIELD(mcp_service, active),
+};
 
 static void push_service(lua_State *L, const void *item)
 {
     const mcp_service *svc = item;
     lua_createtable(L, 0, 3);
-    mcp_set_string(L, "name", svc->name);
-    mcp_set_bool(L, "active", svc->active);
+    mcp_set_fields(L, svc, service_fields, MCP_N_FIELDS(service_fields));
     lua_createtable(L, (int)svc->n_components, 0);
     for (size_t i = 0; i < svc->n_components; i++) {
         push_component(L, svc, &svc->components[i]);
@@ -108,17 +105,36 @@ static int lookup_miss(lua_State *L, int found, const mcp_error *err)
     return 1;
 }
 
+/* What a listing (rc < 0: failed) answers: the n rows pushed by push, or the failure. */
+static int list_result(lua_State *L, int rc, const mcp_error *err, const void *rows, size_t n,
+                       size_t size, void (*push)(lua_State *L, const void *item))
+{
+    if (rc != 0)
+        return registry_failure(L, err);
+    mcp_push_array(L, rows, n, size, push);
+    return 1;
+}
+
+/* What a lookup answers: the row pushed by push when found (> 0), else lookup_miss. */
+static int lookup_result(lua_State *L, int found, const mcp_error *err, const void *row,
+                         void (*push)(lua_State *L, const void *item))
+{
+    if (found <= 0)
+        return lookup_miss(L, found, err);
+    push(L, row);
+    return 1;
+}
+
 static int l_services(lua_State *L)
 {
     mcp_registry *reg = check_registry(L);
     mcp_error err = {{0}};
     mcp_service *svcs = NULL;
     size_t n = 0;
-    if (mcp_registry_list_services(reg, &svcs, &n, &err) != 0)
-        return registry_failure(L, &err);
-    mcp_push_array(L, svcs, n, sizeof *svcs, push_service);
+    int rc = mcp_registry_list_services(reg, &svcs, &n, &err);
+    int nres = list_result(L, rc, &err, svcs, n, sizeof *svcs, push_service);
     mcp_services_free(svcs, n);
-    return 1;
+    return nres;
 }
 
 static int l_service(lua_State *L)
@@ -129,11 +145,10 @@ static int l_service(lua_State *L)
     mcp_service svc;
     memset(&svc, 0, sizeof svc);
     int found = mcp_registry_get_service(reg, name, &svc, &err);
-    if (found <= 0)
-        return lookup_miss(L, found, &err);
-    push_service(L, &svc);
-    mcp_service_free(&svc);
-    return 1;
+    int nres = lookup_result(L, found, &err, &svc, push_service);
+    if (found > 0)
+        mcp_service_free(&svc);
+    return nres;
 }
 
 static int l_set_desired(lua_State *L)
@@ -195,6 +210,16 @@ static int l_event(lua_State *L)
     return 1;
 }
 
+static const mcp_field event_fields[] = {
+    MCP_FIELD(mcp_event, id),
+    MCP_FIELD_AS("time", mcp_event, time_ms, MCP_F_MS),
+    MCP_FIELD(mcp_event, service),
+    MCP_FIELD(mcp_event, component),
+    MCP_FIELD(mcp_event, kind),
+    MCP_FIELD(mcp_event, message),
+    MCP_FIELD_IF(mcp_event, exit_code, has_exit_code),
+};
+
 static int push_events(lua_State *L, mcp_registry *reg, const mcp_event_query *q)
 {
     mcp_error err = {{0}};
@@ -202,19 +227,7 @@ static int push_events(lua_State *L, mcp_registry *reg, const mcp_event_query *q
     size_t n = 0;
     if (mcp_registry_query_events(reg, q, &ev, &n, &err) != 0)
         return registry_failure(L, &err);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_createtable(L, 0, 7);
-        mcp_set_int(L, "id", ev[i].id);
-        mcp_set_number(L, "time", (lua_Number)ev[i].time_ms / 1000.0);
-        mcp_set_string(L, "service", ev[i].service);
-        mcp_set_string(L, "component", ev[i].component);
-        mcp_set_string(L, "kind", ev[i].kind);
-        mcp_set_string(L, "message", ev[i].message);
-        if (ev[i].has_exit_code)
-            mcp_set_int(L, "exit_code", ev[i].exit_code);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    mcp_push_fields_array(L, ev, n, sizeof *ev, event_fields, MCP_N_FIELDS(event_fields));
     mcp_events_free(ev, n);
     return 1;
 }
@@ -247,22 +260,21 @@ static int l_events_after(lua_State *L)
 
 /* ---- supervision ---- */
 
+static const mcp_field supervision_fields[] = {
+    MCP_FIELD(mcp_supervision, service),
+    MCP_FIELD(mcp_supervision, component),
+    MCP_FIELD(mcp_supervision, restarts),
+    MCP_FIELD_IF(mcp_supervision, last_exit_code, has_last_exit_code),
+    MCP_FIELD(mcp_supervision, state),
+    MCP_FIELD_IF(mcp_supervision, backoff_until, has_backoff_until),
+    MCP_FIELD(mcp_supervision, reason),
+    MCP_FIELD_IF(mcp_supervision, started_at, has_started_at),
+    MCP_FIELD(mcp_supervision, updated_at),
+};
+
 static void push_supervision(lua_State *L, const void *item)
 {
-    const mcp_supervision *s = item;
-    lua_createtable(L, 0, 9);
-    mcp_set_string(L, "service", s->service);
-    mcp_set_string(L, "component", s->component);
-    mcp_set_int(L, "restarts", s->restarts);
-    if (s->has_last_exit_code)
-        mcp_set_int(L, "last_exit_code", s->last_exit_code);
-    mcp_set_string(L, "state", s->state);
-    if (s->has_backoff_until)
-        mcp_set_number(L, "backoff_until", s->backoff_until);
-    mcp_set_string(L, "reason", s->reason);
-    if (s->has_started_at)
-        mcp_set_number(L, "started_at", s->started_at);
-    mcp_set_number(L, "updated_at", s->updated_at);
+    mcp_push_fields(L, item, supervision_fields, MCP_N_FIELDS(supervision_fields));
 }
 
 /* registry.supervision(service, component) -> table | nil */
@@ -274,11 +286,10 @@ static int l_supervision(lua_State *L)
     mcp_error err = {{0}};
     mcp_supervision s;
     int found = mcp_registry_get_supervision(reg, service, component, &s, &err);
-    if (found <= 0)
-        return lookup_miss(L, found, &err);
-    push_supervision(L, &s);
-    mcp_supervision_free(&s);
-    return 1;
+    int nres = lookup_result(L, found, &err, &s, push_supervision);
+    if (found > 0)
+        mcp_supervision_free(&s);
+    return nres;
 }
 
 /* registry.supervisions() -> { {service=, component=, ...}, ... } */
@@ -288,11 +299,10 @@ static int l_supervisions(lua_State *L)
     mcp_error err = {{0}};
     mcp_supervision *rows = NULL;
     size_t n = 0;
-    if (mcp_registry_list_supervision(reg, &rows, &n, &err) != 0)
-        return registry_failure(L, &err);
-    mcp_push_array(L, rows, n, sizeof *rows, push_supervision);
+    int rc = mcp_registry_list_supervision(reg, &rows, &n, &err);
+    int nres = list_result(L, rc, &err, rows, n, sizeof *rows, push_supervision);
     mcp_supervisions_free(rows, n);
-    return 1;
+    return nres;
 }
 
 /* One settable field of set_supervision: its type, and whether false clears it. */

@@ -25,6 +25,21 @@ void mcp_set_cfunction(lua_State *L, const char *key, lua_CFunction fn)
     lua_setfield(L, -2, key);
 }
 
+void mcp_new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, int host_idx,
+                       const luaL_Reg *meta)
+{
+    host_idx = lua_absindex(L, host_idx);
+    if (luaL_newmetatable(L, name)) {
+        if (methods) {
+            mcp_new_lib(L, methods, host_idx);
+            lua_setfield(L, -2, "__index");
+        }
+        if (meta)
+            luaL_setfuncs(L, meta, 0);
+    }
+    lua_pop(L, 1);
+}
+
 void mcp_push_strv(lua_State *L, const mcp_strv *sv)
 {
     lua_createtable(L, (int)sv->n, 0);

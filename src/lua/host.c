@@ -92,6 +92,56 @@ static int resolve_paths(mcp_host *h, mcp_error *err)
     return 0;
 }
 
+/* core.config: the loaded mcp_config, sections as subtables (tls, mcproxy, metacrypt, boot). */
+static const mcp_field config_fields[] = {
+    MCP_FIELD(mcp_config, node_name),
+    MCP_FIELD(mcp_config, container_runtime),
+    MCP_FIELD(mcp_config, socket),
+    MCP_FIELD(mcp_config, grpc_addr),
+    MCP_FIELD(mcp_config, insecure_loopback),
+    MCP_FIELD(mcp_config, db_path),
+    MCP_FIELD(mcp_config, port_min),
+    MCP_FIELD(mcp_config, port_max),
+    MCP_FIELD(mcp_config, policy_dir),
+    MCP_FIELD(mcp_config, log_level),
+    MCP_FIELD_AS("monitor_interval", mcp_config, monitor_interval_ms, MCP_F_MS),
+    MCP_FIELD(mcp_config, monitor_drift),
+    MCP_FIELD(mcp_config, pull),
+    MCP_FIELD_AS("warnings", mcp_config, n_warnings, 0),
+    MCP_FIELD(mcp_config, keep_events),
+    MCP_FIELD(mcp_config, metrics_listen),
+    MCP_FIELD_AS("podman_timeout", mcp_config, podman_timeout_ms, MCP_F_MS),
+    MCP_FIELD(mcp_config, podman_args),
+};
+
+static const mcp_field tls_fields[] = {
+    MCP_FIELD_AS("cert", mcp_config, tls_cert, 0),
+    MCP_FIELD_AS("key", mcp_config, tls_key, 0),
+    MCP_FIELD_AS("client_ca", mcp_config, tls_client_ca, 0),
+};
+
+static const mcp_field mcproxy_fields[] = {
+    MCP_FIELD_AS("socket", mcp_config, mcproxy_socket, 0),
+    MCP_FIELD_AS("cert_dir", mcp_config, mcproxy_cert_dir, 0),
+    MCP_FIELD_AS("listener", mcp_config, mcproxy_listener, 0),
+};
+
+static const mcp_field metacrypt_fields[] = {
+    MCP_FIELD_AS("server_url", mcp_config, metacrypt_server_url, 0),
+    MCP_FIELD_AS("ca_cert", mcp_config, metacrypt_ca_cert, 0),
+    MCP_FIELD_AS("mount", mcp_config, metacrypt_mount, 0),
+    MCP_FIELD_AS("issuer", mcp_config, metacrypt_issuer, 0),
+    MCP_FIELD_AS("token_path", mcp_config, metacrypt_token_path, 0),
+};
+
+static const mcp_field stage_fields[] = {
+    MCP_FIELD(mcp_boot_stage, name),
+    MCP_FIELD(mcp_boot_stage, services),
+    MCP_FIELD_AS("timeout", mcp_boot_stage, timeout_ms, MCP_F_MS),
+    MCP_FIELD(mcp_boot_stage, health),
+    MCP_FIELD(mcp_boot_stage, line),
+};
+
 static void push_config(lua_State *L, const mcp_host *h)
 {
     const mcp_config *c = h->cfg;
@@ -100,60 +150,12 @@ static void push_config(lua_State *L, const mcp_host *h)
     mcp_set_string(L, "config_path", h->config_path);
     if (!c)
         return;
-    mcp_set_string(L, "node_name", c->node_name);
-    mcp_set_string(L, "container_runtime", c->container_runtime);
-    mcp_set_string(L, "socket", c->socket);
-    mcp_set_string(L, "grpc_addr", c->grpc_addr);
-    mcp_set_bool(L, "insecure_loopback", c->insecure_loopback);
-    lua_createtable(L, 0, 3);
-    mcp_set_string(L, "cert", c->tls_cert);
-    mcp_set_string(L, "key", c->tls_key);
-    mcp_set_string(L, "client_ca", c->tls_client_ca);
-    lua_setfield(L, -2, "tls");
-    mcp_set_string(L, "db_path", c->db_path);
-    mcp_set_int(L, "port_min", c->port_min);
-    mcp_set_int(L, "port_max", c->port_max);
-    mcp_set_string(L, "policy_dir", c->policy_dir);
-    mcp_set_string(L, "log_level", c->log_level);
-    lua_pushnumber(L, (lua_Number)c->monitor_interval_ms / 1000.0);
-    lua_setfield(L, -2, "monitor_interval");
-    mcp_set_string(L, "monitor_drift", c->monitor_drift);
-    mcp_set_string(L, "pull", c->pull);
-    mcp_set_int(L, "warnings", c->n_warnings);
-    mcp_set_int(L, "keep_events", c->keep_events);
-    mcp_set_string(L, "metrics_listen", c->metrics_listen);
-    lua_pushnumber(L, (lua_Number)c->podman_timeout_ms / 1000.0);
-    lua_setfield(L, -2, "podman_timeout");
-    mcp_push_strv(L, &c->podman_args);
-    lua_setfield(L, -2, "podman_args");
-
-    lua_createtable(L, 0, 3);
-    mcp_set_string(L, "socket", c->mcproxy_socket);
-    mcp_set_string(L, "cert_dir", c->mcproxy_cert_dir);
-    mcp_set_string(L, "listener", c->mcproxy_listener);
-    lua_setfield(L, -2, "mcproxy");
-
-    lua_createtable(L, 0, 5);
-    mcp_set_string(L, "server_url", c->metacrypt_server_url);
-    mcp_set_string(L, "ca_cert", c->metacrypt_ca_cert);
-    mcp_set_string(L, "mount", c->metacrypt_mount);
-    mcp_set_string(L, "issuer", c->metacrypt_issuer);
-    mcp_set_string(L, "token_path", c->metacrypt_token_path);
-    lua_setfield(L, -2, "metacrypt");
-
-    lua_createtable(L, (int)c->n_stages, 0);
-    for (size_t i = 0; i < c->n_stages; i++) {
-        const mcp_boot_stage *s = &c->stages[i];
-        lua_createtable(L, 0, 5);
-        mcp_set_string(L, "name", s->name);
-        mcp_push_strv(L, &s->services);
-        lua_setfield(L, -2, "services");
-        lua_pushnumber(L, (lua_Number)s->timeout_ms / 1000.0);
-        lua_setfield(L, -2, "timeout");
-        mcp_set_string(L, "health", s->health);
-        mcp_set_int(L, "line", s->line);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    mcp_set_fields(L, c, config_fields, MCP_N_FIELDS(config_fields));
+    mcp_set_fields_table(L, "tls", c, tls_fields, MCP_N_FIELDS(tls_fields));
+    mcp_set_fields_table(L, "mcproxy", c, mcproxy_fields, MCP_N_FIELDS(mcproxy_fields));
+    mcp_set_fields_table(L, "metacrypt", c, metacrypt_fields, MCP_N_FIELDS(metacrypt_fields));
+    mcp_push_fields_array(L, c->stages, c->n_stages, sizeof *c->stages, stage_fields,
+                          MCP_N_FIELDS(stage_fields));
     lua_setfield(L, -2, "boot");
 }
 

@@ -4,6 +4,7 @@
 #define MCP_LUA_INTERNAL_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,6 +19,16 @@
 #include "mcp/podman.h"
 #include "mcp/registry.h"
 
+/* Takes the first node of the singly linked queue head..tail (lvalues, not
+ * empty; see MCP_QUEUE_APPEND) into node, linked through its member next. */
+#define MCP_QUEUE_TAKE(head, tail, node, next)                                                     \
+    do {                                                                                           \
+        (node) = (head);                                                                           \
+        (head) = (node)->next;                                                                     \
+        if (!(head))                                                                               \
+            (tail) = NULL;                                                                         \
+    } while (0)
+
 typedef struct mcp_task mcp_task;
 typedef struct mcp_op mcp_op;
 
@@ -27,6 +38,7 @@ typedef struct mcp_op mcp_op;
 struct mcp_op {
     mcp_task *task;             /* NULL once detached: the task was cancelled */
     void (*cancel)(mcp_op *op); /* stop the operation; its completion then only frees */
+    void *req;                  /* the core's request handle, which cancel stops */
 };
 
 struct mcp_host {
@@ -80,6 +92,31 @@ void *mcp_op_new(lua_State *L, size_t size, void (*cancel)(mcp_op *op));
 /* mcp_op_complete, then frees op: the first member of a struct from malloc,
  * as the bindings' ops are (the end of the operation's callback). */
 void mcp_op_done(mcp_op *op, int (*push)(lua_State *co, const void *res), const void *res);
+/* Parks the running task t on op and yields it: `return mcp_op_wait(L, t, op);`. */
+int mcp_op_wait(lua_State *L, mcp_task *t, mcp_op *op);
+/* The end of a binding that started a request: waits on op when op->req is
+ * set, else frees op and returns nil, reason, detail. */
+int mcp_op_wait_or_fail(lua_State *L, mcp_task *t, mcp_op *op, const char *reason,
+                        const char *detail);
+/* A task's wait on an object of a binding (a call, a stream) that news of
+ * the object or a timer ends; the first member of the binding's own struct. */
+typedef struct mcp_wait mcp_wait;
+struct mcp_wait {
+    mcp_op op;
+    void *obj;                      /* what the task waits on; NULL once the wait ended */
+    void (*detach)(mcp_wait *w);    /* makes obj forget w */
+    void (*timed_out)(mcp_wait *w); /* the timer ran out: end w, wake its task with the answer */
+    bool has_timer;
+    uv_timer_t timer;
+};
+/* A wait of size bytes on obj, with a timer on loop of timeout_s seconds
+ * (none when < 0; at most 1e12 ms); cancelling its task ends it. Raises when
+ * out of memory. The caller then parks the running task on its op. */
+void *mcp_wait_new(lua_State *L, size_t size, void *obj, uv_loop_t *loop, lua_Number timeout_s,
+                   void (*detach)(mcp_wait *w), void (*timed_out)(mcp_wait *w));
+/* Ends w: detaches it from obj, stops its timer and frees it. Returns the
+ * task that waited, to wake with the answer, or NULL (it was cancelled). */
+mcp_task *mcp_wait_end(mcp_wait *w);
 /* How the main task ended. */
 typedef enum mcp_main_outcome {
     MCP_MAIN_DONE,      /* its results (nres) are on h->L */
@@ -148,6 +185,50 @@ void mcp_set_int(lua_State *L, const char *key, lua_Integer val);
 void mcp_set_number(lua_State *L, const char *key, lua_Number val);
 void mcp_set_bool(lua_State *L, const char *key, bool val);
 
+/* --- struct -> table by a table of fields (fields.c) --- */
+typedef enum mcp_field_kind {
+    MCP_F_STRING, /* char *: left out when NULL */
+    MCP_F_INT,    /* int */
+    MCP_F_INT64,  /* int64_t */
+    MCP_F_BOOL,   /* bool */
+    MCP_F_NUMBER, /* double */
+    MCP_F_STRV,   /* mcp_strv, as an array of strings */
+} mcp_field_kind;
+/* flags of a field */
+#define MCP_F_OMIT_ZERO 1u  /* left out when 0, false, "" or empty: the member's "unset" */
+#define MCP_F_NULL_EMPTY 2u /* a NULL string is pushed as "" */
+#define MCP_F_MS 4u         /* an int64_t of milliseconds, pushed as seconds */
+typedef struct mcp_field {
+    const char *key;
+    mcp_field_kind kind;
+    size_t offset;     /* of the member */
+    unsigned flags;    /* MCP_F_* */
+    size_t has_offset; /* 1 + offset of the bool that says the member is set; 0: always */
+} mcp_field;
+/* The kind of a member, from its C type: any other type does not compile. */
+#define MCP_FIELD_KIND(T, m)                                                                       \
+    _Generic(((T *)0)->m, char *: MCP_F_STRING, int: MCP_F_INT, int64_t: MCP_F_INT64,             \
+             bool: MCP_F_BOOL, double: MCP_F_NUMBER, mcp_strv: MCP_F_STRV)
+/* t["m"] = member m of a T; _F with flags; _AS under a key named otherwise. */
+#define MCP_FIELD(T, m) MCP_FIELD_AS(#m, T, m, 0)
+#define MCP_FIELD_F(T, m, flags) MCP_FIELD_AS(#m, T, m, flags)
+#define MCP_FIELD_AS(key, T, m, flags) {(key), MCP_FIELD_KIND(T, m), offsetof(T, m), (flags), 0}
+/* t["m"] = member m of a T only when its bool member has is true. */
+#define MCP_FIELD_IF(T, m, has)                                                                    \
+    {#m, MCP_FIELD_KIND(T, m), offsetof(T, m), 0,                                                  \
+     offsetof(T, has) + 1 + 0 * sizeof(_Generic(((T *)0)->has, bool: 1))}
+#define MCP_N_FIELDS(a) (sizeof(a) / sizeof((a)[0]))
+/* Sets the n fields of obj on the table on top. */
+void mcp_set_fields(lua_State *L, const void *obj, const mcp_field *fields, size_t n);
+/* Pushes a new table of the n fields of obj. */
+void mcp_push_fields(lua_State *L, const void *obj, const mcp_field *fields, size_t n);
+/* An array of the n structs at items, size bytes apart, each a table of its nf fields. */
+void mcp_push_fields_array(lua_State *L, const void *items, size_t n, size_t size,
+                           const mcp_field *fields, size_t nf);
+/* t[key] = a new table of the n fields of obj, on the table t on top. */
+void mcp_set_fields_table(lua_State *L, const char *key, const void *obj, const mcp_field *fields,
+                          size_t n);
+
 /* --- argument checks (check_args.c): misuse raises luaL_argerror naming `what` --- */
 /* A string (not a number) with no NUL inside, at most 4096 bytes. */
 const char *mcp_check_text(lua_State *L, int idx, const char *what);
@@ -166,6 +247,11 @@ mcp_host *mcp_host_upvalue(lua_State *L);
 /* A new table of fns, each with the value at host_idx (the host) as upvalue 1. */
 void mcp_new_lib(lua_State *L, const luaL_Reg *fns, int host_idx);
 void mcp_set_cfunction(lua_State *L, const char *key, lua_CFunction fn); /* t[key]=fn, top table */
+/* Makes the metatable name once: methods (NULL: none; each with the value at
+ * host_idx as upvalue 1) as __index, and the metamethods meta (NULL: none).
+ * Leaves the stack as it was. */
+void mcp_new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, int host_idx,
+                       const luaL_Reg *meta);
 
 /* --- policies (policy.c) --- */
 /* Installs the searcher that loads policy modules (StrictModes, text only, own _ENV). */

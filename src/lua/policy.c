@@ -20,59 +20,45 @@
 #define LOAD_BUDGET_STEPS 1000 /* instructions between hook calls */
 #define LOAD_BUDGET_CALLS 100000 /* 100 M instructions: far beyond any sane top-level chunk */
 
-int mcp_policy_check_file(const char *path, char *why, size_t whylen)
+/* StrictModes for a policy file (dir false) or the policy dir: it exists, is
+ * of that kind, is not writable by group or others and is owned by root or us. */
+static int check_strict(const char *path, bool dir, char *why, size_t whylen)
 {
+    const char *what = dir ? "policies from a directory" : "a policy";
     struct stat st;
     if (stat(path, &st) != 0) {
         snprintf(why, whylen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(why, whylen, "%s: not a regular file", path);
+    if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        snprintf(why, whylen, "%s: %s", path,
+                 dir ? "the policy dir is not a directory" : "not a regular file");
         return -1;
     }
     if (st.st_mode & (S_IWGRP | S_IWOTH)) {
         snprintf(why, whylen,
-                 "%s: refusing to load a policy writable by group or others (mode %04o); "
+                 "%s: refusing to load %s writable by group or others (mode %04o); "
                  "fix with: chmod go-w %s",
-                 path, (unsigned)(st.st_mode & 07777), path);
+                 path, what, (unsigned)(st.st_mode & 07777), path);
         return -1;
     }
     if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        snprintf(why, whylen, "%s: refusing to load a policy owned by uid %u (want root or uid %u)",
-                 path, (unsigned)st.st_uid, (unsigned)geteuid());
+        snprintf(why, whylen, "%s: refusing to load %s owned by uid %u (want root or uid %u)", path,
+                 what, (unsigned)st.st_uid, (unsigned)geteuid());
         return -1;
     }
     return 0;
 }
 
+int mcp_policy_check_file(const char *path, char *why, size_t whylen)
+{
+    return check_strict(path, false, why, whylen);
+}
+
 /* Whoever may write the directory may drop a policy into it: the same rules as for the files. */
 static int check_policy_dir(const char *dir, char *why, size_t whylen)
 {
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        snprintf(why, whylen, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(why, whylen, "%s: the policy dir is not a directory", dir);
-        return -1;
-    }
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        snprintf(why, whylen,
-                 "%s: refusing to load policies from a directory writable by group or others "
-                 "(mode %04o); fix with: chmod go-w %s",
-                 dir, (unsigned)(st.st_mode & 07777), dir);
-        return -1;
-    }
-    if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        snprintf(why, whylen,
-                 "%s: refusing to load policies from a directory owned by uid %u (want root or "
-                 "uid %u)",
-                 dir, (unsigned)st.st_uid, (unsigned)geteuid());
-        return -1;
-    }
-    return 0;
+    return check_strict(dir, true, why, whylen);
 }
 
 /* Loads never interleave: a chunk cannot yield while loading. */

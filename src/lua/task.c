@@ -314,6 +314,21 @@ void mcp_op_done(mcp_op *op, int (*push)(lua_State *co, const void *res), const 
     free(op);
 }
 
+int mcp_op_wait(lua_State *L, mcp_task *t, mcp_op *op)
+{
+    mcp_task_suspend(t, op);
+    return lua_yield(L, 0); /* throws: it does not return to here */
+}
+
+int mcp_op_wait_or_fail(lua_State *L, mcp_task *t, mcp_op *op, const char *reason,
+                        const char *detail)
+{
+    if (op->req)
+        return mcp_op_wait(L, t, op);
+    free(op);
+    return mcp_push_failure(L, reason, detail);
+}
+
 /* Cancels t: detaches and cancels its pending operation, closes its
  * coroutine (running its to-be-closed variables) and wakes its waiters. */
 static void task_cancel(mcp_task *t)
