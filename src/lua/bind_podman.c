@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "internal.h"
+#include "mcp/event_merge.h"
+#include "mcp/log.h"
+#include "mcp/tail.h"
 
 typedef enum call_kind {
     CALL_LIST,
@@ -332,6 +335,11 @@ static int l_run(lua_State *L)
 }
 
 /* ---- events(): one `podman events` child per stream ------------------------ */
+/* Beside the child, podman's events file itself is followed (mcp_tail): with
+ * the file backend the child polls it every 250 ms, the tail sees a line at
+ * once. mcp_event_merge passes each event once, and the file's only once the
+ * two have agreed on one (a guessed path that is not podman's file is never
+ * believed). */
 
 #define EVENTS_METATABLE "mcp.podman_events"
 /* Unread events kept; past this they are dropped and next() says "overflow"
@@ -348,6 +356,8 @@ typedef struct ev_node {
 typedef struct events_ud {
     uv_loop_t *loop;
     mcp_proc_stream *proc; /* NULL once closed or ended */
+    mcp_tail *file;        /* podman's events file, NULL when not followed */
+    mcp_event_merge *merge;
     ev_node *head, *tail;
     size_t count;
     bool overflowed; /* events were dropped; "overflow" not yet reported */
@@ -437,14 +447,19 @@ static void events_wait_timed_out(mcp_wait *w)
         mcp_task_wake(t, mcp_push_reason(mcp_task_thread(t), "timeout"));
 }
 
-static void events_on_line(const char *line, size_t len, void *data)
+/* A line from either source: queued when it is a container event not queued yet. */
+static void events_take(events_ud *ud, const char *line, size_t len, mcp_events_source src)
 {
-    events_ud *ud = data;
     ev_node *n = calloc(1, sizeof *n);
     mcp_error err = {{0}};
     if (!n || mcp_podman_parse_event(line, len, &n->ev, &err) != 0) {
         free(n);
         ud->bad_lines++;
+        return;
+    }
+    if (!n->ev.container || !mcp_event_merge_take(ud->merge, &n->ev, src)) {
+        mcp_podman_event_free(&n->ev);
+        free(n);
         return;
     }
     if (ud->count >= EVENTS_QUEUE_MAX) {
@@ -454,6 +469,22 @@ static void events_on_line(const char *line, size_t len, void *data)
     MCP_QUEUE_APPEND(ud->head, ud->tail, n, next);
     ud->count++;
     events_deliver(ud);
+}
+
+static void events_on_line(const char *line, size_t len, void *data)
+{
+    events_take(data, line, len, MCP_EVENTS_READER);
+}
+
+static void events_on_file_line(const char *line, size_t len, void *data)
+{
+    events_take(data, line, len, MCP_EVENTS_FILE);
+}
+
+static void events_stop_file(events_ud *ud)
+{
+    mcp_tail_close(ud->file);
+    ud->file = NULL;
 }
 
 static void events_on_exit(const mcp_proc_stream_end *end, void *data)
@@ -472,6 +503,7 @@ static void events_on_exit(const mcp_proc_stream_end *end, void *data)
     ud->ended = true;
     mcp_proc_stream_close(ud->proc); /* allowed from its own callback */
     ud->proc = NULL;
+    events_stop_file(ud); /* the stream ends with its reader: the caller lists, then opens anew */
     events_deliver(ud);
 }
 
@@ -509,6 +541,7 @@ static void events_close(events_ud *ud)
         mcp_proc_stream_close(ud->proc);
         ud->proc = NULL;
     }
+    events_stop_file(ud);
     events_queue_clear(ud);
     ud->overflowed = false;
     events_deliver(ud);
@@ -528,13 +561,16 @@ static int l_events_gc(lua_State *L)
         mcp_wait_end(ud->waiter);
     free(ud->end_detail);
     ud->end_detail = NULL;
+    free(ud->merge);
+    ud->merge = NULL;
     return 0;
 }
 
 static int l_events_tostring(lua_State *L)
 {
     events_ud *ud = check_events(L);
-    lua_pushfstring(L, "podman events (%s, %d queued)", ud->proc ? "open" : "closed",
+    lua_pushfstring(L, "podman events (%s%s, %d queued)", ud->proc ? "open" : "closed",
+                    ud->file ? (ud->merge->file_trusted ? ", file followed" : ", file unconfirmed") : "",
                     (int)ud->count);
     return 1;
 }
@@ -554,6 +590,12 @@ static int l_events(lua_State *L)
     memset(ud, 0, sizeof *ud);
     ud->loop = &h->loop;
     luaL_setmetatable(L, EVENTS_METATABLE);
+    ud->merge = calloc(1, sizeof *ud->merge);
+    if (!ud->merge) {
+        free(args);
+        mcp_strv_free(&argv);
+        return luaL_error(L, "out of memory");
+    }
     mcp_error err = {{0}};
     ud->proc = mcp_proc_stream_spawn(&h->loop, args, EVENTS_MAX_LINE, events_on_line,
                                      events_on_exit, ud, &err);
@@ -561,6 +603,16 @@ static int l_events(lua_State *L)
     mcp_strv_free(&argv);
     if (!ud->proc)
         return mcp_push_failure(L, "podman not found", err.msg);
+    /* the file is a help, not a need: another events backend has none */
+    char *path = mcp_podman_events_file(&h->podman);
+    if (path) {
+        mcp_error ferr = {{0}};
+        ud->file = mcp_tail_open(&h->loop, path, EVENTS_MAX_LINE, events_on_file_line, ud, &ferr);
+        if (!ud->file)
+            mcp_log(MCP_LOG_DEBUG, "podman events: not following the events file", "error",
+                    ferr.msg, NULL);
+        free(path);
+    }
     return 1;
 }
 

@@ -6,6 +6,7 @@ component back, a stopped one stays down, and the event log is followed
 live by `events --follow` and by a stock grpcio WatchEvents client."""
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -46,12 +47,12 @@ class SuperviseOnPodman(unittest.TestCase):
         self.env = {"CONTAINERS_CONF": self.pod.conf, "TMPDIR": self.pod.env["TMPDIR"]}
         self.socket = self.agent.path("agent.sock")
 
-    def start_daemon(self, policy_dir=None):
+    def start_daemon(self, policy_dir=None, interval="2s"):
         lines = ["[agent]", 'container_runtime = "podman"',
                  "podman_args = [%s]" % ", ".join(toml_str(a) for a in self.pod.podman_args),
                  'podman_timeout = "60s"', "socket = %s" % toml_str(self.socket),
                  "[database]", "path = %s" % toml_str(self.agent.db),
-                 "[monitor]", 'interval = "2s"']
+                 "[monitor]", "interval = %s" % toml_str(interval)]
         if policy_dir:
             lines += ["[policy]", "dir = %s" % toml_str(policy_dir)]
         self.agent.write("mcp-agent.toml", "\n".join(lines) + "\n")
@@ -241,6 +242,33 @@ class SuperviseOnPodman(unittest.TestCase):
                 break
             time.sleep(0.1)
         self.assertTrue(new and new[0] != old[0], "a new events child follows the store")
+        live.proc.terminate()
+        live.finish(30)
+
+    def test_a_death_is_seen_in_podmans_events_file_while_its_reader_lags(self):
+        # podman's own reader polls the events file every 250 ms; the agent
+        # also follows the file itself (inotify). With the reader stopped
+        # dead and no list due for a minute, the file alone brings the death.
+        live = self.start_daemon(interval="60s")
+        self.deploy("quick", ["sleep", "3600"])
+        deadline = time.monotonic() + 10
+        while not self.events_children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = self.events_children()
+        self.assertEqual(len(child), 1, "one events child follows the store")
+        os.kill(child[0], signal.SIGSTOP)
+        try:
+            self.pod.podman("kill", "quick")
+            restarted = self.wait_for_event("quick", "restarted", 15)
+            self.assertEqual(restarted[0]["exit_code"], 137)
+            self.assertEqual(self.pod.inspect("quick")["State"]["Status"], "running")
+        finally:
+            os.kill(child[0], signal.SIGCONT)
+        # the reader, going again, tells of the same death: it is not a second one
+        time.sleep(2)
+        kinds = [e["kind"] for e in self.events("quick")]
+        self.assertEqual((kinds.count("died"), kinds.count("restarted")), (1, 1), kinds)
+        self.assertEqual(self.pod.inspect("quick")["State"]["Status"], "running")
         live.proc.terminate()
         live.finish(30)
 
