@@ -19,10 +19,11 @@ typedef struct mcp_tail mcp_tail;
 typedef void (*mcp_tail_cb)(const char *line, size_t len, void *ud);
 
 /* Follows path from its end at this moment (what it holds already is not
- * delivered). A file truncated is followed from its new end; one renamed or
+ * delivered), or, when there is no file yet, from the start of the one that
+ * comes (its directory is watched until then). A file truncated is followed from its new end; one renamed or
  * removed, at its path again once a file is there (from that file's start:
  * all of it is new). Lines over max_line bytes are dropped. NULL with err set
- * when the file cannot be opened or watched. */
+ * when neither the file nor its directory can be watched. */
 mcp_tail *mcp_tail_open(uv_loop_t *loop, const char *path, size_t max_line, mcp_tail_cb on_line,
                         void *ud, mcp_error *err);
 /* No callback after it; the memory goes once libuv has closed the watch. */

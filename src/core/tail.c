@@ -180,7 +180,9 @@ mcp_tail *mcp_tail_open(uv_loop_t *loop, const char *path, size_t max_line, mcp_
         mcp_error_set(err, "%s: out of memory", path);
         return NULL;
     }
-    if (open_file(t, false) != 0) {
+    /* not there yet: its directory is watched until it is */
+    bool missing = open_file(t, false) != 0;
+    if (missing && errno != ENOENT) {
         mcp_error_set(err, "%s: %s", path, strerror(errno));
         free_tail(t);
         return NULL;
@@ -189,13 +191,11 @@ mcp_tail *mcp_tail_open(uv_loop_t *loop, const char *path, size_t max_line, mcp_
     uv_timer_init(loop, &t->reopen);
     t->watch.data = t->reopen.data = t;
     t->open_handles = 2;
-    int rc = uv_fs_event_start(&t->watch, on_change, path, 0);
-    if (rc != 0) {
-        mcp_error_set(err, "%s: cannot watch: %s", path, uv_strerror(rc));
+    if (watch(t, missing ? t->dir : t->path, missing) != 0) {
+        mcp_error_set(err, "%s: cannot watch %s", path, missing ? t->dir : "it");
         mcp_tail_close(t); /* the loop frees it */
         return NULL;
     }
-    t->watching = true;
     return t;
 }
 

@@ -354,6 +354,7 @@ typedef struct ev_node {
 } ev_node;
 
 typedef struct events_ud {
+    mcp_host *host;
     uv_loop_t *loop;
     mcp_proc_stream *proc; /* NULL once closed or ended */
     mcp_tail *file;        /* podman's events file, NULL when not followed */
@@ -457,7 +458,10 @@ static void events_take(events_ud *ud, const char *line, size_t len, mcp_events_
         ud->bad_lines++;
         return;
     }
-    if (!n->ev.container || !mcp_event_merge_take(ud->merge, &n->ev, src)) {
+    bool take = n->ev.container && mcp_event_merge_take(ud->merge, &n->ev, src);
+    if (ud->merge->file_trusted)
+        ud->host->events_file_believed = true; /* the next stream need not ask again */
+    if (!take) {
         mcp_podman_event_free(&n->ev);
         free(n);
         return;
@@ -588,6 +592,7 @@ static int l_events(lua_State *L)
     }
     events_ud *ud = lua_newuserdatauv(L, sizeof *ud, 0);
     memset(ud, 0, sizeof *ud);
+    ud->host = h;
     ud->loop = &h->loop;
     luaL_setmetatable(L, EVENTS_METATABLE);
     ud->merge = calloc(1, sizeof *ud->merge);
@@ -603,6 +608,7 @@ static int l_events(lua_State *L)
     mcp_strv_free(&argv);
     if (!ud->proc)
         return mcp_push_failure(L, "podman not found", err.msg);
+    ud->merge->file_trusted = h->events_file_believed;
     /* the file is a help, not a need: another events backend has none */
     char *path = mcp_podman_events_file(&h->podman);
     if (path) {

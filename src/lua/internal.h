@@ -49,6 +49,7 @@ struct mcp_host {
     const mcp_config *cfg;
     mcp_registry *reg;
     mcp_podman_cfg podman;
+    bool events_file_believed; /* an events stream found podman's events file true */
     mcp_http *http; /* made on first use (probes, proxy, CA) */
     bool dry_run;
     const char *config_path;
