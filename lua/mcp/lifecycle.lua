@@ -86,6 +86,7 @@ local function run_clearing_name(agent, name, run_spec)
     if rec and not (rec.labels and rec.labels["mcp.spec-hash"]) then
         return nil, "name in use", "a container the agent did not create holds the name " .. name
     end
+    activity_of(agent, name).killed = agent.clock.now()
     local removed, rreason, rdetail = agent.runtime.remove(name)
     if not removed then return nil, "cannot remove stale container", fmt_reason(rreason, rdetail) end
     return agent.runtime.run(run_spec)
@@ -125,7 +126,8 @@ end
 function M.up(agent, service, component, opts)
     opts = opts or {}
     local name = container_of(service, component)
-    local mark <close> = working_on(agent, name, opts.recreate or false) -- luacheck: ignore 211
+    -- a death after this is the agent's doing only if it removed a container (marked there)
+    local mark <close> = working_on(agent, name, false) -- luacheck: ignore 211
     local why = opts.why or "start"
     local entry = { service = service.name, component = component.name, container = name }
     local result = { entry = entry, warnings = {} }

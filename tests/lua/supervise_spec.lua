@@ -250,6 +250,25 @@ describe("mcp.supervisor", function()
         assert.equal("running", w.runtime.inspect("db").state)
     end)
 
+    it("a container just created by a deploy that dies is restarted at once, with no look first", function()
+        local lifecycle = require("mcp.lifecycle")
+        local w = world({})
+        local ops = {}
+        supervised(w, nil, function(agent)
+            w.registry.put(svc("web")) -- deployed now: stored, then brought up
+            local s = agent.registry.service("web")
+            local r = lifecycle.up(agent, s, s.components[1], { recreate = true, why = "deploy" })
+            assert.equal("created", r.outcome)
+            w.runtime.clear_ops()
+            agent.clock.sleep(0.2)
+            w.runtime.kill("web", 1)
+            agent.clock.sleep(0.5)
+            for _, o in ipairs(w.runtime.ops()) do ops[#ops + 1] = o.op end
+        end)
+        -- nothing was removed or stopped: the death is a crash, not the agent's doing
+        assert.same({ "start" }, ops)
+    end)
+
     it("most containers vanishing at once is one recover pass and one event", function()
         local w = world({ svc("a"), svc("b"), svc("c"), svc("d") })
         supervised(w, nil, function(_, sup)
