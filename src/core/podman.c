@@ -289,13 +289,24 @@ static int labels_of(json_t *obj, mcp_strv *out)
     return 0;
 }
 
+/* A ps range expands to one mapping a port: past this many a container's
+ * list is cut (a range spans at most 65535 ports, but an answer may hold many). */
+#define MAX_PORT_MAPPINGS 65536
+
+/* The array is parsed into only: its room is n_ports rounded up to a power of
+ * two, so it doubles when full (not one realloc a port: a big range is quick). */
 static int ports_push(mcp_container *c, const char *host_ip, int host_port, int container_port,
                       const char *protocol)
 {
-    mcp_port_mapping *grown = mcp_grow_one(c->ports, c->n_ports, sizeof *grown);
-    if (!grown)
-        return -1;
-    c->ports = grown;
+    size_t n = c->n_ports;
+    if (n >= MAX_PORT_MAPPINGS)
+        return 0;
+    if ((n & (n - 1)) == 0) { /* 0 or a power of two: full */
+        mcp_port_mapping *grown = realloc(c->ports, (n ? 2 * n : 1) * sizeof *grown);
+        if (!grown)
+            return -1;
+        c->ports = grown;
+    }
     mcp_port_mapping *m = &c->ports[c->n_ports];
     m->host_ip = mcp_strdup(host_ip ? host_ip : "");
     m->protocol = mcp_strdup(protocol && *protocol ? protocol : "tcp");
@@ -326,7 +337,7 @@ static int ports_from_ps(json_t *arr, mcp_container *c)
         const char *proto = json_string_value(json_object_get(p, "protocol"));
         if (!port_valid(cont) || range < 1)
             continue;
-        for (int k = 0; k < range && port_valid(cont + k); k++)
+        for (int k = 0; k < range && port_valid(cont + k) && c->n_ports < MAX_PORT_MAPPINGS; k++)
             if (ports_push(c, ip, port_valid(host) ? host + k : 0, cont + k, proto) != 0)
                 return -1;
     }

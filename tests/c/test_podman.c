@@ -528,6 +528,16 @@ static void test_parse_list_odd_types(void **state)
 
     assert_null(cs[2].name);
     mcp_containers_free(cs, n);
+
+    /* many wide ranges: the list of one container is cut at 65536 mappings */
+    const char *wide = "[{\"Names\": [\"w\"], \"Ports\": ["
+                       "{\"container_port\": 1, \"range\": 65535},"
+                       "{\"container_port\": 1, \"range\": 65535, \"protocol\": \"udp\"}]}]";
+    assert_int_equal(mcp_podman_parse_list(wide, strlen(wide), &cs, &n, &err), 0);
+    assert_int_equal(cs[0].n_ports, 65536);
+    assert_int_equal(cs[0].ports[65534].container_port, 65535);
+    assert_string_equal(cs[0].ports[65535].protocol, "udp");
+    mcp_containers_free(cs, n);
 }
 
 static void test_parse_inspect_malformed(void **state)
