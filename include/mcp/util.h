@@ -22,8 +22,10 @@ int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len);
  * or -1 when out of memory (*s then as it was). */
 int mcp_bytes_append(char **s, size_t *len, size_t *cap, const char *data, size_t n,
                      size_t first_cap, size_t max_cap);
-/* items (n of size bytes each, from malloc, or NULL) grown by one zeroed item;
- * NULL when out of memory, items then left as they were. */
+/* items (n of size bytes each, or NULL) with room for one more, zeroed; NULL
+ * when out of memory, items then left as they were. The room is implied by n
+ * (it doubles, as mcp_strv's), so the array must only ever grow through this,
+ * from NULL. */
 void *mcp_grow_one(void *items, size_t n, size_t size);
 /* items (*cap bytes, from malloc, or NULL) grown by doubling from first_cap
  * (> 0) until it holds need bytes, to at most max_cap (0: no cap); *cap is

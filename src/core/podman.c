@@ -293,20 +293,15 @@ static int labels_of(json_t *obj, mcp_strv *out)
  * list is cut (a range spans at most 65535 ports, but an answer may hold many). */
 #define MAX_PORT_MAPPINGS 65536
 
-/* The array is parsed into only: its room is n_ports rounded up to a power of
- * two, so it doubles when full (not one realloc a port: a big range is quick). */
 static int ports_push(mcp_container *c, const char *host_ip, int host_port, int container_port,
                       const char *protocol)
 {
-    size_t n = c->n_ports;
-    if (n >= MAX_PORT_MAPPINGS)
+    if (c->n_ports >= MAX_PORT_MAPPINGS)
         return 0;
-    if ((n & (n - 1)) == 0) { /* 0 or a power of two: full */
-        mcp_port_mapping *grown = realloc(c->ports, (n ? 2 * n : 1) * sizeof *grown);
-        if (!grown)
-            return -1;
-        c->ports = grown;
-    }
+    mcp_port_mapping *grown = mcp_grow_one(c->ports, c->n_ports, sizeof *grown);
+    if (!grown)
+        return -1;
+    c->ports = grown;
     mcp_port_mapping *m = &c->ports[c->n_ports];
     m->host_ip = mcp_strdup(host_ip ? host_ip : "");
     m->protocol = mcp_strdup(protocol && *protocol ? protocol : "tcp");

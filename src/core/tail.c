@@ -39,12 +39,14 @@ static bool deliver(const char *line, size_t len, void *ud)
     return t->closed;
 }
 
-/* Everything appended since the last read. */
-static void read_new(mcp_tail *t)
+/* Everything appended since the last read. Returns true when the file has
+ * no name left (removed: while we hold it open, inotify says only that its
+ * links changed). */
+static bool read_new(mcp_tail *t)
 {
     struct stat sb;
     if (t->fd < 0 || fstat(t->fd, &sb) != 0)
-        return;
+        return false;
     if (sb.st_size < t->offset) { /* truncated: from its new end */
         t->offset = sb.st_size;
         mcp_lines_reset(&t->lines);
@@ -54,11 +56,12 @@ static void read_new(mcp_tail *t)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return;
+            break;
         t->offset += n;
         if (!mcp_lines_feed(&t->lines, t->chunk, (size_t)n))
-            return;
+            break;
     }
+    return sb.st_nlink == 0;
 }
 
 static void on_change(uv_fs_event_t *h, const char *filename, int events, int status);
@@ -130,11 +133,7 @@ static void on_change(uv_fs_event_t *h, const char *filename, int events, int st
             uv_timer_start(&t->reopen, on_reopen, 0, 0);
         return;
     }
-    if (events & UV_CHANGE)
-        read_new(t);
-    /* removed: while we hold it open inotify says only that its links changed */
-    struct stat sb;
-    bool unlinked = t->fd >= 0 && fstat(t->fd, &sb) == 0 && sb.st_nlink == 0;
+    bool unlinked = (events & UV_CHANGE) && read_new(t);
     if (!t->closed && ((events & UV_RENAME) || unlinked))
         uv_timer_start(&t->reopen, on_reopen, 0, 0);
 }

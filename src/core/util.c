@@ -9,6 +9,24 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* Arrays grown one item at a time keep their room implied by the count: the
+ * next power of two, at least 4. They double when the count reaches it: one
+ * realloc per item made a 100k-entry env list quadratic (ASan's realloc
+ * always copies). */
+static bool full_at(size_t n)
+{
+    return n == 0 || (n >= 4 && (n & (n - 1)) == 0);
+}
+
+/* Room for n + 1 items of size bytes; items itself when it has it. */
+static void *room_for_one_more(void *items, size_t n, size_t size)
+{
+    if (!full_at(n))
+        return items;
+    size_t cap = n ? n * 2 : 4;
+    return cap <= SIZE_MAX / size ? realloc(items, cap * size) : NULL;
+}
+
 int mcp_strv_push(mcp_strv *sv, const char *s)
 {
     return mcp_strv_push_n(sv, s ? s : "", s ? strlen(s) : 0);
@@ -19,19 +37,12 @@ int mcp_strv_push_n(mcp_strv *sv, const char *s, size_t len)
     char *copy = strndup(s, len);
     if (!copy)
         return -1;
-    /* The capacity is implied by n (the next power of two, at least 4), so the
-     * array grows by doubling: one realloc per element made a 100k-entry env
-     * list quadratic (ASan's realloc always copies). */
-    size_t n = sv->n;
-    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
-        size_t cap = n ? n * 2 : 4;
-        char **grown = cap <= SIZE_MAX / sizeof *grown ? realloc(sv->v, cap * sizeof *grown) : NULL;
-        if (!grown) {
-            free(copy);
-            return -1;
-        }
-        sv->v = grown;
+    char **grown = room_for_one_more(sv->v, sv->n, sizeof *grown);
+    if (!grown) {
+        free(copy);
+        return -1;
     }
+    sv->v = grown;
     sv->v[sv->n++] = copy;
     return 0;
 }
@@ -91,9 +102,9 @@ long mcp_parse_digits(const char *s, size_t n, size_t max_digits)
 
 void *mcp_grow_one(void *items, size_t n, size_t size)
 {
-    if (size == 0 || n >= SIZE_MAX / size)
+    if (size == 0)
         return NULL;
-    char *grown = realloc(items, (n + 1) * size);
+    char *grown = room_for_one_more(items, n, size);
     if (grown)
         memset(grown + n * size, 0, size);
     return grown;
