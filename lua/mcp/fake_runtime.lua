@@ -641,6 +641,13 @@ function M.new(opts)
         return true
     end
 
+    --- Puts a raw event on every open stream, as podman's would tell it (a late
+    --- line of a container replaced since, say): { name=, id=, status=, exit_code= }.
+    function rt.tell(ev)
+        emit({ name = ev.name, id = ev.id, image = ev.image, labels = ev.labels }, ev.status, ev.exit_code)
+        return true
+    end
+
     --- The podman events child died: every open stream ends after what it queued.
     function rt.end_events(detail)
         for st in pairs(streams) do

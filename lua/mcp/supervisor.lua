@@ -79,6 +79,7 @@ function M.new(agent, opts)
     -- the events stream now open, when it opened, and the deaths it told of
     local stream = { current = nil, opened_now = nil, opened_wall = nil }
     local told = {} -- container name -> true once the stream reported its death
+    local newest = {} -- container name -> the id of the last one the stream saw created
     local live -- mcp.liveness, made below (its hooks need the functions here)
 
     local function log_fields(st, extra)
@@ -499,6 +500,7 @@ function M.new(agent, opts)
 
     --- One event from the runtime's stream.
     function sup.on_event(ev)
+        if ev.status == "create" and ev.id and ev.id ~= "" then newest[ev.name] = ev.id end
         if ev.status ~= "died" then
             local st = states[ev.name]
             -- someone else changed it: what its death said of it no longer holds
@@ -507,6 +509,12 @@ function M.new(agent, opts)
             return
         end
         told[ev.name] = true
+        local now_id = newest[ev.name]
+        if now_id and ev.id and ev.id ~= "" and ev.id ~= now_id then
+            -- a container replaced since (its death told late): not a death of the one there now
+            agent.log.debug("supervisor: " .. ev.name .. ": a replaced container died", { id = ev.id })
+            return
+        end
         local e = supervised()[ev.name]
         -- what the event says of the container spares a podman call when it restarts
         if e then
