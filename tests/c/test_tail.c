@@ -87,148 +87,130 @@ static void run_a_little(uv_loop_t *loop)
     uv_run(loop, UV_RUN_NOWAIT);
 }
 
-static void finish(uv_loop_t *loop, mcp_tail *t, char *dir, char *path)
+/* A temp dir whose events.log holds `initial` (NULL: no file yet), and a tail on it. */
+typedef struct fixture {
+    uv_loop_t loop;
+    char *dir, *path;
+    seen s;
+} fixture;
+
+static void start(fixture *f, const char *initial, size_t max_line, bool close_at_first)
 {
-    mcp_tail_close(t);
-    uv_run(loop, UV_RUN_DEFAULT); /* the handles close; nothing else is left */
-    assert_int_equal(uv_loop_close(loop), 0);
-    unlink(path);
-    char *old = mcp_sprintf("%s.1", path);
+    memset(f, 0, sizeof *f);
+    uv_loop_init(&f->loop);
+    f->dir = temp_dir();
+    f->path = mcp_sprintf("%s/events.log", f->dir);
+    if (initial)
+        append(f->path, initial);
+    f->s.close_at_first = close_at_first;
+    mcp_error err = {{0}};
+    f->s.t = mcp_tail_open(&f->loop, f->path, max_line, on_line, &f->s, &err);
+    assert_non_null(f->s.t);
+}
+
+static void finish(fixture *f)
+{
+    mcp_tail_close(f->s.t); /* NULL when the callback closed it */
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* the handles close; nothing else is left */
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    unlink(f->path);
+    char *old = mcp_sprintf("%s.1", f->path);
     unlink(old);
     free(old);
-    rmdir(dir);
-    free(path);
-    free(dir);
+    rmdir(f->dir);
+    free(f->path);
+    free(f->dir);
 }
 
 static void test_appended_lines_only(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char *dir = temp_dir(), *path = mcp_sprintf("%s/events.log", dir);
-    append(path, "old one\nold two\n");
-    seen s = {0};
-    mcp_error err = {{0}};
-    mcp_tail *t = mcp_tail_open(&loop, path, 200, on_line, &s, &err);
-    assert_non_null(t);
-    append(path, "new one\nnew t");
-    run_until(&loop, &s, 1);
-    assert_string_equal(s.lines[0], "new one");
-    append(path, "wo\n");
-    run_until(&loop, &s, 2);
-    assert_string_equal(s.lines[1], "new two");
-    finish(&loop, t, dir, path);
+    fixture f;
+    start(&f, "old one\nold two\n", 200, false);
+    append(f.path, "new one\nnew t");
+    run_until(&f.loop, &f.s, 1);
+    assert_string_equal(f.s.lines[0], "new one");
+    append(f.path, "wo\n");
+    run_until(&f.loop, &f.s, 2);
+    assert_string_equal(f.s.lines[1], "new two");
+    finish(&f);
 }
 
 static void test_truncated_then_grows(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char *dir = temp_dir(), *path = mcp_sprintf("%s/events.log", dir);
-    append(path, "");
-    seen s = {0};
-    mcp_error err = {{0}};
-    mcp_tail *t = mcp_tail_open(&loop, path, 200, on_line, &s, &err);
-    assert_non_null(t);
-    append(path, "a long first line of the old file\n");
-    run_until(&loop, &s, 1);
-    assert_int_equal(truncate(path, 0), 0);
-    run_a_little(&loop);
-    append(path, "after\n");
-    run_until(&loop, &s, 2);
-    assert_string_equal(s.lines[1], "after");
-    finish(&loop, t, dir, path);
+    fixture f;
+    start(&f, "", 200, false);
+    append(f.path, "a long first line of the old file\n");
+    run_until(&f.loop, &f.s, 1);
+    assert_int_equal(truncate(f.path, 0), 0);
+    run_a_little(&f.loop);
+    append(f.path, "after\n");
+    run_until(&f.loop, &f.s, 2);
+    assert_string_equal(f.s.lines[1], "after");
+    finish(&f);
 }
 
 static void test_renamed_and_removed(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char *dir = temp_dir(), *path = mcp_sprintf("%s/events.log", dir);
-    char *old = mcp_sprintf("%s.1", path);
-    append(path, "");
-    seen s = {0};
-    mcp_error err = {{0}};
-    mcp_tail *t = mcp_tail_open(&loop, path, 200, on_line, &s, &err);
-    assert_non_null(t);
+    fixture f;
+    start(&f, "", 200, false);
+    char *old = mcp_sprintf("%s.1", f.path);
     /* rotated: a new file at the path, written before the tail looks again */
-    assert_int_equal(rename(path, old), 0);
-    append(path, "rotated\n");
-    run_until(&loop, &s, 1);
-    assert_string_equal(s.lines[0], "rotated");
+    assert_int_equal(rename(f.path, old), 0);
+    append(f.path, "rotated\n");
+    run_until(&f.loop, &f.s, 1);
+    assert_string_equal(f.s.lines[0], "rotated");
     /* removed: nothing there for a while, then a file again */
-    assert_int_equal(unlink(path), 0);
-    run_a_little(&loop);
-    append(path, "back\n");
-    run_until(&loop, &s, 2);
-    assert_string_equal(s.lines[1], "back");
-    append(path, "and on\n");
-    run_until(&loop, &s, 3);
-    assert_string_equal(s.lines[2], "and on");
+    assert_int_equal(unlink(f.path), 0);
+    run_a_little(&f.loop);
+    append(f.path, "back\n");
+    run_until(&f.loop, &f.s, 2);
+    assert_string_equal(f.s.lines[1], "back");
+    append(f.path, "and on\n");
+    run_until(&f.loop, &f.s, 3);
+    assert_string_equal(f.s.lines[2], "and on");
     free(old);
-    finish(&loop, t, dir, path);
+    finish(&f);
 }
 
 static void test_long_lines_dropped(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char *dir = temp_dir(), *path = mcp_sprintf("%s/events.log", dir);
-    append(path, "");
-    seen s = {0};
-    mcp_error err = {{0}};
-    mcp_tail *t = mcp_tail_open(&loop, path, 8, on_line, &s, &err);
-    assert_non_null(t);
-    append(path, "much too long for eight\nshort\n");
-    run_until(&loop, &s, 1);
-    assert_string_equal(s.lines[0], "short");
-    finish(&loop, t, dir, path);
+    fixture f;
+    start(&f, "", 8, false);
+    append(f.path, "much too long for eight\nshort\n");
+    run_until(&f.loop, &f.s, 1);
+    assert_string_equal(f.s.lines[0], "short");
+    finish(&f);
 }
 
 static void test_close_from_the_callback(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char *dir = temp_dir(), *path = mcp_sprintf("%s/events.log", dir);
-    append(path, "");
-    seen s = {.close_at_first = true};
-    mcp_error err = {{0}};
-    s.t = mcp_tail_open(&loop, path, 200, on_line, &s, &err);
-    assert_non_null(s.t);
-    append(path, "one\ntwo\nthree\n");
-    run_until(&loop, &s, 1);
-    run_a_little(&loop);
-    assert_int_equal(s.n, 1);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    unlink(path);
-    rmdir(dir);
-    free(path);
-    free(dir);
+    fixture f;
+    start(&f, "", 200, true);
+    append(f.path, "one\ntwo\nthree\n");
+    run_until(&f.loop, &f.s, 1);
+    run_a_little(&f.loop);
+    assert_int_equal(f.s.n, 1);
+    assert_null(f.s.t);
+    finish(&f);
 }
 
 static void test_a_file_that_comes_later(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char *dir = temp_dir(), *path = mcp_sprintf("%s/events.log", dir);
-    seen s = {0};
-    mcp_error err = {{0}};
-    mcp_tail *t = mcp_tail_open(&loop, path, 200, on_line, &s, &err);
-    assert_non_null(t);
-    append(path, "first\n");
-    run_until(&loop, &s, 1);
-    assert_string_equal(s.lines[0], "first");
-    append(path, "second\n");
-    run_until(&loop, &s, 2);
-    assert_string_equal(s.lines[1], "second");
-    finish(&loop, t, dir, path);
+    fixture f;
+    start(&f, NULL, 200, false);
+    append(f.path, "first\n");
+    run_until(&f.loop, &f.s, 1);
+    assert_string_equal(f.s.lines[0], "first");
+    append(f.path, "second\n");
+    run_until(&f.loop, &f.s, 2);
+    assert_string_equal(f.s.lines[1], "second");
+    finish(&f);
 }
 
 static void test_missing_file(void **state)

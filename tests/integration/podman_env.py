@@ -19,6 +19,7 @@ see /work/shared/ENV.md) passed through CONTAINERS_CONF.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -169,17 +170,41 @@ class PodmanEnv:
         or the whole store (keep_storage=False). The image is there after."""
         self.stop_all()
         if keep_storage:
-            db = os.path.join(self.root, "libpod", "bolt_state.db")
-            if os.path.exists(db):
-                os.unlink(db)
-            # libpod's tmp state refers to the old database; a reboot empties it too
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self._forget_database()
         else:
             self._unmount_under(self.dir)
             for d in (self.root, self.runroot, self.tmpdir):
                 shutil.rmtree(d, ignore_errors=True)
         if not self.image_exists():
             self.import_image()
+
+    def _forget_database(self):
+        db = os.path.join(self.root, "libpod", "bolt_state.db")
+        if os.path.exists(db):
+            os.unlink(db)
+        # libpod's tmp state refers to the old database; a reboot empties it too
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def lose_state_at_once(self):
+        """"podman lost its state" as a crash would do it, for a supervisor
+        watching: libpod's database and tmp state go, and every container's
+        process (and its conmon) is SIGKILLed right after, so the loss is one
+        moment rather than a stop followed by a loss (wipe_store). Container
+        storage keeps the names, as with wipe_store(keep_storage=True)."""
+        pids = []
+        for c in self.containers():
+            if c.get("State") != "running":
+                continue
+            name = (c.get("Names") or [""])[0]
+            self._names.add(name)
+            state = (self.inspect(name) or {}).get("State", {})
+            pids += [p for p in (state.get("Pid"), state.get("ConmonPid")) if p]
+        self._forget_database()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     # ---- cleanup ----
 

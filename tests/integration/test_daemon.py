@@ -781,13 +781,19 @@ class SignalTest(DaemonTestCase):
                               'fi\n'
                               "exec %s %s \"$@\"\n" % (PYTHON, FAKE_PODMAN), mode=0o755)
 
-    def test_sigterm_lets_an_inflight_recover_finish(self):
+    def slow_daemon_with_web(self):
+        """A daemon over the slow podman, booted with service web (its boot
+        recovered the exited container), podman now slow."""
         daemon_config(self.env, runtime="podman", podman=self.slow_podman())
         self.env.write("web.toml", service_toml("web", route=False))
         self.assertEqual(self.local("deploy", self.env.path("web.toml")).rc, 0)
         self.env.podman_containers([("web", "localhost/web:v1", "exited")])
         d = self.daemon().wait_boot_done()
         self.env.write("podman-state/slow", "")
+        return d
+
+    def test_sigterm_lets_an_inflight_recover_finish(self):
+        d = self.slow_daemon_with_web()
         with d.unix_channel() as ch:
             stub = agent_pb2_grpc.AgentServiceStub(ch)
             fut = stub.Recover.future(agent_pb2.RecoverRequest(), timeout=30)
@@ -808,12 +814,7 @@ class SignalTest(DaemonTestCase):
     def test_sigterm_lets_an_inflight_cli_command_finish(self):
         # the CLI's client (libcurl) drops what it reads after a GOAWAY: the
         # answer of a call in flight must reach it before the GOAWAY does
-        daemon_config(self.env, runtime="podman", podman=self.slow_podman())
-        self.env.write("web.toml", service_toml("web", route=False))
-        self.assertEqual(self.local("deploy", self.env.path("web.toml")).rc, 0)
-        self.env.podman_containers([("web", "localhost/web:v1", "exited")])
-        d = self.daemon().wait_boot_done()
-        self.env.write("podman-state/slow", "")
+        d = self.slow_daemon_with_web()
         cli = self.env.start("recover", "--json")
         # the CLI asks NodeStatus first (one slow podman call), then Recover,
         # whose list is the second slow call: SIGTERM while that one runs

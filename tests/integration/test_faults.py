@@ -370,8 +370,10 @@ class FullFilesystem(FaultCase):
     # Issue 14: with nobody holding the registry open, every command failed to
     # open it on a full disk (SQLite could not size the -shm file), exit 2,
     # "corrupt or unreadable SQLite database (disk I/O error)".
-    def test_reads_on_full_filesystem_with_registry_closed(self):
-        db, before, filler, big = self.deploy_v1_then_fill(hold_open=False)
+    def assert_deploy_refused_reads_work(self, big):
+        """On the full disk: the big deploy exits 1 saying so, and status
+        still reads the old definition (exit 1: the fake runtime runs nothing,
+        so observed differs from desired)."""
         r = self.env.run("deploy", big)
         self.assertEqual(r.rc, 1, r.stdout + r.stderr)
         self.assertRegex(r.stdout + r.stderr, r"(?i)full|no space")
@@ -379,9 +381,18 @@ class FullFilesystem(FaultCase):
         self.assertIn(r.rc, (0, 1), r.stderr)
         self.assertEqual([c["name"] for c in json.loads(r.stdout)["services"][0]["components"]],
                          list(V1[1]))
+
+    def assert_whole_with_room_again(self, db, before, filler):
+        """With room again (sqlite3 here needs some for the -shm file): the
+        old definition is there whole."""
         os.unlink(filler)
         self.assertEqual(self.definition(db), before)
         self.assertEqual(self.integrity(db), [("ok",)])
+
+    def test_reads_on_full_filesystem_with_registry_closed(self):
+        db, before, filler, big = self.deploy_v1_then_fill(hold_open=False)
+        self.assert_deploy_refused_reads_work(big)
+        self.assert_whole_with_room_again(db, before, filler)
 
     def test_daemon_on_full_filesystem_with_registry_closed_says_so(self):
         # the daemon does not take the registry for itself (that would lock
@@ -391,28 +402,16 @@ class FullFilesystem(FaultCase):
         self.assertEqual(r.rc, 1, r.stdout + r.stderr)
         self.assertIn(db, r.stderr)
         self.assertRegex(r.stderr, r"WAL index.*disk full")
-        os.unlink(filler)
-        self.assertEqual(self.definition(db), before)
+        self.assert_whole_with_room_again(db, before, filler)
 
     def test_deploy_on_full_filesystem(self):
         db, before, filler, big = self.deploy_v1_then_fill(hold_open=True)
-        r = self.env.run("deploy", big)
-        self.assertEqual(r.rc, 1, r.stdout + r.stderr)
-        self.assertRegex(r.stdout + r.stderr, r"(?i)full|no space")
-        # reads still work while the disk is full (exit 1: the fake runtime
-        # runs nothing, so observed differs from desired)
-        r = self.env.run("status", "fz", "--json")
-        self.assertIn(r.rc, (0, 1), r.stderr)
-        self.assertEqual([c["name"] for c in json.loads(r.stdout)["services"][0]["components"]],
-                         list(V1[1]))
+        self.assert_deploy_refused_reads_work(big)
         r = self.env.run("ls")
         self.assertEqual(r.rc, 0, r.stderr)
         self.assertMentions(r.stdout, "fz")
-        # with room again (sqlite3 here needs some for the -shm file): the old
-        # definition is there whole, and the next deploy goes through
-        os.unlink(filler)
-        self.assertEqual(self.definition(db), before)
-        self.assertEqual(self.integrity(db), [("ok",)])
+        # with room again the next deploy goes through
+        self.assert_whole_with_room_again(db, before, filler)
         r = self.env.run("deploy", self.v2)
         self.assertEqual(r.rc, 0, r.stderr)
         self.assertWhole(db, [V2])

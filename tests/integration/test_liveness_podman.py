@@ -7,43 +7,28 @@ import json
 import time
 import unittest
 
-from agent_env import AgentEnv, toml_str
-from podman_env import PodmanEnv, podman_missing_reason
-from test_boot_podman import LiveAgent, free_port
+from agent_env import toml_str
+from podman_daemon import PodmanDaemonTest
+from podman_env import podman_missing_reason
+from test_boot_podman import free_port
 from test_routes_podman import Peers
 
 STOPS_ANSWERING = "httpd -f -p 8080 & pid=$!; sleep 3; kill $pid; sleep 3600"
 
 
 @unittest.skipIf(podman_missing_reason(), podman_missing_reason() or "")
-class LivenessOnPodman(unittest.TestCase):
+class LivenessOnPodman(PodmanDaemonTest):
     maxDiff = None
 
     def setUp(self):
-        self.pod = PodmanEnv()
-        self.addCleanup(self.pod.cleanup)
-        self.agent = AgentEnv(self.id().split(".")[-1])
-        self.addCleanup(self.agent.cleanup)
-        self.env = {"CONTAINERS_CONF": self.pod.conf, "TMPDIR": self.pod.env["TMPDIR"]}
-        self.socket = self.agent.path("agent.sock")
+        super().setUp()
         self.range_start = free_port()
 
     def start_daemon(self, drift="report", extra=""):
         self.drift = drift
-        lines = ["[agent]", 'container_runtime = "podman"',
-                 "podman_args = [%s]" % ", ".join(toml_str(a) for a in self.pod.podman_args),
-                 'podman_timeout = "60s"', "socket = %s" % toml_str(self.socket),
-                 'port_range = "%d-%d"' % (self.range_start, min(self.range_start + 50, 65535)),
-                 "[database]", "path = %s" % toml_str(self.agent.db),
-                 "[monitor]", 'interval = "2s"', "drift = %s" % toml_str(drift), extra]
-        self.agent.write("mcp-agent.toml", "\n".join(lines) + "\n")
-        live = LiveAgent(self.agent, ["run"], self.env)
-        self.addCleanup(live.kill)
-        self.assertTrue(live.wait_for_log("boot finished", 60), live.stderr())
-        return live
-
-    def cli(self, *args, timeout=60):
-        return self.agent.run(*args, timeout=timeout, env=self.env)
+        return self.run_daemon(
+            agent=['port_range = "%d-%d"' % (self.range_start, min(self.range_start + 50, 65535))],
+            sections=["[monitor]", 'interval = "2s"', "drift = %s" % toml_str(drift), extra])
 
     def deploy(self, name, text):
         self.pod.track(name)

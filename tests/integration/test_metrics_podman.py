@@ -14,9 +14,8 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from agent_env import AgentEnv, toml_str
-from podman_env import PodmanEnv, podman_missing_reason
-from test_boot_podman import LiveAgent
+from podman_daemon import PodmanDaemonTest
+from podman_env import podman_missing_reason
 from test_daemon import free_port
 from test_supervise_podman import service_toml
 
@@ -92,32 +91,17 @@ class Prometheus:
 
 @unittest.skipIf(podman_missing_reason(), podman_missing_reason() or "")
 @unittest.skipUnless(shutil.which("prometheus"), "prometheus is not installed (scripts/install-deps.sh)")
-class PrometheusScrapesTheDaemon(unittest.TestCase):
-
-    def setUp(self):
-        self.pod = PodmanEnv()
-        self.addCleanup(self.pod.cleanup)
-        self.agent = AgentEnv("metrics-podman")
-        self.addCleanup(self.agent.cleanup)
-        self.env = {"CONTAINERS_CONF": self.pod.conf, "TMPDIR": self.pod.env["TMPDIR"]}
+class PrometheusScrapesTheDaemon(PodmanDaemonTest):
 
     def cli(self, *args):
-        r = self.agent.run(*args, timeout=60, env=self.env)
+        r = super().cli(*args)
         self.assertEqual(r.rc, 0, r.stdout + r.stderr)
         return r
 
     def test_prometheus_sees_a_restart_and_a_stop(self):
         port = free_port()
-        lines = ["[agent]", 'container_runtime = "podman"',
-                 "podman_args = [%s]" % ", ".join(toml_str(a) for a in self.pod.podman_args),
-                 'podman_timeout = "60s"', "socket = %s" % toml_str(self.agent.path("agent.sock")),
-                 "[database]", "path = %s" % toml_str(self.agent.db),
-                 "[monitor]", 'interval = "2s"',
-                 "[metrics]", 'listen = "127.0.0.1:%d"' % port]
-        self.agent.write("mcp-agent.toml", "\n".join(lines) + "\n")
-        live = LiveAgent(self.agent, ["run"], self.env)
-        self.addCleanup(live.kill)
-        self.assertTrue(live.wait_for_log("boot finished", 60), live.stderr())
+        live = self.run_daemon(sections=["[monitor]", 'interval = "2s"',
+                                         "[metrics]", 'listen = "127.0.0.1:%d"' % port])
         prom = Prometheus(self.agent.dir, "127.0.0.1:%d" % port)
         self.addCleanup(prom.stop)
         prom.wait_ready()

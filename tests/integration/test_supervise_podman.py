@@ -13,10 +13,10 @@ import threading
 import time
 import unittest
 
-from agent_env import AgentEnv, pgrep, toml_str
+from agent_env import pgrep, toml_str
 from grpc_env import gen_stubs
-from podman_env import PodmanEnv, podman_missing_reason
-from test_boot_podman import LiveAgent
+from podman_daemon import PodmanDaemonTest
+from podman_env import podman_missing_reason
 
 GIVE_UP_AFTER_TWO = """\
 -- an operator's supervise.lua: two restarts, then give up
@@ -36,33 +36,14 @@ def service_toml(name, image, cmd):
 
 
 @unittest.skipIf(podman_missing_reason(), podman_missing_reason() or "")
-class SuperviseOnPodman(unittest.TestCase):
+class SuperviseOnPodman(PodmanDaemonTest):
     maxDiff = None
 
-    def setUp(self):
-        self.pod = PodmanEnv()
-        self.addCleanup(self.pod.cleanup)
-        self.agent = AgentEnv(self.id().split(".")[-1])
-        self.addCleanup(self.agent.cleanup)
-        self.env = {"CONTAINERS_CONF": self.pod.conf, "TMPDIR": self.pod.env["TMPDIR"]}
-        self.socket = self.agent.path("agent.sock")
-
     def start_daemon(self, policy_dir=None, interval="2s"):
-        lines = ["[agent]", 'container_runtime = "podman"',
-                 "podman_args = [%s]" % ", ".join(toml_str(a) for a in self.pod.podman_args),
-                 'podman_timeout = "60s"', "socket = %s" % toml_str(self.socket),
-                 "[database]", "path = %s" % toml_str(self.agent.db),
-                 "[monitor]", "interval = %s" % toml_str(interval)]
+        sections = ["[monitor]", "interval = %s" % toml_str(interval)]
         if policy_dir:
-            lines += ["[policy]", "dir = %s" % toml_str(policy_dir)]
-        self.agent.write("mcp-agent.toml", "\n".join(lines) + "\n")
-        live = LiveAgent(self.agent, ["run"], self.env)
-        self.addCleanup(live.kill)
-        self.assertTrue(live.wait_for_log("boot finished", 60), live.stderr())
-        return live
-
-    def cli(self, *args, timeout=60):
-        return self.agent.run(*args, timeout=timeout, env=self.env)
+            sections += ["[policy]", "dir = %s" % toml_str(policy_dir)]
+        return self.run_daemon(sections=sections)
 
     def deploy(self, name, cmd):
         self.pod.track(name)
@@ -221,14 +202,19 @@ class SuperviseOnPodman(unittest.TestCase):
         """PIDs of `podman … events` children watching this test's store."""
         return [p for p in pgrep(self.pod.root) if p in pgrep("events --format json")]
 
-    def test_a_killed_events_child_is_restarted_and_nothing_is_missed(self):
-        live = self.start_daemon()
-        self.deploy("gap", ["sleep", "3600"])
+    def the_events_child(self):
+        """[pid] of the one events child, once it runs (within 10 s)."""
         deadline = time.monotonic() + 10
         while not self.events_children() and time.monotonic() < deadline:
             time.sleep(0.1)
-        old = self.events_children()
-        self.assertEqual(len(old), 1, "one events child follows the store")
+        child = self.events_children()
+        self.assertEqual(len(child), 1, "one events child follows the store")
+        return child
+
+    def test_a_killed_events_child_is_restarted_and_nothing_is_missed(self):
+        live = self.start_daemon()
+        self.deploy("gap", ["sleep", "3600"])
+        old = self.the_events_child()
         os.kill(old[0], 9)
         self.pod.podman("kill", "gap")  # dies while nobody follows podman's events
         restarted = self.wait_for_event("gap", "restarted", 15)
@@ -251,11 +237,7 @@ class SuperviseOnPodman(unittest.TestCase):
         # dead and no list due for a minute, the file alone brings the death.
         live = self.start_daemon(interval="60s")
         self.deploy("quick", ["sleep", "3600"])
-        deadline = time.monotonic() + 10
-        while not self.events_children() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        child = self.events_children()
-        self.assertEqual(len(child), 1, "one events child follows the store")
+        child = self.the_events_child()
         os.kill(child[0], signal.SIGSTOP)
         try:
             self.pod.podman("kill", "quick")
@@ -276,7 +258,7 @@ class SuperviseOnPodman(unittest.TestCase):
         live = self.start_daemon()
         for name in ("s1", "s2", "s3"):
             self.deploy(name, ["sleep", "3600"])
-        self.pod.wipe_store(keep_storage=True)
+        self.pod.lose_state_at_once()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if all((self.pod.inspect(n) or {}).get("State", {}).get("Status") == "running"

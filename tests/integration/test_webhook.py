@@ -8,9 +8,9 @@ import threading
 import time
 import unittest
 
-from agent_env import AgentEnv, AgentTestCase, SOURCE_DIR, toml_str
-from podman_env import PodmanEnv, podman_missing_reason
-from test_boot_podman import LiveAgent
+from agent_env import AgentTestCase, SOURCE_DIR, toml_str
+from podman_daemon import PodmanDaemonTest
+from podman_env import podman_missing_reason
 
 EXAMPLE = os.path.join(SOURCE_DIR, "policies", "examples", "webhook", "supervise.lua")
 
@@ -81,14 +81,7 @@ class HttpRequest(AgentTestCase):
 
 
 @unittest.skipIf(podman_missing_reason(), podman_missing_reason() or "")
-class CrashLoopWebhook(unittest.TestCase):
-    def setUp(self):
-        self.pod = PodmanEnv()
-        self.addCleanup(self.pod.cleanup)
-        self.agent = AgentEnv(self.id().split(".")[-1])
-        self.addCleanup(self.agent.cleanup)
-        self.env = {"CONTAINERS_CONF": self.pod.conf, "TMPDIR": self.pod.env["TMPDIR"]}
-
+class CrashLoopWebhook(PodmanDaemonTest):
     def test_the_webhook_hears_of_a_crash_loop(self):
         server, url = start_hook(self)
         with open(EXAMPLE) as f:
@@ -100,20 +93,12 @@ class CrashLoopWebhook(unittest.TestCase):
         os.makedirs(pdir, mode=0o755)
         os.chmod(pdir, 0o755)
         self.agent.write("policies/supervise.lua", policy)
-        self.agent.write("mcp-agent.toml", "\n".join([
-            "[agent]", 'container_runtime = "podman"',
-            "podman_args = [%s]" % ", ".join(toml_str(a) for a in self.pod.podman_args),
-            "socket = %s" % toml_str(self.agent.path("agent.sock")),
-            "[database]", "path = %s" % toml_str(self.agent.db),
-            "[policy]", "dir = %s" % toml_str(pdir), ""]))
-        live = LiveAgent(self.agent, ["run"], self.env)
-        self.addCleanup(live.kill)
-        self.assertTrue(live.wait_for_log("boot finished", 60), live.stderr())
+        live = self.run_daemon(sections=["[policy]", "dir = %s" % toml_str(pdir)])
         self.pod.track("loop")
         svc = self.agent.write("loop.toml", "\n".join([
             'name = "loop"', "[[components]]", 'name = "loop"', "image = %s" % toml_str(self.pod.image),
             'cmd = ["sh", "-c", "sleep 0.2; exit 3"]', ""]))
-        r = self.agent.run("deploy", svc, env=self.env, timeout=60)
+        r = self.cli("deploy", svc)
         self.assertEqual(r.rc, 0, r.stdout + r.stderr)
         deadline = time.monotonic() + 30
         while not server.seen and time.monotonic() < deadline:

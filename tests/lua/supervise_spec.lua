@@ -46,6 +46,15 @@ local function kinds(w, kind)
     return out
 end
 
+-- The messages of the node's `recovered` events: one per recover pass.
+local function passes(w)
+    local out = {}
+    for _, e in ipairs(kinds(w, "recovered")) do
+        if e.service == "" then out[#out + 1] = e.message end
+    end
+    return out
+end
+
 -- Times (virtual s) of the supervisor's restarts.
 local function restart_times(w)
     local out = {}
@@ -269,18 +278,34 @@ describe("mcp.supervisor", function()
         assert.same({ "start" }, ops)
     end)
 
+    it("the death of a container replaced since, told late, is not a death of the one there now", function()
+        local lifecycle = require("mcp.lifecycle")
+        local w = world({ svc("web") })
+        local old
+        supervised(w, nil, function(agent)
+            old = w.runtime.inspect("web").id
+            local s = agent.registry.service("web")
+            assert.equal("created", lifecycle.up(agent, s, s.components[1], { recreate = true }).outcome)
+            agent.clock.sleep(supervisor.RECENT + 1) -- past the "it just removed it" window
+            w.runtime.clear_ops()
+            w.runtime.tell{ name = "web", id = old, status = "died", exit_code = 137 }
+            agent.clock.sleep(1)
+        end)
+        assert.equal(0, #kinds(w, "died"))
+        assert.same({}, w.runtime.ops()) -- (before the inspects below, which it logs too)
+        assert.are_not.equal(old, w.runtime.inspect("web").id)
+        assert.equal("running", w.runtime.inspect("web").state)
+    end)
+
     it("most containers vanishing at once is one recover pass and one event", function()
         local w = world({ svc("a"), svc("b"), svc("c"), svc("d") })
         supervised(w, nil, function(_, sup)
             w.runtime.vanish()
             sup.reconcile()
         end)
-        local rec = {}
-        for _, e in ipairs(kinds(w, "recovered")) do
-            if e.service == "" then rec[#rec + 1] = e end
-        end
+        local rec = passes(w)
         assert.equal(1, #rec)
-        assert.truthy(rec[1].message:find("4 containers went down at once", 1, true))
+        assert.truthy(rec[1]:find("4 containers went down at once", 1, true))
         assert.equal(0, #kinds(w, "died"))
         for _, n in ipairs({ "a", "b", "c", "d" }) do assert.equal("running", w.runtime.inspect(n).state) end
     end)
@@ -294,11 +319,7 @@ describe("mcp.supervisor", function()
             end
             agent.clock.sleep(3)
         end)
-        local node = {}
-        for _, e in ipairs(kinds(w, "recovered")) do
-            if e.service == "" then node[#node + 1] = e end
-        end
-        assert.equal(1, #node)
+        assert.equal(1, #passes(w))
         assert.equal(3, #kinds(w, "died"))
         -- only the first death, before it was a burst, may have been restarted on its own
         assert.is_true(#kinds(w, "restarted") <= 1)
@@ -316,10 +337,7 @@ describe("mcp.supervisor", function()
             w.runtime.kill("d", 137) -- a slow one
             agent.clock.sleep(3)
         end)
-        local node = {}
-        for _, e in ipairs(kinds(w, "recovered")) do
-            if e.service == "" then node[#node + 1] = e.message end
-        end
+        local node = passes(w)
         assert.equal(2, #node)
         assert.truthy(node[1]:find("went down at once", 1, true), node[1])
         assert.truthy(node[2]:find("1 more went down with them (d)", 1, true), node[2])
@@ -342,10 +360,7 @@ describe("mcp.supervisor", function()
             during = #kinds(w, "recovered") - before
             agent.clock.sleep(5)
         end)
-        local node = {}
-        for _, e in ipairs(kinds(w, "recovered")) do
-            if e.service == "" then node[#node + 1] = e.message end
-        end
+        local node = passes(w)
         assert.equal(0, during) -- the list did not run a pass of its own beside it
         assert.equal(1, #node, table.concat(node, "\n"))
         assert.truthy(node[1]:find("(a, b, c, d)", 1, true), node[1])
@@ -360,10 +375,7 @@ describe("mcp.supervisor", function()
             w.runtime.kill("d", 1)
             agent.clock.sleep(1)
         end)
-        local node = 0
-        for _, e in ipairs(kinds(w, "recovered")) do
-            if e.service == "" then node = node + 1 end
-        end
+        local node = #passes(w)
         assert.equal(1, node)
         local restarted = kinds(w, "restarted")
         assert.equal("d", restarted[#restarted].component)
@@ -376,10 +388,7 @@ describe("mcp.supervisor", function()
             w.runtime.crash_loop("b", 1, 0.3)
             agent.clock.sleep(20)
         end)
-        local node = 0
-        for _, e in ipairs(kinds(w, "recovered")) do
-            if e.service == "" then node = node + 1 end
-        end
+        local node = #passes(w)
         -- their first deaths may be taken for a burst once; after that the policy decides
         assert.is_true(node <= 1, "recover passes: " .. node)
         assert.is_true(#kinds(w, "backoff") >= 6)
